@@ -1,0 +1,68 @@
+# aistudios-export: `make demo` runs one export on the embedded local stack; `make test` runs every test.
+# Both set up a .venv with pinned dependencies on Python 3.13 (the Lambda runtime) first.
+
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+# Python 3.13: a working python3.13 on PATH first, then pyenv's installed versions.
+PYTHON313 := $(shell \
+	if python3.13 -c 'import sys' >/dev/null 2>&1; then command -v python3.13; \
+	else for p in $$( (pyenv root 2>/dev/null || echo $$HOME/.pyenv) )/versions/3.13.*/bin/python3.13; do \
+		[ -x "$$p" ] && "$$p" -c 'import sys' >/dev/null 2>&1 && echo "$$p"; done | sort -V | tail -n 1; fi)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+# sam build and the tests find python3.13 on PATH.
+export PATH := $(CURDIR)/$(BIN):$(dir $(PYTHON313)):$(PATH)
+export AWS_DEFAULT_REGION ?= us-east-1
+export SAM_CLI_TELEMETRY := 0
+
+.PHONY: help demo test lint typecheck validate unit integration bench build clean python
+
+help:
+	@echo "make demo   - run one export end to end on the embedded local stack"
+	@echo "make test   - run every test (lint, types, template validation, unit, integration)"
+
+python:
+	@if [ -z "$(PYTHON313)" ]; then \
+		echo "error: Python 3.13 is required (the Lambda runtime) but was not found." >&2; \
+		echo "       Put python3.13 on PATH, or install it with pyenv: pyenv install 3.13" >&2; \
+		exit 1; fi
+
+$(STAMP): requirements-dev.txt constraints.txt layers/common/requirements.txt pyproject.toml | python
+	"$(PYTHON313)" -m venv $(VENV)
+	$(BIN)/python -m pip install -qq --disable-pip-version-check -r requirements-dev.txt -c constraints.txt
+	$(BIN)/python -m pip install -qq --disable-pip-version-check --no-deps -e .
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/aistudios-export local --project-id 65fa6b07dca2e367461a2925 --poll-seconds 1
+
+test: $(STAMP) lint typecheck validate
+	$(BIN)/python -m pytest
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+validate: $(STAMP)
+	$(BIN)/cfn-lint template.yaml
+	$(BIN)/sam validate --lint --template template.yaml --region $(AWS_DEFAULT_REGION)
+
+unit: $(STAMP)
+	$(BIN)/python -m pytest tests/unit
+
+integration: $(STAMP)
+	$(BIN)/python -m pytest tests/integration
+
+bench: $(STAMP)
+	$(BIN)/python -m bench
+
+build: $(STAMP)
+	$(BIN)/sam build --template template.yaml
+
+clean:
+	rm -rf $(VENV) .aws-sam .pytest_cache .mypy_cache .ruff_cache

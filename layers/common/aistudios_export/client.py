@@ -1,0 +1,203 @@
+"""The AI Studios v3 HTTP client: one session, one base URL, timeouts, one error translator.
+
+The token is sent raw in ``Authorization`` (no ``Bearer``), as every documented sample does.
+A 401/403 is answered by re-reading the token secret once (another function may have
+refreshed it); only if that yields the same token does :class:`Unauthorized` reach the caller,
+so that the state machine refreshes the token exactly once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import requests
+from aws_lambda_powertools import Logger
+
+from aistudios_export.errors import (
+    ApiError,
+    NetworkError,
+    RateLimited,
+    RequestRejected,
+    ServiceUnavailable,
+    Unauthorized,
+)
+
+logger = Logger(service="aistudios-export", child=True)
+
+TOKEN_PATH = "/api/odin/v3/auth/token"  # noqa: S105 - a path, not a password
+EXPORT_PATH = "/api/odin/v3/editor/project/export"
+PROGRESS_PATH = "/api/odin/v3/editor/progress/{project_id}"
+
+DEFAULT_TIMEOUT = (3.05, 15.0)
+"""(connect, read) seconds for every API call."""
+
+TokenSource = Callable[[bool], str]
+"""Returns the current token; ``True`` asks for a fresh read instead of a cached one."""
+
+
+@dataclass(frozen=True)
+class Progress:
+    """One answer of the progress endpoint.
+
+    ``download_url`` is a possibly signed URL: never log it or put it in state-machine data.
+    """
+
+    state: str
+    progress: float
+    download_url: str | None
+
+    def __repr__(self) -> str:
+        shown = "<redacted>" if self.download_url else None
+        return f"Progress(state={self.state!r}, progress={self.progress}, download_url={shown})"
+
+
+class AiStudiosClient:
+    """A client of the AI Studios v3 API.
+
+    Parameters
+    ----------
+    base_url
+        ``https://app.aistudios.com`` or another compatible server.
+    token
+        Returns the API token (see :data:`TokenSource`); not needed for :meth:`mint_token`.
+    session
+        A ``requests.Session`` to reuse connections; a new one by default.
+    timeout
+        ``(connect, read)`` seconds applied to every call.
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        token: TokenSource | None = None,
+        *,
+        session: requests.Session | None = None,
+        timeout: tuple[float, float] = DEFAULT_TIMEOUT,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self._token = token
+        self._session = session or requests.Session()
+        self._timeout = timeout
+
+    # --- endpoints ------------------------------------------------------------------------
+
+    def mint_token(self, app_id: str, user_key: str) -> str:
+        """Exchange appId/userKey for a new API token (valid 24 hours)."""
+        data = self._call(
+            "POST", TOKEN_PATH, json={"appId": app_id, "userKey": user_key}, auth=False
+        )
+        token = data.get("token")
+        if not isinstance(token, str) or not token:
+            raise ServiceUnavailable(
+                "token answer has no data.token", method="POST", path=TOKEN_PATH
+            )
+        return token
+
+    def submit_export(self, body: Mapping[str, str]) -> str:
+        """Ask AI Studios to export a project; return the project id it answers with."""
+        data = self._call("POST", EXPORT_PATH, json=dict(body))
+        project_id = data.get("projectId", body.get("projectId"))
+        if not isinstance(project_id, str):
+            raise ServiceUnavailable(
+                "export answer has no data.projectId", method="POST", path=EXPORT_PATH
+            )
+        return project_id
+
+    def get_progress(self, project_id: str) -> Progress:
+        """Return the export progress of a project (and its download URL once done)."""
+        path = PROGRESS_PATH.format(project_id=project_id)
+        data = self._call("GET", path)
+        progress, state, url = data.get("progress"), data.get("state", ""), data.get("downloadUrl")
+        if isinstance(progress, str):
+            try:
+                progress = float(progress)
+            except ValueError:
+                progress = None
+        if (
+            isinstance(progress, bool)
+            or not isinstance(progress, int | float)
+            or not 0 <= progress <= 100
+            or not isinstance(state, str)
+            or not (url is None or isinstance(url, str))
+        ):
+            raise ServiceUnavailable("progress answer is malformed", method="GET", path=path)
+        return Progress(state=state, progress=float(progress), download_url=url or None)
+
+    # --- transport ------------------------------------------------------------------------
+
+    def _call(
+        self, method: str, path: str, *, json: Mapping[str, Any] | None = None, auth: bool = True
+    ) -> dict[str, Any]:
+        if not auth:
+            return self._once(method, path, json, token=None)
+        if self._token is None:
+            raise Unauthorized("no token source configured", method=method, path=path)
+        token = self._token(False)
+        try:
+            return self._once(method, path, json, token=token)
+        except Unauthorized:
+            fresh = self._token(True)
+            if not fresh or fresh == token:
+                raise
+            logger.info("token was replaced since it was cached; repeating the call once")
+            return self._once(method, path, json, token=fresh)
+
+    def _once(
+        self, method: str, path: str, json: Mapping[str, Any] | None, *, token: str | None
+    ) -> dict[str, Any]:
+        headers = {"Accept": "application/json"}
+        if token is not None:
+            if not token:
+                raise Unauthorized("the token secret holds no token yet", method=method, path=path)
+            headers["Authorization"] = token
+        try:
+            response = self._session.request(
+                method, self.base_url + path, json=json, headers=headers, timeout=self._timeout
+            )
+        except requests.Timeout as e:
+            raise NetworkError(f"{method} {path} timed out", method=method, path=path) from e
+        except requests.RequestException as e:
+            raise NetworkError(
+                f"{method} {path} failed: {type(e).__name__}", method=method, path=path
+            ) from e
+        return self._raise_for_error(method, path, response)
+
+    @staticmethod
+    def _raise_for_error(method: str, path: str, response: requests.Response) -> dict[str, Any]:
+        status = response.status_code
+        try:
+            envelope = response.json()
+        except ValueError:
+            envelope = None
+        error = envelope.get("error") if isinstance(envelope, dict) else None
+        code = str(error.get("code")) if isinstance(error, dict) and "code" in error else None
+        msg = str(error.get("msg", ""))[:300] if isinstance(error, dict) else ""
+        where = f"{method} {path} answered HTTP {status}"
+        detail = f"{where}" + (f" (code {code}: {msg})" if code or msg else "")
+        kwargs: dict[str, Any] = {"method": method, "path": path, "status": status, "code": code}
+
+        exc: type[ApiError] | None = None
+        if status in (401, 403):
+            exc = Unauthorized
+        elif status == 429:
+            retry_after = response.headers.get("Retry-After")
+            if retry_after:
+                detail += f", Retry-After {retry_after[:20]}"
+            exc = RateLimited
+        elif status >= 500:
+            exc = ServiceUnavailable
+        elif status >= 400:
+            exc = RequestRejected if envelope is not None else ServiceUnavailable
+        if exc is not None:
+            raise exc(detail, **kwargs)
+
+        if not isinstance(envelope, dict) or "success" not in envelope:
+            raise ServiceUnavailable(f"{where} with a body that is not the JSON envelope", **kwargs)
+        if envelope.get("success") is not True:
+            raise RequestRejected(detail.replace(f"HTTP {status}", "success: false"), **kwargs)
+        data = envelope.get("data")
+        if not isinstance(data, dict):
+            raise ServiceUnavailable(f"{where} without a data object", **kwargs)
+        return data

@@ -1,0 +1,141 @@
+"""Typed errors of the export workflow.
+
+Every exception's class name is the Step Functions error name that the state machine
+retries or catches, so renaming a class is a change to ``statemachine/export.asl.json``.
+
+Transient errors (retried by the state machine with backoff and jitter) derive from
+:class:`TransientError`; everything else is final. No message may carry a secret: a
+token, an appId/userKey, or a signed URL's query string.
+"""
+
+from __future__ import annotations
+
+
+class ExportError(Exception):
+    """Base class of every error the library raises on purpose."""
+
+
+class TransientError(ExportError):
+    """A failure that may succeed when tried again later."""
+
+
+class FinalError(ExportError):
+    """A failure that trying again cannot fix."""
+
+
+# --- input and configuration -------------------------------------------------------
+
+
+class InvalidRequest(FinalError):
+    """The export request is malformed; the message names each bad field."""
+
+
+class ConfigurationError(FinalError):
+    """The deployment is misconfigured (a missing variable, a malformed secret)."""
+
+
+# --- AI Studios API ----------------------------------------------------------------
+
+
+class ApiError(ExportError):
+    """Base of AI Studios API failures, carrying what is safe to show about the call.
+
+    Parameters
+    ----------
+    message
+        What went wrong, without secrets.
+    method, path
+        The HTTP method and URL path of the call (never a query string).
+    status
+        The HTTP status code, when an answer arrived.
+    code
+        The ``error.code`` of a ``success: false`` envelope, when present.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        method: str = "",
+        path: str = "",
+        status: int | None = None,
+        code: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.method = method
+        self.path = path
+        self.status = status
+        self.code = code
+
+
+class Unauthorized(ApiError, FinalError):
+    """The API refused the token (HTTP 401/403) even after re-reading the token secret."""
+
+
+class RequestRejected(ApiError, FinalError):
+    """The API answered ``success: false`` or a 4xx for a request it will never accept."""
+
+
+class RateLimited(ApiError, TransientError):
+    """The API answered 429."""
+
+
+class ServiceUnavailable(ApiError, TransientError):
+    """The API answered 5xx, or an answer that is not the documented JSON envelope."""
+
+
+class NetworkError(ApiError, TransientError):
+    """The call timed out or the connection failed or was reset."""
+
+
+# --- export outcome ----------------------------------------------------------------
+
+
+class ExportFailed(FinalError):
+    """AI Studios reported that the export failed or was cancelled."""
+
+
+class ExportTimedOut(FinalError):
+    """The export did not finish within its budget, or its progress stalled."""
+
+
+class DownloadUrlMissing(FinalError):
+    """The export reached 100% but no download URL appeared within the allowed re-checks."""
+
+
+# --- download and storage ----------------------------------------------------------
+
+
+class ForbiddenDownloadUrl(FinalError):
+    """The download URL (or a redirect) points somewhere the exporter must not fetch."""
+
+
+class DownloadRejected(FinalError):
+    """The download server refused the file with a status other than 403 or 5xx (404, 410, ...)."""
+
+
+class DownloadInterrupted(TransientError):
+    """The download was cut, timed out, or delivered a byte count other than announced."""
+
+
+class DownloadUrlExpired(FinalError):
+    """The download URL kept answering 403 even after fresh URLs were requested."""
+
+
+class StorageError(TransientError):
+    """S3 refused an upload step; the multipart upload has been aborted."""
+
+
+TRANSIENT_ERROR_NAMES: tuple[str, ...] = tuple(
+    sorted(
+        cls.__name__
+        for cls in (
+            RateLimited,
+            ServiceUnavailable,
+            NetworkError,
+            DownloadInterrupted,
+            StorageError,
+        )
+    )
+)
+"""The error names the state machine retries; a test keeps the ASL in step with this."""

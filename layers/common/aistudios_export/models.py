@@ -1,0 +1,278 @@
+"""The export request, the polling job carried through the state machine, and their rules.
+
+Only JSON-able, secret-free values go into a :class:`Job`: it is the state machine's data,
+visible in the console and in execution history. The download URL is never part of it.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+from aistudios_export.errors import InvalidRequest
+
+RESOLUTIONS = ("4k", "1080", "720", "480")
+DEFAULT_RESOLUTION = "1080"
+PROJECT_ID = re.compile(r"[0-9a-f]{24}")
+WORKSPACE_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
+PREFIX = re.compile(r"[A-Za-z0-9!_.*'()/-]{1,256}")
+
+# Bounds of the per-export knobs: (minimum, maximum). The execution itself times out after
+# 7200 s (statemachine/export.asl.json), so a budget stays well below that.
+POLL_SECONDS = (0, 900)
+TIMEOUT_SECONDS = (1, 5400)
+STALL_SECONDS = (1, 5400)
+MAX_URL_MISSING_CHECKS = 3
+"""How many polls at 100% without a download URL are tolerated before failing."""
+
+REQUEST_FIELDS = frozenset(
+    {
+        "projectId",
+        "resolution",
+        "workspaceId",
+        "webhookUrl",
+        "outputPrefix",
+        "pollSeconds",
+        "timeoutSeconds",
+        "stallSeconds",
+    }
+)
+
+Outcome = Literal["waiting", "done", "failed", "timedOut"]
+
+
+@dataclass(frozen=True)
+class ExportRequest:
+    """A validated request to export one project.
+
+    Attributes
+    ----------
+    project_id
+        The project's 24-hex ObjectId.
+    resolution
+        One of ``4k``, ``1080``, ``720``, ``480``.
+    workspace_id, webhook_url
+        Passed to AI Studios unchanged when given.
+    output_prefix
+        A key prefix under the deployment's output prefix, ending in ``/`` (or empty).
+    poll_seconds, timeout_seconds, stall_seconds
+        Seconds between polls, the export's overall budget, and how long progress may stand still.
+    """
+
+    project_id: str
+    resolution: str = DEFAULT_RESOLUTION
+    workspace_id: str | None = None
+    webhook_url: str | None = None
+    output_prefix: str = ""
+    poll_seconds: int = 15
+    timeout_seconds: int = 1800
+    stall_seconds: int = 600
+
+    @classmethod
+    def parse(cls, raw: Any, defaults: Mapping[str, Any] | None = None) -> ExportRequest:
+        """Validate ``raw`` (the request as received) and fill in ``defaults``.
+
+        Parameters
+        ----------
+        raw
+            The request object; anything that is not a JSON object is rejected.
+        defaults
+            ``pollSeconds``/``timeoutSeconds``/``stallSeconds`` to use when the request has none
+            (strings are accepted, as template substitutions are strings).
+
+        Raises
+        ------
+        InvalidRequest
+            Naming every field that is wrong, so one round trip fixes them all.
+        """
+        if not isinstance(raw, Mapping):
+            raise InvalidRequest("the request must be a JSON object")
+        problems: list[str] = []
+        unknown = sorted(str(k) for k in raw if k not in REQUEST_FIELDS)
+        if unknown:
+            problems.append(f"unknown field(s): {', '.join(unknown)}")
+
+        project_id = raw.get("projectId")
+        if not isinstance(project_id, str) or not PROJECT_ID.fullmatch(project_id.lower()):
+            problems.append("projectId: must be a 24-character hexadecimal ObjectId")
+            project_id = ""
+        resolution = _resolution(raw.get("resolution", DEFAULT_RESOLUTION), problems)
+        workspace_id = _optional(
+            raw, "workspaceId", WORKSPACE_ID, "letters, digits, _ or -, 1-64", problems
+        )
+        webhook_url = _webhook(raw.get("webhookUrl"), problems)
+        output_prefix = _prefix(raw.get("outputPrefix"), problems)
+        defaults = defaults or {}
+        knobs = {
+            name: _seconds(raw, defaults, name, bounds, problems)
+            for name, bounds in (
+                ("pollSeconds", POLL_SECONDS),
+                ("timeoutSeconds", TIMEOUT_SECONDS),
+                ("stallSeconds", STALL_SECONDS),
+            )
+        }
+        if problems:
+            raise InvalidRequest("invalid request: " + "; ".join(problems))
+        return cls(
+            project_id=project_id.lower(),
+            resolution=resolution,
+            workspace_id=workspace_id,
+            webhook_url=webhook_url,
+            output_prefix=output_prefix,
+            poll_seconds=knobs["pollSeconds"],
+            timeout_seconds=knobs["timeoutSeconds"],
+            stall_seconds=knobs["stallSeconds"],
+        )
+
+    def api_body(self) -> dict[str, str]:
+        """Return the body of ``POST /editor/project/export``."""
+        body = {"projectId": self.project_id, "resolution": self.resolution}
+        if self.workspace_id:
+            body["workspaceId"] = self.workspace_id
+        if self.webhook_url:
+            body["webhookUrl"] = self.webhook_url
+        return body
+
+
+def _resolution(value: Any, problems: list[str]) -> str:
+    text = (
+        str(value).strip().lower()
+        if isinstance(value, str | int) and not isinstance(value, bool)
+        else ""
+    )
+    if text not in RESOLUTIONS:
+        problems.append(f"resolution: must be one of {' | '.join(RESOLUTIONS)}")
+        return DEFAULT_RESOLUTION
+    return text
+
+
+def _optional(
+    raw: Mapping[str, Any], name: str, pattern: re.Pattern[str], rule: str, problems: list[str]
+) -> str | None:
+    value = raw.get(name)
+    if value is None:
+        return None
+    if not isinstance(value, str) or not pattern.fullmatch(value):
+        problems.append(f"{name}: must be {rule}")
+        return None
+    return value
+
+
+def _webhook(value: Any, problems: list[str]) -> str | None:
+    if value is None:
+        return None
+    parts = urlsplit(value) if isinstance(value, str) and len(value) <= 2048 else None
+    if parts is None or parts.scheme != "https" or not parts.hostname or parts.username is not None:
+        problems.append(
+            "webhookUrl: must be an https URL without credentials, at most 2048 characters"
+        )
+        return None
+    return str(value)
+
+
+def _prefix(value: Any, problems: list[str]) -> str:
+    if value is None or value == "":
+        return ""
+    if (
+        not isinstance(value, str)
+        or not PREFIX.fullmatch(value)
+        or value.startswith("/")
+        or any(part in {"", ".", ".."} for part in value.rstrip("/").split("/"))
+    ):
+        problems.append(
+            "outputPrefix: must be a relative key prefix of letters, digits and !_.*'()/- "
+            "without empty, '.' or '..' segments, at most 256 characters"
+        )
+        return ""
+    return value if value.endswith("/") else value + "/"
+
+
+def _seconds(
+    raw: Mapping[str, Any],
+    defaults: Mapping[str, Any],
+    name: str,
+    bounds: tuple[int, int],
+    problems: list[str],
+) -> int:
+    low, high = bounds
+    value = raw.get(name, defaults.get(name))
+    if isinstance(value, str) and value.strip().isdigit():
+        value = int(value.strip())
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        problems.append(f"{name}: must be a whole number of seconds from {low} to {high}")
+        return low
+    return value
+
+
+@dataclass
+class Job:
+    """The polling state of one export, carried between the state machine's steps.
+
+    ``outcome`` drives the state machine's Choice: ``waiting`` loops, ``done`` finalizes,
+    ``failed``/``timedOut`` end the execution with ``error`` and ``cause``.
+    """
+
+    projectId: str  # noqa: N815 - the state machine's JSON names
+    resolution: str
+    outputPrefix: str  # noqa: N815
+    submittedAt: float  # noqa: N815
+    deadline: float
+    pollSeconds: int  # noqa: N815
+    stallSeconds: int  # noqa: N815
+    maxPolls: int  # noqa: N815
+    polls: int = 0
+    progress: float = 0.0
+    state: str = ""
+    lastChangeAt: float = 0.0  # noqa: N815
+    urlMissingChecks: int = 0  # noqa: N815
+    outcome: Outcome = "waiting"
+    nextPollSeconds: int = 0  # noqa: N815
+    error: str | None = None
+    cause: str | None = None
+
+    @classmethod
+    def start(cls, request: ExportRequest, now: float) -> Job:
+        """Return the job of a just-submitted export."""
+        # The poll count is a second bound beside the deadline, so a clock that misbehaves
+        # still cannot loop forever.
+        max_polls = math.ceil(request.timeout_seconds / max(request.poll_seconds, 1)) + 10
+        return cls(
+            projectId=request.project_id,
+            resolution=request.resolution,
+            outputPrefix=request.output_prefix,
+            submittedAt=now,
+            deadline=now + request.timeout_seconds,
+            pollSeconds=request.poll_seconds,
+            stallSeconds=request.stall_seconds,
+            maxPolls=max_polls,
+            lastChangeAt=now,
+            nextPollSeconds=request.poll_seconds,
+        )
+
+    @classmethod
+    def from_dict(cls, raw: Any) -> Job:
+        """Rebuild a job from the state machine's data.
+
+        Raises
+        ------
+        InvalidRequest
+            When the data is not a job this library wrote.
+        """
+        if not isinstance(raw, Mapping):
+            raise InvalidRequest("job: must be a JSON object")
+        known = set(cls.__dataclass_fields__)
+        try:
+            job = cls(**{k: v for k, v in raw.items() if k in known})
+        except TypeError as e:
+            raise InvalidRequest(f"job: {e}") from None
+        if not PROJECT_ID.fullmatch(str(job.projectId)) or job.resolution not in RESOLUTIONS:
+            raise InvalidRequest("job: projectId or resolution is not valid")
+        return job
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the JSON-able form handed back to the state machine."""
+        return asdict(self)

@@ -1,0 +1,15 @@
+"""Construction of the long-lived objects a warm function reuses between invocations."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from aistudios_export.client import AiStudiosClient
+from aistudios_export.settings import ApiSettings
+from aistudios_export.tokens import TokenStore
+
+
+def api_client(env: Mapping[str, str] | None = None) -> AiStudiosClient:
+    """Return an API client whose token comes, cached, from the token secret."""
+    settings = ApiSettings.from_env(env)
+    return AiStudiosClient(settings.api_url, TokenStore(settings.token_secret_id).get)

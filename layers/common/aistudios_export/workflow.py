@@ -1,0 +1,217 @@
+"""The steps of one export, free of AWS event types: each handler calls one of these.
+
+- :func:`submit_export` validates the request and asks AI Studios to export.
+- :func:`check_progress` polls once and decides: ``waiting``, ``done``, ``failed`` or ``timedOut``.
+- :func:`finalize_export` streams the finished video into S3 and returns where it is.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from aws_lambda_powertools import Logger
+
+from aistudios_export.client import AiStudiosClient
+from aistudios_export.errors import DownloadUrlMissing
+from aistudios_export.models import MAX_URL_MISSING_CHECKS, ExportRequest, Job
+from aistudios_export.settings import OutputSettings
+from aistudios_export.transfer import copy_url_to_s3
+from aistudios_export.urlguard import UrlPolicy
+
+if TYPE_CHECKING:
+    import requests
+    from mypy_boto3_s3 import S3Client
+
+logger = Logger(service="aistudios-export", child=True)
+
+# The vocabulary of ``state`` is undocumented: these words mean a terminal failure in any case.
+FAILURE_STATE = re.compile(r"fail|error|cancel", re.IGNORECASE)
+KNOWN_STATES = frozenset(
+    {
+        "",
+        "exporting",
+        "progress",
+        "processing",
+        "pending",
+        "queued",
+        "completed",
+        "complete",
+        "done",
+        "success",
+        "succeeded",
+        "finished",
+    }
+)
+URL_MISSING_POLL_SECONDS = 2
+"""Wait before re-checking an export that reached 100% without a download URL."""
+
+
+def submit_export(
+    raw_request: Any,
+    defaults: Mapping[str, Any] | None,
+    *,
+    api: AiStudiosClient,
+    now: Callable[[], float] = time.time,
+) -> dict[str, Any]:
+    """Validate a request, submit the export, and return the new job.
+
+    Raises
+    ------
+    InvalidRequest
+        Before anything is sent to AI Studios, naming every bad field.
+    """
+    request = ExportRequest.parse(raw_request, defaults)
+    api.submit_export(request.api_body())
+    job = Job.start(request, now())
+    logger.info(
+        "export submitted", extra={"projectId": job.projectId, "resolution": job.resolution}
+    )
+    return job.to_dict()
+
+
+def check_progress(
+    raw_job: Any, *, api: AiStudiosClient, now: Callable[[], float] = time.time
+) -> dict[str, Any]:
+    """Poll the export once and decide what the state machine does next.
+
+    The decision is bounded three ways: the deadline, the number of polls, and how long
+    progress may stand still. The download URL is checked for but never returned.
+    """
+    job = Job.from_dict(raw_job)
+    job.polls += 1
+    answer = api.get_progress(job.projectId)
+    t = now()
+    if answer.progress != job.progress:
+        job.lastChangeAt = t
+    job.progress, job.state = answer.progress, answer.state
+    if answer.state.lower() not in KNOWN_STATES and not FAILURE_STATE.search(answer.state):
+        logger.warning(
+            "unknown export state", extra={"projectId": job.projectId, "state": answer.state[:40]}
+        )
+
+    if FAILURE_STATE.search(answer.state):
+        _end(
+            job,
+            "failed",
+            "ExportFailed",
+            f"AI Studios reported state {answer.state[:40]!r} for project {job.projectId} "
+            f"at {answer.progress:g}%",
+        )
+    elif answer.progress >= 100 and answer.download_url:
+        job.outcome, job.nextPollSeconds = "done", 0
+    elif answer.progress >= 100:
+        job.urlMissingChecks += 1
+        if job.urlMissingChecks > MAX_URL_MISSING_CHECKS:
+            _end(
+                job,
+                "failed",
+                DownloadUrlMissing.__name__,
+                f"project {job.projectId} reached 100% but no downloadUrl appeared "
+                f"after {job.urlMissingChecks} checks",
+            )
+        else:
+            _wait(job, t, min(job.pollSeconds, URL_MISSING_POLL_SECONDS))
+    elif t >= job.deadline or job.polls >= job.maxPolls:
+        _end(
+            job,
+            "timedOut",
+            "ExportTimedOut",
+            f"project {job.projectId} did not finish within "
+            f"{round(job.deadline - job.submittedAt)} s "
+            f"({job.polls} polls); last progress {job.progress:g}%",
+        )
+    elif t - job.lastChangeAt >= job.stallSeconds:
+        _end(
+            job,
+            "timedOut",
+            "ExportTimedOut",
+            f"project {job.projectId} stalled: progress stayed at {job.progress:g}% "
+            f"for {round(t - job.lastChangeAt)} s (limit {job.stallSeconds} s)",
+        )
+    else:
+        _wait(job, t, job.pollSeconds)
+    logger.info(
+        "export progress",
+        extra={
+            "projectId": job.projectId,
+            "progress": job.progress,
+            "outcome": job.outcome,
+            "polls": job.polls,
+        },
+    )
+    return job.to_dict()
+
+
+def finalize_export(
+    raw_job: Any,
+    *,
+    api: AiStudiosClient,
+    s3_client: S3Client,
+    output: OutputSettings,
+    session: requests.Session | None = None,
+) -> dict[str, Any]:
+    """Stream the finished video into S3 and return its location and checksum.
+
+    The download URL is asked for afresh (it may be signed and expiring) and again after a 403.
+    """
+    job = Job.from_dict(raw_job)
+    key = object_key(output.prefix, job)
+
+    def fresh_url() -> str:
+        answer = api.get_progress(job.projectId)
+        if not answer.download_url:
+            raise DownloadUrlMissing(f"project {job.projectId} has no downloadUrl any more")
+        return answer.download_url
+
+    stored = copy_url_to_s3(
+        fresh_url,
+        s3_client=s3_client,
+        bucket=output.bucket,
+        key=key,
+        metadata={"projectid": job.projectId, "resolution": job.resolution},
+        policy=UrlPolicy.from_trusted_origin(output.trusted_download_origin),
+        session=session,
+        part_size=output.part_size,
+    )
+    logger.info(
+        "video stored",
+        extra={
+            "projectId": job.projectId,
+            "key": stored.key,
+            "size": stored.size,
+            "sha256": stored.sha256,
+        },
+    )
+    return {
+        "bucket": stored.bucket,
+        "key": stored.key,
+        "size": stored.size,
+        "sha256": stored.sha256,
+        "versionId": stored.version_id,
+        "contentType": stored.content_type,
+        "s3Uri": f"s3://{stored.bucket}/{stored.key}",
+    }
+
+
+def object_key(root_prefix: str, job: Job) -> str:
+    """Return ``{root}{outputPrefix}{projectId}/{resolution}/{submitted UTC}.mp4``.
+
+    The key depends only on the job, so a retried finalize writes the same key.
+    """
+    stamp = datetime.fromtimestamp(job.submittedAt, UTC).strftime("%Y%m%dT%H%M%SZ")
+    return f"{root_prefix}{job.outputPrefix}{job.projectId}/{job.resolution}/{stamp}.mp4"
+
+
+def _end(job: Job, outcome: str, error: str, cause: str) -> None:
+    job.outcome = "failed" if outcome == "failed" else "timedOut"
+    job.error, job.cause, job.nextPollSeconds = error, cause, 0
+
+
+def _wait(job: Job, now: float, seconds: int) -> None:
+    # Never sleep past the deadline: the next check must still be able to report a timeout.
+    job.outcome = "waiting"
+    job.nextPollSeconds = max(0, min(seconds, int(job.deadline - now) + 1))

@@ -1,0 +1,23 @@
+"""CheckProgress: poll the export once and decide whether to wait, finalize or fail."""
+
+from functools import cache
+from typing import Any
+
+from aws_lambda_powertools import Logger
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from aistudios_export import runtime, workflow
+from aistudios_export.client import AiStudiosClient
+
+logger = Logger()
+
+
+@cache
+def _api() -> AiStudiosClient:
+    return runtime.api_client()
+
+
+@logger.inject_lambda_context(clear_state=True)
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    """Handle ``{"job": {...}}`` from the state machine; return the updated job."""
+    return workflow.check_progress(event.get("job"), api=_api())

@@ -1,0 +1,588 @@
+"""copy_url_to_s3: a real loopback HTTP server streaming into moto S3.
+
+Only 127.0.0.1 can be reached (pytest-socket), so a redirect that the guard failed to stop
+would fail the test with a blocked connection.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import logging
+import math
+import random
+import socket
+import threading
+import traceback
+from collections.abc import Callable, Iterator
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+import boto3
+import pytest
+import requests
+from botocore.exceptions import ClientError
+from moto import mock_aws
+
+from aistudios_export import transfer
+from aistudios_export.errors import (
+    ConfigurationError,
+    DownloadInterrupted,
+    DownloadRejected,
+    DownloadUrlExpired,
+    ForbiddenDownloadUrl,
+    StorageError,
+)
+from aistudios_export.transfer import StoredObject, copy_url_to_s3
+from aistudios_export.urlguard import UrlPolicy
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+
+PART = 5 * 1024 * 1024  # S3's (and moto's) smallest non-last part
+BUCKET = "videos"
+KEY = "exports/p1/1080p/video.mp4"
+SECRET = "X-Amz-Signature=s3cr3t"
+METADATA = {"projectid": "p1", "resolution": "1080p"}
+
+Route = Callable[[BaseHTTPRequestHandler], None]
+
+
+def payload(size: int, seed: int = 7) -> bytes:
+    return random.Random(seed).randbytes(size)
+
+
+# --- the loopback download server ---------------------------------------------------
+
+
+class DownloadServer:
+    """A threaded HTTP server on 127.0.0.1 whose paths answer as each test configures."""
+
+    def __init__(self) -> None:
+        self.routes: dict[str, Route] = {}
+        self.hits: list[str] = []
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                path = urlsplit(self.path).path
+                server.hits.append(path)
+                server.routes.get(path, status(HTTPStatus.NOT_FOUND))(self)
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        self.origin = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        self.thread = threading.Thread(
+            target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
+
+    def url(self, path: str) -> str:
+        return f"{self.origin}{path}?{SECRET}"
+
+
+def serve(data: bytes, *, announce: int | None = -1, send: int | None = None) -> Route:
+    """200 with ``data``; ``announce`` is the Content-Length (-1: the true one, None: none);
+    ``send`` cuts the body after that many bytes and drops the connection."""
+
+    def route(h: BaseHTTPRequestHandler) -> None:
+        h.send_response(200)
+        h.send_header("Content-Type", "video/mp4")
+        if announce is not None:
+            h.send_header("Content-Length", str(len(data) if announce == -1 else announce))
+        h.end_headers()
+        h.wfile.write(data if send is None else data[:send])
+        h.wfile.flush()
+        h.close_connection = True
+
+    return route
+
+
+def redirect(location: str, code: int = 302) -> Route:
+    def route(h: BaseHTTPRequestHandler) -> None:
+        h.send_response(code)
+        h.send_header("Location", location)
+        h.send_header("Content-Length", "0")
+        h.end_headers()
+
+    return route
+
+
+def status(code: int) -> Route:
+    def route(h: BaseHTTPRequestHandler) -> None:
+        h.send_response(code)
+        h.send_header("Content-Length", "0")
+        h.end_headers()
+
+    return route
+
+
+@pytest.fixture(scope="module")
+def running_server() -> Iterator[DownloadServer]:
+    server = DownloadServer()
+    server.thread.start()
+    yield server
+    server.httpd.shutdown()
+    server.httpd.server_close()
+    server.thread.join()
+
+
+@pytest.fixture
+def server(running_server: DownloadServer) -> DownloadServer:
+    running_server.routes.clear()
+    running_server.hits.clear()
+    return running_server
+
+
+# --- S3 -----------------------------------------------------------------------------
+
+
+class S3Calls:
+    """What the code under test asked of S3, seen through botocore's event hooks."""
+
+    def __init__(self, client: S3Client) -> None:
+        self.operations: list[str] = []
+        self.part_sizes: list[int] = []
+        self.client = client
+        client.meta.events.register("before-parameter-build.s3", self._record)
+
+    def close(self) -> None:
+        self.client.meta.events.unregister("before-parameter-build.s3", self._record)
+
+    def _record(self, params: dict[str, Any], model: Any, **_: Any) -> None:
+        self.operations.append(model.name)
+        if model.name == "UploadPart":
+            self.part_sizes.append(len(params["Body"].getvalue()))
+
+
+@pytest.fixture(scope="module")
+def s3_client() -> Iterator[S3Client]:
+    """One moto S3 for the module (starting moto per test would dominate the run time)."""
+    with pytest.MonkeyPatch.context() as mp:
+        for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"):
+            mp.setenv(name, "testing")
+        mp.setenv("AWS_DEFAULT_REGION", "us-east-1")
+        with mock_aws():
+            yield boto3.client("s3", region_name="us-east-1")
+
+
+@pytest.fixture
+def s3(s3_client: S3Client) -> S3Client:
+    """The module's client with a fresh, empty, versioned BUCKET."""
+    for bucket in (BUCKET, "plain"):
+        if bucket in {b["Name"] for b in s3_client.list_buckets().get("Buckets", [])}:
+            versions = s3_client.list_object_versions(Bucket=bucket)
+            for item in [*versions.get("Versions", []), *versions.get("DeleteMarkers", [])]:
+                s3_client.delete_object(Bucket=bucket, Key=item["Key"], VersionId=item["VersionId"])
+            for upload in s3_client.list_multipart_uploads(Bucket=bucket).get("Uploads", []):
+                s3_client.abort_multipart_upload(
+                    Bucket=bucket, Key=upload["Key"], UploadId=upload["UploadId"]
+                )
+            s3_client.delete_bucket(Bucket=bucket)
+    s3_client.create_bucket(Bucket=BUCKET)
+    s3_client.put_bucket_versioning(Bucket=BUCKET, VersioningConfiguration={"Status": "Enabled"})
+    return s3_client
+
+
+@pytest.fixture
+def calls(s3: S3Client) -> Iterator[S3Calls]:
+    recorder = S3Calls(s3)
+    yield recorder
+    recorder.close()
+
+
+def urls(*values: str) -> tuple[Callable[[], str], list[str]]:
+    """A fresh_url that hands out ``values`` in turn (the last one forever) and logs calls."""
+    handed: list[str] = []
+
+    def fresh_url() -> str:
+        handed.append(values[min(len(handed), len(values) - 1)])
+        return handed[-1]
+
+    return fresh_url, handed
+
+
+def copy(
+    fresh_url: Callable[[], str], s3: S3Client, server: DownloadServer, **kwargs: Any
+) -> StoredObject:
+    kwargs.setdefault("part_size", PART)
+    return copy_url_to_s3(
+        fresh_url,
+        s3_client=s3,
+        bucket=kwargs.pop("bucket", BUCKET),
+        key=KEY,
+        metadata=METADATA,
+        policy=UrlPolicy.from_trusted_origin(server.origin),
+        **kwargs,
+    )
+
+
+def assert_nothing_stored(s3: S3Client, bucket: str = BUCKET) -> None:
+    versions = s3.list_object_versions(Bucket=bucket)
+    assert versions.get("Versions", []) == []
+    assert versions.get("DeleteMarkers", []) == []
+    assert s3.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
+
+
+def assert_stored(s3: S3Client, stored: StoredObject, data: bytes) -> None:
+    digest = hashlib.sha256(data).hexdigest()
+    assert (stored.bucket, stored.key, stored.size, stored.sha256) == (
+        BUCKET,
+        KEY,
+        len(data),
+        digest,
+    )
+    assert stored.content_type == "video/mp4"
+    got = s3.get_object(Bucket=BUCKET, Key=KEY)
+    assert got["Body"].read() == data
+    assert got["ContentType"] == "video/mp4"
+    assert got["Metadata"] == {**METADATA, "sha256": digest}
+    versions = s3.list_object_versions(Bucket=BUCKET)
+    assert [v["VersionId"] for v in versions.get("Versions", [])] == [stored.version_id]
+    assert versions.get("DeleteMarkers", []) == []
+    assert s3.list_multipart_uploads(Bucket=BUCKET).get("Uploads", []) == []
+
+
+# --- success ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("size", [2 * PART + 12_345, 2 * PART, 1000])
+def test_streams_the_video_into_one_verified_version(
+    server: DownloadServer, s3: S3Client, calls: S3Calls, size: int
+) -> None:
+    data = payload(size)
+    server.routes["/video"] = serve(data)
+    fresh_url, handed = urls(server.url("/video"))
+
+    stored = copy(fresh_url, s3, server)
+
+    assert_stored(s3, stored, data)
+    assert stored.version_id is not None
+    assert len(handed) == 1
+    # Memory is bounded by one part: no part larger than part_size, and as few as possible.
+    assert max(calls.part_sizes) <= PART
+    assert len(calls.part_sizes) == math.ceil(size / PART)
+    assert sum(calls.part_sizes) == size
+
+
+def test_a_body_without_content_length_is_stored(server: DownloadServer, s3: S3Client) -> None:
+    data = payload(PART + 17)
+    server.routes["/video"] = serve(data, announce=None)
+    stored = copy(urls(server.url("/video"))[0], s3, server)
+    assert_stored(s3, stored, data)
+
+
+def test_an_unversioned_bucket_keeps_the_object(server: DownloadServer, s3: S3Client) -> None:
+    s3.create_bucket(Bucket="plain")
+    data = payload(3000)
+    server.routes["/video"] = serve(data)
+
+    stored = copy(urls(server.url("/video"))[0], s3, server, bucket="plain")
+
+    assert stored.version_id is None
+    got = s3.get_object(Bucket="plain", Key=KEY)
+    assert got["Body"].read() == data
+    assert got["Metadata"]["sha256"] == hashlib.sha256(data).hexdigest()
+
+
+def test_objects_over_the_copy_limit_get_a_multipart_copy(
+    server: DownloadServer, s3: S3Client, calls: S3Calls, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(transfer, "MAX_COPY_OBJECT_SIZE", PART)
+    monkeypatch.setattr(transfer, "COPY_PART_SIZE", PART)
+    data = payload(2 * PART + 99)
+    server.routes["/video"] = serve(data)
+
+    stored = copy(urls(server.url("/video"))[0], s3, server)
+
+    assert_stored(s3, stored, data)
+    assert "CopyObject" not in calls.operations
+    assert calls.operations.count("UploadPartCopy") == 3
+
+
+def test_logs_show_only_redacted_urls(
+    server: DownloadServer, s3: S3Client, caplog: pytest.LogCaptureFixture
+) -> None:
+    server.routes["/start"] = redirect(f"/video?{SECRET}")
+    server.routes["/video"] = serve(payload(100))
+    caplog.set_level(logging.DEBUG, logger="aistudios-export")
+    caplog.set_level(logging.DEBUG, logger="urllib3")
+
+    copy(urls(server.url("/start"))[0], s3, server)
+
+    ours = [r for r in caplog.records if r.name.startswith("aistudios-export")]
+    theirs = [r for r in caplog.records if r.name.startswith("urllib3")]
+    assert any("/video" in repr(r.__dict__) for r in ours)
+    assert any("/start" in r.getMessage() for r in theirs)  # urllib3 logged, query cut
+    assert "s3cr3t" not in caplog.text
+    assert all("s3cr3t" not in repr(r.__dict__) for r in caplog.records)
+
+
+# --- redirects ----------------------------------------------------------------------
+
+
+def test_relative_and_absolute_redirects_are_followed(server: DownloadServer, s3: S3Client) -> None:
+    data = payload(2000)
+    server.routes["/start"] = redirect(f"{server.origin}/next?{SECRET}", 301)
+    server.routes["/next"] = redirect("video?part=2", 307)
+    server.routes["/video"] = serve(data)
+
+    stored = copy(urls(server.url("/start"))[0], s3, server)
+
+    assert_stored(s3, stored, data)
+    assert server.hits == ["/start", "/next", "/video"]
+
+
+@pytest.mark.parametrize(
+    "target",
+    [
+        "http://127.0.0.2:{port}/video",
+        "http://localhost:{port}/video",
+        "https://169.254.169.254/latest/meta-data/",
+        "http://2130706433:{port}/video",
+        "file:///etc/passwd",
+    ],
+)
+def test_a_redirect_to_a_forbidden_host_is_refused_before_connecting(
+    server: DownloadServer, s3: S3Client, calls: S3Calls, target: str
+) -> None:
+    server.routes["/start"] = redirect(target.format(port=server.httpd.server_address[1]))
+
+    with pytest.raises(ForbiddenDownloadUrl):
+        copy(urls(server.url("/start"))[0], s3, server)
+
+    assert server.hits == ["/start"]
+    assert calls.operations == []
+    assert_nothing_stored(s3)
+
+
+def test_a_forbidden_first_url_is_never_fetched(server: DownloadServer, s3: S3Client) -> None:
+    fresh_url, handed = urls("https://10.0.0.1/video.mp4")
+    with pytest.raises(ForbiddenDownloadUrl, match="private address"):
+        copy(fresh_url, s3, server)
+    assert handed == ["https://10.0.0.1/video.mp4"]
+
+
+def test_a_redirect_loop_is_bounded(server: DownloadServer, s3: S3Client) -> None:
+    server.routes["/loop"] = redirect("/loop")
+
+    with pytest.raises(DownloadRejected, match="more than 3 redirects"):
+        copy(urls(server.url("/loop"))[0], s3, server, max_redirects=3)
+
+    assert server.hits == ["/loop"] * 4
+    assert_nothing_stored(s3)
+
+
+# --- expired URLs and refusals ------------------------------------------------------
+
+
+def test_a_403_asks_for_a_fresh_url(server: DownloadServer, s3: S3Client) -> None:
+    data = payload(4000)
+    server.routes["/expired"] = status(403)
+    server.routes["/video"] = serve(data)
+    fresh_url, handed = urls(server.url("/expired"), server.url("/video"))
+
+    stored = copy(fresh_url, s3, server)
+
+    assert_stored(s3, stored, data)
+    assert len(handed) == 2
+    assert server.hits == ["/expired", "/video"]
+
+
+def test_403_forever_is_download_url_expired(
+    server: DownloadServer, s3: S3Client, calls: S3Calls
+) -> None:
+    server.routes["/expired"] = status(403)
+    fresh_url, handed = urls(server.url("/expired"))
+
+    with pytest.raises(DownloadUrlExpired) as info:
+        copy(fresh_url, s3, server, max_url_refreshes=2)
+
+    assert len(handed) == 3
+    assert "s3cr3t" not in str(info.value)
+    assert calls.operations == []
+
+
+@pytest.mark.parametrize(
+    ("code", "error"),
+    [
+        (404, DownloadRejected),
+        (410, DownloadRejected),
+        (500, DownloadInterrupted),
+        (503, DownloadInterrupted),
+        (429, DownloadInterrupted),
+    ],
+)
+def test_error_statuses_are_translated(
+    server: DownloadServer, s3: S3Client, calls: S3Calls, code: int, error: type[Exception]
+) -> None:
+    server.routes["/video"] = status(code)
+    fresh_url, handed = urls(server.url("/video"))
+
+    with pytest.raises(error, match=str(code)):
+        copy(fresh_url, s3, server)
+
+    assert len(handed) == 1
+    assert calls.operations == []
+
+
+def test_an_empty_body_is_an_error_and_creates_nothing(
+    server: DownloadServer, s3: S3Client, calls: S3Calls
+) -> None:
+    server.routes["/video"] = serve(b"")
+
+    with pytest.raises(DownloadInterrupted, match="no bytes"):
+        copy(urls(server.url("/video"))[0], s3, server)
+
+    assert calls.operations == []
+    assert_nothing_stored(s3)
+
+
+# --- interrupted downloads ----------------------------------------------------------
+
+
+def test_a_cut_connection_leaves_nothing(
+    server: DownloadServer, s3: S3Client, calls: S3Calls
+) -> None:
+    data = payload(3 * PART)
+    server.routes["/video"] = serve(data, send=PART + 100)  # announces 3 parts, sends 1+
+
+    with pytest.raises(DownloadInterrupted, match="interrupted") as info:
+        copy(urls(server.url("/video"))[0], s3, server)
+
+    assert calls.part_sizes == [PART]  # a part was uploaded, then the upload was aborted
+    assert "AbortMultipartUpload" in calls.operations
+    assert_nothing_stored(s3)
+    assert "s3cr3t" not in "".join(traceback.format_exception(info.value))
+
+
+def test_a_body_longer_than_announced_is_interrupted(s3: S3Client, calls: S3Calls) -> None:
+    class CannedSession(requests.Session):
+        """Answers every request with 20 bytes announced as 10 (urllib3 would cut them)."""
+
+        def send(self, request: requests.PreparedRequest, **kwargs: Any) -> requests.Response:
+            response = requests.Response()
+            response.status_code = 200
+            response.headers["Content-Length"] = "10"
+            response.raw = io.BytesIO(b"x" * 20)
+            response.url = request.url or ""
+            return response
+
+    with pytest.raises(DownloadInterrupted, match="more than the announced 10 bytes"):
+        copy_url_to_s3(
+            lambda: "http://127.0.0.1:9/video",
+            s3_client=s3,
+            bucket=BUCKET,
+            key=KEY,
+            metadata=METADATA,
+            policy=UrlPolicy.from_trusted_origin("http://127.0.0.1:9"),
+            session=CannedSession(),
+            part_size=PART,
+        )
+
+    assert "AbortMultipartUpload" in calls.operations
+    assert_nothing_stored(s3)
+
+
+def test_a_refused_connection_is_interrupted_without_leaking_the_url(s3: S3Client) -> None:
+    with socket.socket() as probe:  # a loopback port with nobody listening
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    origin = f"http://127.0.0.1:{port}"
+
+    with pytest.raises(DownloadInterrupted, match="ConnectionError") as info:
+        copy_url_to_s3(
+            lambda: f"{origin}/video?{SECRET}",
+            s3_client=s3,
+            bucket=BUCKET,
+            key=KEY,
+            metadata=METADATA,
+            policy=UrlPolicy.from_trusted_origin(origin),
+            part_size=PART,
+        )
+
+    assert "s3cr3t" not in "".join(traceback.format_exception(info.value))
+    assert_nothing_stored(s3)
+
+
+# --- S3 failures --------------------------------------------------------------------
+
+
+def failing(operation: str, *, after: int = 0) -> Callable[..., Any]:
+    """A client method that succeeds ``after`` times, then raises S3's InternalError."""
+    count = 0
+
+    def call(original: Callable[..., Any], **kwargs: Any) -> Any:
+        nonlocal count
+        count += 1
+        if count > after:
+            raise ClientError({"Error": {"Code": "InternalError", "Message": "boom"}}, operation)
+        return original(**kwargs)
+
+    return call
+
+
+def patch_client(
+    monkeypatch: pytest.MonkeyPatch,
+    s3: S3Client,
+    name: str,
+    wrapper: Callable[..., Any],
+) -> None:
+    original = getattr(s3, name)
+    monkeypatch.setattr(s3, name, lambda **kwargs: wrapper(original, **kwargs))
+
+
+def test_an_upload_part_failure_aborts_and_leaves_nothing(
+    server: DownloadServer, s3: S3Client, calls: S3Calls, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    server.routes["/video"] = serve(payload(3 * PART))
+    patch_client(monkeypatch, s3, "upload_part", failing("UploadPart", after=1))
+
+    with pytest.raises(StorageError, match="UploadPart failed: InternalError") as info:
+        copy(urls(server.url("/video"))[0], s3, server)
+
+    assert isinstance(info.value.__cause__, ClientError)
+    assert "AbortMultipartUpload" in calls.operations
+    assert_nothing_stored(s3)
+
+
+def test_a_failed_metadata_copy_deletes_the_completed_object(
+    server: DownloadServer, s3: S3Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    server.routes["/video"] = serve(payload(PART + 1))
+    patch_client(monkeypatch, s3, "copy_object", failing("CopyObject"))
+
+    with pytest.raises(StorageError, match="CopyObject failed"):
+        copy(urls(server.url("/video"))[0], s3, server)
+
+    assert_nothing_stored(s3)
+
+
+def test_a_checksum_mismatch_after_the_copy_deletes_every_version(
+    server: DownloadServer, s3: S3Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    server.routes["/video"] = serve(payload(2000))
+
+    def corrupted(original: Callable[..., Any], **kwargs: Any) -> Any:
+        answer = original(**kwargs)
+        answer["CopyObjectResult"]["ChecksumSHA256"] = (
+            "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="
+        )
+        return answer
+
+    patch_client(monkeypatch, s3, "copy_object", corrupted)
+
+    with pytest.raises(StorageError, match="SHA-256"):
+        copy(urls(server.url("/video"))[0], s3, server)
+
+    assert_nothing_stored(s3)
+
+
+def test_a_part_size_below_the_s3_minimum_is_refused(server: DownloadServer, s3: S3Client) -> None:
+    with pytest.raises(ConfigurationError, match="part size"):
+        copy(urls(server.url("/video"))[0], s3, server, part_size=PART - 1)
+    assert server.hits == []

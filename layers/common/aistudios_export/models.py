@@ -128,6 +128,26 @@ class ExportRequest:
             stall_seconds=knobs["stallSeconds"],
         )
 
+    def to_input(self) -> dict[str, Any]:
+        """Return the canonical execution input of this request (every field, defaults filled in).
+
+        Equal requests give equal inputs, so an execution name derived from it dedupes retries.
+        """
+        data: dict[str, Any] = {"projectId": self.project_id, "resolution": self.resolution}
+        for key, value in (
+            ("workspaceId", self.workspace_id),
+            ("webhookUrl", self.webhook_url),
+            ("outputPrefix", self.output_prefix),
+        ):
+            if value:
+                data[key] = value
+        data.update(
+            pollSeconds=self.poll_seconds,
+            timeoutSeconds=self.timeout_seconds,
+            stallSeconds=self.stall_seconds,
+        )
+        return data
+
     def api_body(self) -> dict[str, str]:
         """Return the body of ``POST /editor/project/export``."""
         body = {"projectId": self.project_id, "resolution": self.resolution}

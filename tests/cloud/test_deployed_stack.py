@@ -1,0 +1,54 @@
+"""Against a deployed stack: one real export, verified in the real bucket.
+
+Skipped unless ``AWS_SAM_STACK_NAME`` names a deployed stack and ``AISTUDIOS_TEST_PROJECT_ID`` a
+project of the account whose credentials the stack holds. Run with network access:
+``AWS_SAM_STACK_NAME=my-stack AISTUDIOS_TEST_PROJECT_ID=... pytest tests/cloud -p no:socket``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from typing import Any
+
+import boto3
+import pytest
+
+STACK = os.environ.get("AWS_SAM_STACK_NAME", "")
+PROJECT = os.environ.get("AISTUDIOS_TEST_PROJECT_ID", "")
+
+pytestmark = [
+    pytest.mark.cloud,
+    pytest.mark.skipif(
+        not (STACK and PROJECT), reason="set AWS_SAM_STACK_NAME and AISTUDIOS_TEST_PROJECT_ID"
+    ),
+]
+
+
+@pytest.fixture(scope="module")
+def outputs() -> dict[str, str]:
+    stack = boto3.client("cloudformation").describe_stacks(StackName=STACK)["Stacks"][0]
+    return {o["OutputKey"]: o["OutputValue"] for o in stack.get("Outputs", [])}
+
+
+def test_one_export_lands_verified_in_the_bucket(outputs: dict[str, str]) -> None:
+    sfn = boto3.client("stepfunctions")
+    arn = sfn.start_execution(
+        stateMachineArn=outputs["ExportStateMachineArn"],
+        input=json.dumps({"projectId": PROJECT, "resolution": "480"}),
+    )["executionArn"]
+    deadline = time.monotonic() + 1800
+    description: Any = sfn.describe_execution(executionArn=arn)
+    while description["status"] == "RUNNING" and time.monotonic() < deadline:
+        time.sleep(15)  # a deployed export takes minutes; this paces the polling of a real API
+        description = sfn.describe_execution(executionArn=arn)
+    assert description["status"] == "SUCCEEDED", description.get("cause")
+    video = json.loads(description["output"])["video"]
+    body = boto3.client("s3").get_object(Bucket=video["bucket"], Key=video["key"])
+    digest = hashlib.sha256()
+    for chunk in body["Body"].iter_chunks(1024 * 1024):
+        digest.update(chunk)
+    assert digest.hexdigest() == video["sha256"] == body["Metadata"]["sha256"]
+    assert body["ContentType"] == "video/mp4"

@@ -13,6 +13,7 @@ import importlib.util
 import io
 import json
 import os
+import sys
 import threading
 import time
 import traceback
@@ -56,6 +57,11 @@ class LocalFunction:
             if spec is None or spec.loader is None:
                 raise ImportError(f"cannot load {path}")
             module = importlib.util.module_from_spec(spec)
+            # As in Lambda: the module is importable by name (dataclasses need that) and its
+            # code directory is on the path (for modules next to the handler).
+            sys.modules[spec.name] = module
+            if str(self.code_dir) not in sys.path:
+                sys.path.append(str(self.code_dir))
             spec.loader.exec_module(module)
             self._module = module
         handler: Handler = getattr(self._module, attribute)

@@ -26,6 +26,9 @@ PREFIX = re.compile(r"[A-Za-z0-9!_.*'()/-]{1,256}")
 POLL_SECONDS = (0, 900)
 TIMEOUT_SECONDS = (1, 5400)
 STALL_SECONDS = (1, 5400)
+DEFAULT_SECONDS = {"pollSeconds": 15, "timeoutSeconds": 1800, "stallSeconds": 600}
+"""Used when neither the request nor the deployment's defaults say otherwise."""
+WHOLE_NUMBER = re.compile(r"[0-9]{1,9}")
 MAX_URL_MISSING_CHECKS = 3
 """How many polls at 100% without a download URL are tolerated before failing."""
 
@@ -68,9 +71,9 @@ class ExportRequest:
     workspace_id: str | None = None
     webhook_url: str | None = None
     output_prefix: str = ""
-    poll_seconds: int = 15
-    timeout_seconds: int = 1800
-    stall_seconds: int = 600
+    poll_seconds: int = DEFAULT_SECONDS["pollSeconds"]
+    timeout_seconds: int = DEFAULT_SECONDS["timeoutSeconds"]
+    stall_seconds: int = DEFAULT_SECONDS["stallSeconds"]
 
     @classmethod
     def parse(cls, raw: Any, defaults: Mapping[str, Any] | None = None) -> ExportRequest:
@@ -185,7 +188,10 @@ def _optional(
 def _webhook(value: Any, problems: list[str]) -> str | None:
     if value is None:
         return None
-    parts = urlsplit(value) if isinstance(value, str) and len(value) <= 2048 else None
+    try:
+        parts = urlsplit(value) if isinstance(value, str) and len(value) <= 2048 else None
+    except ValueError:  # e.g. an unclosed "[" or a host that changes under NFKC
+        parts = None
     if parts is None or parts.scheme != "https" or not parts.hostname or parts.username is not None:
         problems.append(
             "webhookUrl: must be an https URL without credentials, at most 2048 characters"
@@ -219,8 +225,8 @@ def _seconds(
     problems: list[str],
 ) -> int:
     low, high = bounds
-    value = raw.get(name, defaults.get(name))
-    if isinstance(value, str) and value.strip().isdigit():
+    value = raw.get(name, defaults.get(name, DEFAULT_SECONDS[name]))
+    if isinstance(value, str) and WHOLE_NUMBER.fullmatch(value.strip()):
         value = int(value.strip())
     if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
         problems.append(f"{name}: must be a whole number of seconds from {low} to {high}")

@@ -1,0 +1,302 @@
+"""workflow.submit_export, check_progress (the poll decision) and object_key, with fakes only."""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from aistudios_export import errors, workflow
+from aistudios_export.client import Progress
+from aistudios_export.errors import InvalidRequest
+from aistudios_export.models import MAX_URL_MISSING_CHECKS, ExportRequest, Job
+from tests.unit._fixtures import PROJECT_ID, T0, Clock, FakeApi
+
+SIGNED_URL = (
+    "https://cdn.example.com/exports/v.mp4?X-Amz-Signature=sig-5ecret&X-Amz-Credential=cred-5ecret"
+)
+DEFAULTS = {"pollSeconds": "15", "timeoutSeconds": "1800", "stallSeconds": "600"}
+
+
+def new_job(**request: Any) -> dict[str, Any]:
+    parsed = ExportRequest.parse({"projectId": PROJECT_ID, **request}, DEFAULTS)
+    return Job.start(parsed, T0).to_dict()
+
+
+def check(job: dict[str, Any], answer: Progress, clock: Clock) -> tuple[dict[str, Any], FakeApi]:
+    api = FakeApi([answer])
+    return workflow.check_progress(job, api=api, now=clock), api
+
+
+def exporting(progress: float, state: str = "exporting") -> Progress:
+    return Progress(state=state, progress=progress, download_url=None)
+
+
+# --- submit_export ---------------------------------------------------------------------
+
+
+def test_submit_export_sends_the_body_and_returns_the_job() -> None:
+    api = FakeApi()
+    raw = {
+        "projectId": PROJECT_ID.upper(),
+        "resolution": "4K",
+        "workspaceId": "ws1",
+        "outputPrefix": "team",
+    }
+    job = workflow.submit_export(raw, DEFAULTS, api=api, now=Clock(T0))
+    assert api.submitted == [{"projectId": PROJECT_ID, "resolution": "4k", "workspaceId": "ws1"}]
+    assert job == Job.start(ExportRequest.parse(raw, DEFAULTS), T0).to_dict()
+    assert (job["submittedAt"], job["deadline"], job["nextPollSeconds"]) == (T0, T0 + 1800, 15)
+    json.dumps(job)
+
+
+@pytest.mark.parametrize(
+    "raw", [{"projectId": "nope"}, {"projectId": PROJECT_ID, "extra": 1}, None, []]
+)
+def test_invalid_request_sends_nothing(raw: Any) -> None:
+    api = FakeApi()
+    with pytest.raises(InvalidRequest):
+        workflow.submit_export(raw, DEFAULTS, api=api, now=Clock(T0))
+    assert api.submitted == []
+
+
+# --- waiting ---------------------------------------------------------------------------
+
+
+def test_progress_moving_waits_poll_seconds() -> None:
+    clock = Clock(T0 + 15)
+    result, api = check(new_job(pollSeconds=15), exporting(10), clock)
+    assert api.progress_calls == [PROJECT_ID]
+    assert result["outcome"] == "waiting"
+    assert result["nextPollSeconds"] == 15
+    assert (result["polls"], result["progress"], result["state"], result["lastChangeAt"]) == (
+        1,
+        10.0,
+        "exporting",
+        T0 + 15,
+    )
+    assert result["error"] is None and result["cause"] is None
+
+
+def test_unchanged_progress_keeps_the_last_change_time() -> None:
+    job, _ = check(new_job(), exporting(10), Clock(T0 + 15))
+    job, _ = check(job, exporting(10), Clock(T0 + 30))
+    assert job["lastChangeAt"] == T0 + 15
+    assert job["outcome"] == "waiting"
+
+
+@settings(derandomize=True, database=None, max_examples=200)
+@given(
+    poll=st.integers(0, 900),
+    timeout=st.integers(1, 5400),
+    elapsed=st.floats(0, 5400, allow_nan=False),
+)
+def test_wait_never_reaches_past_the_deadline(poll: int, timeout: int, elapsed: float) -> None:
+    job = new_job(pollSeconds=poll, timeoutSeconds=timeout, stallSeconds=5400)
+    clock = Clock(T0 + min(elapsed, timeout - 0.001))
+    result, _ = check(job, exporting(50), clock)
+    assert result["outcome"] == "waiting"
+    assert 0 <= result["nextPollSeconds"] <= poll
+    # The wait ends at most one second after the deadline, so the next check reports the timeout.
+    assert clock.t + result["nextPollSeconds"] <= job["deadline"] + 1
+
+
+def test_wait_is_shortened_near_the_deadline() -> None:
+    job = new_job(pollSeconds=60, timeoutSeconds=100)
+    result, _ = check(job, exporting(50), Clock(T0 + 90))
+    assert result["nextPollSeconds"] == 11
+
+
+# --- done ------------------------------------------------------------------------------
+
+
+def test_done_only_with_a_url_and_the_url_is_never_returned() -> None:
+    result, _ = check(new_job(), Progress("completed", 100.0, SIGNED_URL), Clock(T0 + 60))
+    assert result["outcome"] == "done"
+    assert result["nextPollSeconds"] == 0
+    text = json.dumps(result)
+    assert "cdn.example.com" not in text and "5ecret" not in text
+
+
+def test_url_before_100_percent_is_not_done() -> None:
+    result, _ = check(new_job(), Progress("exporting", 99.9, SIGNED_URL), Clock(T0 + 60))
+    assert result["outcome"] == "waiting"
+    assert "5ecret" not in json.dumps(result)
+
+
+def test_done_wins_over_the_deadline() -> None:
+    result, _ = check(
+        new_job(timeoutSeconds=60), Progress("completed", 100.0, SIGNED_URL), Clock(T0 + 600)
+    )
+    assert result["outcome"] == "done"
+
+
+# --- failed ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "state", ["failed", "Error", "CANCELLED", "canceled", "export_failed", "ERROR_TIMEOUT"]
+)
+def test_failure_states_fail_the_export(state: str) -> None:
+    result, _ = check(new_job(), exporting(37.5, state), Clock(T0 + 60))
+    assert result["outcome"] == "failed"
+    assert result["error"] == "ExportFailed"
+    assert (
+        repr(state) in result["cause"]
+        and PROJECT_ID in result["cause"]
+        and "37.5%" in result["cause"]
+    )
+    assert result["nextPollSeconds"] == 0
+
+
+def test_failure_state_wins_over_a_download_url() -> None:
+    result, _ = check(new_job(), Progress("failed", 100.0, SIGNED_URL), Clock(T0 + 60))
+    assert result["outcome"] == "failed"
+    assert "5ecret" not in json.dumps(result)
+
+
+def test_long_failure_state_is_cut_in_the_cause() -> None:
+    result, _ = check(new_job(), exporting(5, "error:" + "x" * 500), Clock(T0 + 60))
+    assert len(result["cause"]) < 200
+
+
+# --- 100% without a download URL -------------------------------------------------------
+
+
+def test_100_without_url_re_checks_then_fails() -> None:
+    clock = Clock(T0)
+    job = new_job(pollSeconds=15)
+    for check_number in range(1, MAX_URL_MISSING_CHECKS + 1):
+        clock.advance(2)
+        job, _ = check(job, exporting(100, "completed"), clock)
+        assert job["outcome"] == "waiting"
+        assert job["urlMissingChecks"] == check_number
+        assert job["nextPollSeconds"] == workflow.URL_MISSING_POLL_SECONDS
+    clock.advance(2)
+    job, _ = check(job, exporting(100, "completed"), clock)
+    assert job["outcome"] == "failed"
+    assert job["error"] == "DownloadUrlMissing"
+    assert "no downloadUrl" in job["cause"] and PROJECT_ID in job["cause"]
+    assert job["polls"] == MAX_URL_MISSING_CHECKS + 1
+
+
+def test_url_appearing_on_a_re_check_is_done() -> None:
+    job, _ = check(new_job(), exporting(100, "completed"), Clock(T0 + 10))
+    job, _ = check(job, Progress("completed", 100.0, SIGNED_URL), Clock(T0 + 12))
+    assert job["outcome"] == "done"
+
+
+def test_url_missing_re_check_is_not_longer_than_poll_seconds() -> None:
+    job, _ = check(new_job(pollSeconds=1), exporting(100, "completed"), Clock(T0 + 10))
+    assert job["nextPollSeconds"] == 1
+
+
+# --- timed out -------------------------------------------------------------------------
+
+
+def test_deadline_times_the_export_out() -> None:
+    job = new_job(timeoutSeconds=300)
+    result, _ = check(job, exporting(60), Clock(T0 + 300))
+    assert result["outcome"] == "timedOut"
+    assert result["error"] == "ExportTimedOut"
+    assert "did not finish within 300 s" in result["cause"] and "60%" in result["cause"]
+    assert result["nextPollSeconds"] == 0
+
+
+def test_stalled_progress_times_the_export_out() -> None:
+    clock = Clock(T0)
+    job = new_job(stallSeconds=120, timeoutSeconds=3600)
+    clock.advance(30)
+    job, _ = check(job, exporting(40), clock)
+    clock.advance(119)
+    job, _ = check(job, exporting(40), clock)
+    assert job["outcome"] == "waiting"
+    clock.advance(1)
+    job, _ = check(job, exporting(40), clock)
+    assert job["outcome"] == "timedOut"
+    assert job["error"] == "ExportTimedOut"
+    assert "stalled" in job["cause"] and "40%" in job["cause"] and "limit 120 s" in job["cause"]
+
+
+def test_max_polls_ends_the_loop_when_the_clock_stands_still() -> None:
+    job = new_job(pollSeconds=15, timeoutSeconds=60)
+    clock = Clock(T0)  # never advances: only the poll count can end this loop
+    progress = 0.0
+    for _ in range(1000):
+        progress += 0.01
+        job, _ = check(job, exporting(progress), clock)
+        if job["outcome"] != "waiting":
+            break
+    assert job["outcome"] == "timedOut"
+    assert job["polls"] == job["maxPolls"] == 14
+
+
+def test_every_loop_ends_within_max_polls() -> None:
+    for answer in (exporting(0), exporting(100, "completed"), exporting(50, "rendering")):
+        job = new_job(pollSeconds=0, timeoutSeconds=30, stallSeconds=5400)
+        clock = Clock(T0)
+        for _ in range(job["maxPolls"]):
+            job, _ = check(job, answer, clock)
+            if job["outcome"] != "waiting":
+                break
+        assert job["outcome"] in ("failed", "timedOut")
+
+
+# --- states ----------------------------------------------------------------------------
+
+
+def test_unknown_state_logs_a_warning_and_continues(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.INFO):
+        result, _ = check(new_job(), exporting(20, "rendering"), Clock(T0 + 15))
+    assert result["outcome"] == "waiting"
+    assert result["state"] == "rendering"
+    warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert [r.getMessage() for r in warnings] == ["unknown export state"]
+    assert warnings[0].__dict__["state"] == "rendering"
+
+
+@pytest.mark.parametrize("state", ["", "exporting", "Processing", "QUEUED", "completed", "Done"])
+def test_known_states_do_not_warn(caplog: pytest.LogCaptureFixture, state: str) -> None:
+    with caplog.at_level(logging.INFO):
+        check(new_job(), exporting(20, state), Clock(T0 + 15))
+    assert [r for r in caplog.records if r.levelno >= logging.WARNING] == []
+
+
+def test_error_names_the_workflow_reports_are_error_classes() -> None:
+    for answer, clock in (
+        (exporting(1, "failed"), Clock(T0 + 1)),
+        (exporting(1), Clock(T0 + 99_999)),
+    ):
+        result, _ = check(new_job(), answer, clock)
+        assert issubclass(getattr(errors, result["error"]), errors.FinalError)
+    assert issubclass(errors.DownloadUrlMissing, errors.FinalError)
+
+
+def test_malformed_job_is_rejected_before_polling() -> None:
+    api = FakeApi([exporting(1)])
+    with pytest.raises(InvalidRequest):
+        workflow.check_progress({"projectId": "nope"}, api=api, now=Clock(T0))
+    assert api.progress_calls == []
+
+
+# --- object_key --------------------------------------------------------------------------
+
+
+def test_object_key_format() -> None:
+    job = Job.from_dict(new_job(outputPrefix="team/a", resolution="720"))
+    assert (
+        workflow.object_key("exports/", job)
+        == f"exports/team/a/{PROJECT_ID}/720/20260101T000000Z.mp4"
+    )
+    assert workflow.object_key("", job) == f"team/a/{PROJECT_ID}/720/20260101T000000Z.mp4"
+
+
+def test_object_key_depends_only_on_the_job() -> None:
+    job = Job.from_dict(new_job())
+    later = Job.from_dict(job.to_dict() | {"polls": 9, "progress": 100.0, "outcome": "done"})
+    assert workflow.object_key("exports/", job) == workflow.object_key("exports/", later)
+    assert workflow.object_key("exports/", job) == f"exports/{PROJECT_ID}/1080/20260101T000000Z.mp4"

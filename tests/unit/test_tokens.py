@@ -10,7 +10,7 @@ import boto3
 import pytest
 
 from aistudios_export import tokens
-from aistudios_export.errors import ConfigurationError
+from aistudios_export.errors import ConfigurationError, ServiceUnavailable
 from aistudios_export.tokens import (
     MIN_TOKEN_AGE_SECONDS,
     TOKEN_LIFETIME_SECONDS,
@@ -79,6 +79,7 @@ def refresh(client: SecretsManagerClient, api: FakeApi, clock: Clock) -> tokens.
         credentials_secret_id=CREDENTIALS_SECRET,
         client=client,
         now=clock,
+        sleep=clock.advance,
     )
 
 
@@ -182,8 +183,8 @@ def test_refresh_mints_once_and_stores_the_record(sm: SecretsManagerClient) -> N
         "expiresAt": int(T0) + TOKEN_LIFETIME_SECONDS,
     }
     after = stages(sm)
-    (new,) = set(after) - set(before)
-    assert "AWSCURRENT" in after[new]
+    new = {v: s for v, s in after.items() if v not in before}
+    assert sorted(map(tuple, new.values())) == [("AWSCURRENT",), (tokens.LEASE_STAGE,)]
 
 
 def test_refresh_does_not_mint_when_the_token_is_fresh(sm: SecretsManagerClient) -> None:
@@ -222,32 +223,75 @@ def test_second_refresh_right_after_the_first_does_not_mint(sm: SecretsManagerCl
     assert len(api.mints) == 1
 
 
-def test_concurrent_refresher_does_not_overwrite_the_first_write(sm: SecretsManagerClient) -> None:
-    api, clock = FakeApi(), Clock(T0)
-    before = stages(sm)
-    results: list[tokens.RefreshResult] = []
-    # While this refresher mints, another one (which read the same stale version) completes.
-    api.on_mint = lambda: results.append(refresh(sm, api, clock))
-    results.append(refresh(sm, api, clock))
-    assert [r.minted for r in results] == [True, True]
-    assert current(sm)["token"] == "minted-2"  # the inner refresher wrote first; it stays
-    assert len(set(stages(sm)) - set(before)) == 1
-
-
-@pytest.mark.xfail(
-    strict=True,
-    reason="tokens.refresh_token is not single-flight: refreshers that read the same stale version "
-    "each mint (only the write is deduplicated), and a later mint may revoke the stored token",
-)
 def test_concurrent_refreshers_mint_once(sm: SecretsManagerClient) -> None:
     api, clock = FakeApi(), Clock(T0)
+    outcomes: list[object] = []
 
-    def other_refresher() -> None:
-        refresh(sm, api, clock)
+    def other_refresher() -> None:  # runs while the first refresher is minting
+        try:
+            outcomes.append(refresh(sm, api, clock))
+        except ServiceUnavailable as e:
+            outcomes.append(e)
 
-    api.on_mint = other_refresher  # runs while the first refresher is minting
-    refresh(sm, api, clock)
+    api.on_mint = other_refresher
+    result = refresh(sm, api, clock)
+    assert result.minted is True
     assert len(api.mints) == 1
+    [other] = outcomes
+    assert isinstance(other, ServiceUnavailable), "the loser neither mints nor overwrites"
+    assert current(sm)["token"] == "minted-1"
+
+
+def claim_lease_for_current(sm: SecretsManagerClient, until: float) -> None:
+    stale = sm.get_secret_value(SecretId=TOKEN_SECRET)["VersionId"]
+    sm.put_secret_value(
+        SecretId=TOKEN_SECRET,
+        ClientRequestToken=tokens._version_token(f"{stale}:lease"),
+        SecretString=json.dumps({"lease": "someone-else", "until": int(until)}),
+        VersionStages=[tokens.LEASE_STAGE],
+    )
+
+
+def test_refresher_that_lost_the_lease_uses_the_winners_token(sm: SecretsManagerClient) -> None:
+    api, clock = FakeApi(), Clock(T0)
+    claim_lease_for_current(sm, until=T0 + 45)
+
+    def winner_stores_while_we_wait(seconds: float) -> None:
+        clock.advance(seconds)
+        if current(sm).get("token") != "winner":
+            sm.put_secret_value(
+                SecretId=TOKEN_SECRET, SecretString=tokens.token_record("winner", clock())
+            )
+
+    result = refresh_token(
+        api=api,
+        token_secret_id=TOKEN_SECRET,
+        credentials_secret_id=CREDENTIALS_SECRET,
+        client=sm,
+        now=clock,
+        sleep=winner_stores_while_we_wait,
+    )
+    assert result.minted is False
+    assert api.mints == []
+    assert current(sm)["token"] == "winner"
+
+
+def test_abandoned_lease_is_taken_over_once_it_expires(sm: SecretsManagerClient) -> None:
+    api, clock = FakeApi(), Clock(T0)
+    claim_lease_for_current(sm, until=T0 + 10)  # its holder died before storing a token
+    result = refresh(sm, api, clock)
+    assert result.minted is True
+    assert len(api.mints) == 1
+    assert current(sm)["token"] == "minted-1"
+
+
+def test_live_lease_makes_the_loser_give_up_in_bounded_time(sm: SecretsManagerClient) -> None:
+    api, clock = FakeApi(), Clock(T0)
+    claim_lease_for_current(sm, until=T0 + 3600)
+    with pytest.raises(ServiceUnavailable, match="another refresher is minting"):
+        refresh(sm, api, clock)
+    assert api.mints == []
+    assert clock() - T0 <= tokens.WAIT_SECONDS
 
 
 # --- rotation -------------------------------------------------------------------------

@@ -33,6 +33,12 @@ TOKEN_LIFETIME_SECONDS = 24 * 3600
 """Documented: a token is valid for 24 hours from issuance."""
 MIN_TOKEN_AGE_SECONDS = 60
 """A token younger than this was just minted by someone else: use it instead of minting."""
+LEASE_STAGE = "REFRESHING"
+"""The staging label of the lease version that makes one refresher mint while others wait."""
+LEASE_SECONDS = 45
+"""How long a lease holder may take to mint and store (a mint call times out after 15 s)."""
+WAIT_SECONDS = 20
+"""How long a refresher that lost the lease waits for the winner's token."""
 PLACEHOLDER = "REPLACE_ME"
 _VERSION_NAMESPACE = uuid.UUID("3f9d0c52-4b1e-4a53-9a8e-2f6f0f8b1d11")
 
@@ -141,25 +147,50 @@ def refresh_token(
     credentials_secret_id: str,
     client: SecretsManagerClient | None = None,
     now: Callable[[], float] = time.time,
+    sleep: Callable[[float], None] = time.sleep,
     min_age: float = MIN_TOKEN_AGE_SECONDS,
+    lease_seconds: float = LEASE_SECONDS,
+    wait_seconds: float = WAIT_SECONDS,
 ) -> RefreshResult:
     """Replace the token in the token secret, unless a fresh one is already there.
 
-    Concurrent refreshers that saw the same stale version write with the same
-    ``ClientRequestToken``, so only the first write lands; the others keep what it wrote.
+    Single-flight: refreshers that saw the same stale version race to create one lease
+    version (its ``ClientRequestToken`` derives from the stale version, so Secrets Manager
+    lets exactly one create it). The winner mints; the others wait, bounded, for its token.
+    A lease whose holder died is taken over once it has expired, again by exactly one.
+
+    Raises
+    ------
+    ServiceUnavailable
+        When another refresher holds the lease and its token did not appear in time
+        (transient: the state machine retries, and then the token is usually there).
     """
     client = client or boto3.client("secretsmanager")
     current = client.get_secret_value(SecretId=token_secret_id)
+    stale = current["VersionId"]
     record = _record(current.get("SecretString", ""))
     issued_at = float(record.get("issuedAt") or 0)
     if record.get("token") and now() - issued_at < min_age:
         logger.info("token was refreshed moments ago; not minting another")
         return RefreshResult(minted=False, issued_at=issued_at)
 
+    lease = _version_token(f"{stale}:lease")
+    if not _claim_lease(client, token_secret_id, lease, now() + lease_seconds):
+        replaced = _wait_for_replacement(client, token_secret_id, stale, sleep, wait_seconds)
+        if replaced is not None:
+            logger.info("another refresher stored a new token; using it")
+            return RefreshResult(minted=False, issued_at=replaced)
+        held_until = _lease_until(client, token_secret_id, lease)
+        if now() < held_until:
+            raise ServiceUnavailable("another refresher is minting a token; try again shortly")
+        lease = _version_token(f"{stale}:lease:{held_until:.0f}")
+        if not _claim_lease(client, token_secret_id, lease, now() + lease_seconds):
+            raise ServiceUnavailable("another refresher took over an abandoned token refresh")
+
     credentials = read_credentials(client, credentials_secret_id)
     minted_at = now()
     token = api.mint_token(credentials.app_id, credentials.user_key)
-    request_token = str(uuid.uuid5(_VERSION_NAMESPACE, current["VersionId"]))
+    request_token = _version_token(stale)
     try:
         client.put_secret_value(
             SecretId=token_secret_id,
@@ -236,6 +267,53 @@ def rotate(
         )
     else:
         raise ConfigurationError(f"unknown rotation step {step!r}")
+
+
+def _version_token(seed: str) -> str:
+    """Return a ``ClientRequestToken`` that every refresher derives alike from ``seed``."""
+    return str(uuid.uuid5(_VERSION_NAMESPACE, seed))
+
+
+def _claim_lease(client: SecretsManagerClient, secret_id: str, lease: str, until: float) -> bool:
+    """Create the lease version; False when another refresher created it first."""
+    try:
+        client.put_secret_value(
+            SecretId=secret_id,
+            ClientRequestToken=lease,
+            # A value of its own (uuid4) so that a second claimant's write is refused, not merged.
+            SecretString=json.dumps({"lease": str(uuid.uuid4()), "until": int(until)}),
+            VersionStages=[LEASE_STAGE],
+        )
+    except ClientError as e:
+        if e.response.get("Error", {}).get("Code") == "ResourceExistsException":
+            return False
+        raise ServiceUnavailable("cannot claim the token refresh") from e
+    return True
+
+
+def _lease_until(client: SecretsManagerClient, secret_id: str, lease: str) -> float:
+    try:
+        value = client.get_secret_value(SecretId=secret_id, VersionId=lease)
+    except ClientError:
+        return 0.0
+    return float(_record(value.get("SecretString", "")).get("until") or 0)
+
+
+def _wait_for_replacement(
+    client: SecretsManagerClient,
+    secret_id: str,
+    stale: str,
+    sleep: Callable[[float], None],
+    wait_seconds: float,
+) -> float | None:
+    """Wait until the current version is no longer ``stale``; return its issuedAt, or None."""
+    for _ in range(max(1, int(wait_seconds))):
+        sleep(1.0)
+        current = client.get_secret_value(SecretId=secret_id)
+        record = _record(current.get("SecretString", ""))
+        if current["VersionId"] != stale and record.get("token"):
+            return float(record.get("issuedAt") or 0)
+    return None
 
 
 def _record(secret_string: str) -> dict[str, Any]:

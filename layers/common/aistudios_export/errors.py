@@ -34,6 +34,10 @@ class ConfigurationError(FinalError):
     """The deployment is misconfigured (a missing variable, a malformed secret)."""
 
 
+class ManifestInvalid(FinalError):
+    """A batch manifest cannot be read as export requests; the message says exactly why."""
+
+
 # --- AI Studios API ----------------------------------------------------------------
 
 

@@ -1,0 +1,214 @@
+"""Compatibility shims for moto 5.2.x, installed by the local stack for the length of a run.
+
+Each shim corrects one moto behaviour that makes an AWS-correct definition fail (or do
+nothing) on the local engine; ``tests/unit/test_moto_shims.py`` has a test per shim that fails
+without it. Nothing here touches what the product or the tests send and receive:
+
+- the botocore hooks are registered on the clients that moto's Step Functions engine creates
+  for its ``states:*`` and ``aws-sdk:*`` integrations, never on boto3's default session;
+- the EventBridge shim only adds what moto's rules lack (delivery to Step Functions targets).
+"""
+
+from __future__ import annotations
+
+import copy
+import datetime
+import json
+import logging
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from types import ModuleType
+from typing import TYPE_CHECKING, Any, cast
+
+from moto.events import models as events_models
+from moto.events.utils import EventTemplateParser
+from moto.stepfunctions.parser.asl.component.state.exec.state_task.service import (
+    state_task_service_aws_sdk,
+    state_task_service_sfn,
+)
+from moto.stepfunctions.responses import get_backend
+
+if TYPE_CHECKING:
+    from moto.events.utils import EventMessageType
+
+logger = logging.getLogger(__name__)
+
+_ENGINE_CLIENT_MODULES: tuple[ModuleType, ...] = (
+    state_task_service_sfn,
+    state_task_service_aws_sdk,
+)
+"""The engine's integrations whose boto3 clients get the hooks below."""
+
+
+# --- Step Functions integrations (startExecution.sync:2, aws-sdk:sfn:*) -----------------------
+
+
+def lower_parameter_names(params: dict[str, Any], **_: Any) -> None:
+    """``provide-client-params.sfn``: ``StateMachineArn`` → ``stateMachineArn``.
+
+    moto's engine hands the ASL's PascalCase parameters (``StateMachineArn``, ``Name``,
+    ``Input``; ``ExecutionArn`` of ``aws-sdk:sfn:describeExecution``) to boto3 unchanged, where
+    AWS maps them to the API's camelCase members; boto3 then sends none of them.
+    """
+    for key in [k for k in params if k[:1].isupper()]:
+        params[key[0].lower() + key[1:]] = params.pop(key)
+
+
+def add_pascal_case_copies(parsed: dict[str, Any], **_: Any) -> None:
+    """``after-call.sfn.StartExecution`` and ``.DescribeExecution``: add ``ExecutionArn``, ...
+
+    moto's ``.sync`` resolver reads ``ExecutionArn`` from boto3's ``StartExecution`` answer
+    (camelCase ``executionArn``), and its ``aws-sdk:`` integration returns boto3's answer as
+    is, where AWS answers with PascalCase members (``Status``, ``Output``, ...).
+    """
+    for key in [k for k in parsed if k[:1].islower()]:
+        parsed.setdefault(key[0].upper() + key[1:], parsed[key])
+
+
+def datetimes_to_epoch_millis(parsed: dict[str, Any], **_: Any) -> None:
+    """``after-call.sfn.DescribeExecution``: ``startDate`` datetime → epoch milliseconds.
+
+    moto's ``.sync:2`` resolver puts boto3's ``DescribeExecution`` answer, datetimes included,
+    into the state's data, which then cannot be JSON-encoded; AWS gives epoch milliseconds.
+    """
+    for key, value in list(parsed.items()):
+        if isinstance(value, datetime.datetime):
+            parsed[key] = int(value.timestamp() * 1000)
+
+
+ENGINE_HOOKS: tuple[tuple[str, Callable[..., None]], ...] = (
+    ("provide-client-params.sfn", lower_parameter_names),
+    ("after-call.sfn.StartExecution", add_pascal_case_copies),
+    # Dates first, so that the PascalCase copies carry numbers too.
+    ("after-call.sfn.DescribeExecution", datetimes_to_epoch_millis),
+    ("after-call.sfn.DescribeExecution", add_pascal_case_copies),
+)
+"""The botocore hooks put on each client of the engine's Step Functions integrations."""
+
+
+def _register_engine_hooks(client: Any) -> Any:
+    for event, handler in ENGINE_HOOKS:
+        client.meta.events.register(event, handler)
+    return client
+
+
+# --- EventBridge rules with Step Functions targets --------------------------------------------
+
+
+@dataclass(frozen=True)
+class RuleDelivery:
+    """One event a rule delivered to a state machine: what started, and with which input."""
+
+    rule: str
+    target_arn: str
+    input: str
+    execution_arn: str
+
+
+def _deliver_to_state_machines(
+    original: Callable[..., None], on_delivery: Callable[[RuleDelivery], None]
+) -> Callable[..., None]:
+    """Wrap moto's ``Rule.send_to_targets`` so that Step Functions targets start executions.
+
+    moto's rules deliver only to logs, SQS, archives, buses and API destinations: a
+    ``states`` target raises ``NotImplementedError``, which S3's EventBridge notification path
+    swallows, so an upload starts nothing. That path also passes ``transform_input=False``,
+    skipping the target's ``InputTransformer`` that AWS applies, and its events lack the
+    ``ingestion-time`` that moto's transformer reads.
+    """
+
+    def send_to_targets(rule: Any, event: dict[str, Any], transform_input: bool = True) -> None:
+        ours = [t for t in rule.targets if t["Arn"].split(":")[2:3] == ["states"]]
+        others = [t for t in rule.targets if t not in ours]
+        if ours and rule.state == "ENABLED" and rule.event_pattern.matches_event(event):
+            for target in ours:
+                try:
+                    _start_target(rule, target, event, on_delivery)
+                except Exception:
+                    # moto's caller swallows every error: say what happened at least.
+                    logger.exception("rule %s could not start %s", rule.name, target["Arn"])
+        if others:
+            clone = copy.copy(rule)
+            clone.targets = others
+            original(clone, event, transform_input)
+
+    return send_to_targets
+
+
+def _start_target(
+    rule: Any,
+    target: dict[str, Any],
+    event: dict[str, Any],
+    on_delivery: Callable[[RuleDelivery], None],
+) -> None:
+    transformer = target.get("InputTransformer")
+    if transformer:
+        event = {"ingestion-time": datetime.datetime.now(datetime.UTC).isoformat(), **event}
+        payload = EventTemplateParser.parse(
+            input_template=transformer.get("InputTemplate"),
+            input_paths_map=transformer.get("InputPathsMap", {}),
+            event=cast("EventMessageType", event),
+        )
+        text = payload if isinstance(payload, str) else json.dumps(payload)
+    elif "Input" in target:
+        text = str(target["Input"])
+    else:
+        text = json.dumps(event)
+    arn = target["Arn"]
+    region, account = arn.split(":")[3], arn.split(":")[4]
+    # EventBridge names the execution itself; moto's engine would name it "None".
+    execution = get_backend(account, region).start_execution(arn, str(uuid.uuid4()), text)
+    on_delivery(RuleDelivery(rule.name, arn, text, execution.execution_arn))
+
+
+# --- installation -----------------------------------------------------------------------------
+
+
+class MotoShims:
+    """Install every shim; undo them all.
+
+    Parameters
+    ----------
+    on_delivery
+        Called with each execution an EventBridge rule starts (the local stack records them).
+    """
+
+    def __init__(self, on_delivery: Callable[[RuleDelivery], None] | None = None) -> None:
+        self._on_delivery = on_delivery or (lambda _: None)
+        self._saved: list[tuple[Any, str, Any]] = []
+
+    @property
+    def installed(self) -> bool:
+        """Whether the shims are in place."""
+        return bool(self._saved)
+
+    def install(self) -> None:
+        """Patch moto; idempotent."""
+        if self._saved:
+            return
+        for module in _ENGINE_CLIENT_MODULES:
+            original = module.boto_client_for
+            self._patch(module, "boto_client_for", _engine_client_factory(original))
+        self._patch(
+            events_models.Rule,
+            "send_to_targets",
+            _deliver_to_state_machines(events_models.Rule.send_to_targets, self._on_delivery),
+        )
+
+    def uninstall(self) -> None:
+        """Restore moto as it was."""
+        while self._saved:
+            owner, name, original = self._saved.pop()
+            setattr(owner, name, original)
+
+    def _patch(self, owner: Any, name: str, replacement: Any) -> None:
+        self._saved.append((owner, name, getattr(owner, name)))
+        setattr(owner, name, replacement)
+
+
+def _engine_client_factory(original: Callable[..., Any]) -> Callable[..., Any]:
+    def boto_client_for(*args: Any, **kwargs: Any) -> Any:
+        return _register_engine_hooks(original(*args, **kwargs))
+
+    return boto_client_for

@@ -1,0 +1,256 @@
+"""local/aistudios_local/moto_shims.py: each shim is needed, works, and touches nothing else.
+
+Each engine hook is left out in turn: a tiny parent machine running a ``startExecution.sync:2``
+child and an ``aws-sdk:sfn:describeExecution`` then fails. The rule shim is checked with an S3
+upload through a rule with a Step Functions target, with and without it.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from typing import Any, Literal
+
+import boto3
+import pytest
+from botocore.exceptions import ParamValidationError
+from moto import mock_aws
+
+from aistudios_local import moto_shims
+from aistudios_local.moto_shims import ENGINE_HOOKS, MotoShims, RuleDelivery
+from tests.unit._fixtures import ACCOUNT, REGION, fresh_boto3_session
+
+ROLE = f"arn:aws:iam::{ACCOUNT}:role/test"
+BUCKET = "shim-test-bucket"
+CHILD_OUTPUT = {"video": {"key": "exports/a.mp4"}}
+
+
+@pytest.fixture
+def engine(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """moto with its Step Functions engine running real ASL, and a clean default session."""
+    for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    with mock_aws(config={"stepfunctions": {"execute_state_machine": True}}):
+        monkeypatch.setattr(boto3, "DEFAULT_SESSION", fresh_boto3_session())
+        yield
+
+
+@pytest.fixture
+def deliveries(engine: None) -> Iterator[list[RuleDelivery]]:
+    """Install every shim for the test; record what rules start."""
+    seen: list[RuleDelivery] = []
+    shims = MotoShims(on_delivery=seen.append)
+    shims.install()
+    try:
+        yield seen
+    finally:
+        shims.uninstall()
+
+
+def finished(arn: str) -> dict[str, Any]:
+    """Poll an execution until it ends (a bound, not a timing: it fails the test if reached)."""
+    sfn = boto3.client("stepfunctions")
+    for _ in range(500):
+        description: dict[str, Any] = dict(sfn.describe_execution(executionArn=arn))
+        if description["status"] != "RUNNING":
+            return description
+        time.sleep(0.02)
+    raise AssertionError(f"{arn} did not end")
+
+
+def run_parent() -> dict[str, Any]:
+    """A parent that runs a child with sync:2, then describes it through the aws-sdk integration."""
+    sfn = boto3.client("stepfunctions")
+    child = sfn.create_state_machine(
+        name="child",
+        definition=json.dumps(
+            {
+                "StartAt": "Done",
+                "States": {"Done": {"Type": "Pass", "Result": CHILD_OUTPUT, "End": True}},
+            }
+        ),
+        roleArn=ROLE,
+    )["stateMachineArn"]
+    child_execution = child.replace(":stateMachine:", ":execution:") + ":row-1"
+    parent = {
+        "StartAt": "Run",
+        "States": {
+            "Run": {
+                "Type": "Task",
+                "Resource": "arn:aws:states:::states:startExecution.sync:2",
+                "Parameters": {"StateMachineArn": child, "Name": "row-1", "Input": {"row": 1}},
+                "ResultPath": "$.run",
+                "Next": "Describe",
+            },
+            "Describe": {
+                "Type": "Task",
+                "Resource": "arn:aws:states:::aws-sdk:sfn:describeExecution",
+                "Parameters": {"ExecutionArn": child_execution},
+                "ResultSelector": {"status.$": "$.Status"},
+                "ResultPath": "$.described",
+                "End": True,
+            },
+        },
+    }
+    arn = sfn.create_state_machine(name="parent", definition=json.dumps(parent), roleArn=ROLE)[
+        "stateMachineArn"
+    ]
+    return finished(sfn.start_execution(stateMachineArn=arn, name="parent-1")["executionArn"])
+
+
+# --- the engine's Step Functions integrations --------------------------------------------------
+
+
+def test_with_the_shims_a_sync2_child_and_an_aws_sdk_describe_run(
+    deliveries: list[RuleDelivery],
+) -> None:
+    parent = run_parent()
+    assert parent["status"] == "SUCCEEDED", parent.get("cause")
+    output = json.loads(parent["output"])
+    assert output["run"]["output"] == CHILD_OUTPUT
+    assert output["run"]["status"] == "SUCCEEDED"
+    assert isinstance(output["run"]["startDate"], int)  # epoch milliseconds, as AWS answers
+    assert output["described"] == {"status": "SUCCEEDED"}
+
+
+@pytest.mark.parametrize(
+    ("left_out", "failure"),
+    [
+        (0, "'StateMachineArn'"),  # lower_parameter_names: boto3 sent no stateMachineArn
+        (1, "'ExecutionArn'"),  # add_pascal_case_copies on StartExecution
+        (2, "not JSON serializable"),  # datetimes_to_epoch_millis
+        (3, "The JSONPath '$.Status' could not be found"),  # add_pascal_case_copies on Describe
+    ],
+)
+def test_each_engine_hook_is_needed(
+    deliveries: list[RuleDelivery],
+    monkeypatch: pytest.MonkeyPatch,
+    left_out: int,
+    failure: str,
+) -> None:
+    monkeypatch.setattr(
+        moto_shims, "ENGINE_HOOKS", tuple(h for i, h in enumerate(ENGINE_HOOKS) if i != left_out)
+    )
+    try:
+        parent = run_parent()
+    except TypeError as e:  # moto's DescribeExecution cannot encode the datetimes it stored
+        assert failure in str(e)
+        return
+    assert parent["status"] == "FAILED"
+    assert failure in parent["cause"]
+
+
+def test_the_products_own_calls_are_left_alone(deliveries: list[RuleDelivery]) -> None:
+    run_parent()
+    sfn = boto3.client("stepfunctions")
+    arn = sfn.list_state_machines()["stateMachines"][0]["stateMachineArn"]
+    started = sfn.start_execution(stateMachineArn=arn, name="mine", input="{}")
+    assert "ExecutionArn" not in started
+    described = sfn.describe_execution(executionArn=started["executionArn"])
+    assert "Status" not in described
+    assert not isinstance(described["startDate"], int)  # still botocore's datetime
+    # Keys are not lowered for the product: boto3 still refuses what it always refused.
+    with pytest.raises(ParamValidationError, match="Unknown parameter"):
+        sfn.describe_execution(ExecutionArn=started["executionArn"])  # type: ignore[call-arg]
+
+
+def test_uninstall_restores_moto(engine: None) -> None:
+    from moto.events.models import Rule
+    from moto.stepfunctions.parser.asl.component.state.exec.state_task.service import (
+        state_task_service_sfn,
+    )
+
+    before = (Rule.send_to_targets, vars(state_task_service_sfn)["boto_client_for"])
+    shims = MotoShims()
+    shims.install()
+    shims.install()  # idempotent
+    assert shims.installed
+    assert (Rule.send_to_targets, vars(state_task_service_sfn)["boto_client_for"]) != before
+    shims.uninstall()
+    assert not shims.installed
+    assert (Rule.send_to_targets, vars(state_task_service_sfn)["boto_client_for"]) == before
+
+
+# --- EventBridge rules with a Step Functions target --------------------------------------------
+
+
+def make_rule(state: Literal["ENABLED", "DISABLED"] = "ENABLED") -> str:
+    """A bucket with EventBridge notifications and a rule that starts a machine on *.csv uploads."""
+    s3, sfn, events = boto3.client("s3"), boto3.client("stepfunctions"), boto3.client("events")
+    s3.create_bucket(Bucket=BUCKET)
+    s3.put_bucket_notification_configuration(
+        Bucket=BUCKET, NotificationConfiguration={"EventBridgeConfiguration": {}}
+    )
+    machine = sfn.create_state_machine(
+        name="batch",
+        definition=json.dumps({"StartAt": "Done", "States": {"Done": {"Type": "Succeed"}}}),
+        roleArn=ROLE,
+    )["stateMachineArn"]
+    pattern = {
+        "source": ["aws.s3"],
+        "detail-type": ["Object Created"],
+        "detail": {
+            "bucket": {"name": [BUCKET]},
+            "object": {"key": [{"wildcard": "manifests/*.csv"}]},
+        },
+    }
+    events.put_rule(Name="uploads", EventPattern=json.dumps(pattern), State=state)
+    events.put_targets(
+        Rule="uploads",
+        Targets=[
+            {
+                "Id": "batch",
+                "Arn": machine,
+                "RoleArn": ROLE,
+                "InputTransformer": {
+                    "InputPathsMap": {
+                        "bucket": "$.detail.bucket.name",
+                        "key": "$.detail.object.key",
+                    },
+                    "InputTemplate": '{"bucket": "<bucket>", "key": "<key>"}',
+                },
+            }
+        ],
+    )
+    return machine
+
+
+def executions(machine: str) -> list[dict[str, Any]]:
+    sfn = boto3.client("stepfunctions")
+    return [
+        {"name": e["name"], "input": json.loads(finished(e["executionArn"])["input"])}
+        for e in sfn.list_executions(stateMachineArn=machine)["executions"]
+    ]
+
+
+def test_a_matching_upload_starts_the_target_with_the_transformed_input(
+    deliveries: list[RuleDelivery],
+) -> None:
+    machine = make_rule()
+    s3 = boto3.client("s3")
+    s3.put_object(Bucket=BUCKET, Key="manifests/jan.csv", Body=b"projectId\n")
+    s3.put_object(Bucket=BUCKET, Key="results/jan.csv/report.json", Body=b"{}")
+    s3.put_object(Bucket=BUCKET, Key="manifests/notes.txt", Body=b"")
+    [started] = executions(machine)
+    assert started["input"] == {"bucket": BUCKET, "key": "manifests/jan.csv"}
+    [delivery] = deliveries
+    assert delivery.rule == "uploads" and delivery.target_arn == machine
+    assert json.loads(delivery.input) == started["input"]
+    assert delivery.execution_arn.endswith(":" + started["name"])
+
+
+def test_a_disabled_rule_starts_nothing(deliveries: list[RuleDelivery]) -> None:
+    machine = make_rule(state="DISABLED")
+    boto3.client("s3").put_object(Bucket=BUCKET, Key="manifests/jan.csv", Body=b"projectId\n")
+    assert executions(machine) == []
+    assert deliveries == []
+
+
+def test_without_the_shim_an_upload_starts_nothing(engine: None) -> None:
+    machine = make_rule()
+    boto3.client("s3").put_object(Bucket=BUCKET, Key="manifests/jan.csv", Body=b"projectId\n")
+    assert executions(machine) == []

@@ -5,6 +5,13 @@
     aistudios-export local --project-id ID [--resolution R] [--api-url URL] [--poll-seconds N]
                            [--timeout-seconds N] [--output FILE] [--json]
 
+``aistudios-export local serve [--port 3000] [--api-url URL]`` serves the HTTP API on 127.0.0.1
+(authentication is not enforced there) with exports running in the background.
+
+``aistudios-export local batch FILE.csv|FILE.json [--api-url URL] [--json]`` uploads a manifest
+to the local bucket, where the template's rule starts the batch state machine, waits for it and
+prints each row's outcome (with ``--json``: one object ``{"status", "rows": [...]}``).
+
 With ``--json`` the last line of stdout is one JSON object (see :meth:`ExportRun.to_json`).
 The exit status is 0 only when the export SUCCEEDED.
 """
@@ -32,9 +39,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="run an export on the embedded local stack (moto + a loopback AI Studios simulator)",
         description="Run one export through the real state machine and handlers, in this process.",
     )
-    local.add_argument(
-        "--project-id", required=True, help="the AI Studios project (24 hex characters)"
-    )
+    # Required unless a subcommand of local is given (checked in main).
+    local.add_argument("--project-id", help="the AI Studios project (24 hex characters)")
     local.add_argument("--resolution", help="4k | 1080 | 720 | 480 (default 1080)")
     local.add_argument(
         "--api-url", help="an AI Studios-compatible server (default: a built-in simulator)"
@@ -46,13 +52,91 @@ def build_parser() -> argparse.ArgumentParser:
     local.add_argument("--output", type=Path, help="also write the video to this file")
     local.add_argument("--json", action="store_true", help="end stdout with one JSON object")
     local.add_argument("--verbose", action="store_true", help="show the functions' logs on stderr")
+    # local's own subcommands; without one, local runs one export (the form above).
+    local_commands = local.add_subparsers(dest="local_command", required=False)
+    serve = local_commands.add_parser(
+        "serve",
+        help="serve the HTTP API on 127.0.0.1 (authentication NOT enforced)",
+        description="Serve the real API handler as API Gateway would call it, backed by the "
+        "embedded local stack; exports run in the background.",
+    )
+    serve.add_argument(
+        "--port", type=int, default=3000, metavar="N", help="port on 127.0.0.1 (default 3000)"
+    )
+    # Own dests: a subcommand's defaults would overwrite local's options of the same name.
+    serve.add_argument(
+        "--api-url",
+        dest="serve_api_url",
+        metavar="URL",
+        help="an AI Studios-compatible server (default: a built-in simulator)",
+    )
+    serve.add_argument(
+        "--poll-seconds",
+        dest="serve_poll_seconds",
+        metavar="N",
+        type=int,
+        default=2,
+        help="seconds between progress polls (the DefaultPollSeconds template parameter)",
+    )
+    serve.add_argument(
+        "--verbose",
+        dest="serve_verbose",
+        action="store_true",
+        help="show the functions' logs on stderr",
+    )
+    batch = local_commands.add_parser(
+        "batch",
+        help="upload a manifest (CSV or JSON) and run the batch it starts",
+        description="Upload a manifest to the local bucket; the template's EventBridge rule "
+        "starts the batch state machine. Prints each row's outcome; exit status 0 only when the "
+        "batch SUCCEEDED.",
+    )
+    batch.add_argument("batch_file", metavar="FILE", type=Path, help="a *.csv or *.json manifest")
+    batch.add_argument(
+        "--api-url",
+        dest="batch_api_url",
+        metavar="URL",
+        help="an AI Studios-compatible server (default: a built-in simulator)",
+    )
+    batch.add_argument(
+        "--poll-seconds",
+        dest="batch_poll_seconds",
+        metavar="N",
+        type=int,
+        default=1,
+        help="seconds between progress polls (the DefaultPollSeconds template parameter)",
+    )
+    batch.add_argument(
+        "--timeout-seconds",
+        dest="batch_timeout_seconds",
+        metavar="N",
+        type=int,
+        default=1800,
+        help="stop waiting for the batch after this many seconds (default 1800)",
+    )
+    batch.add_argument(
+        "--json", dest="batch_json", action="store_true", help="end stdout with one JSON object"
+    )
+    batch.add_argument(
+        "--verbose",
+        dest="batch_verbose",
+        action="store_true",
+        help="show the functions' logs on stderr",
+    )
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return the exit status."""
-    args = build_parser().parse_args(argv)
-    if args.command == "local":
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command == "local" and args.local_command == "serve":
+        return run_serve(args)
+    if args.command == "local" and args.local_command == "batch":
+        return run_batch(args)
+    if args.command == "local" and args.local_command is None:
+        if args.project_id is None:
+            parser.error("local: the following arguments are required: --project-id")
         return run_local(args)
     return 2  # pragma: no cover - argparse rejects unknown commands
 
@@ -95,6 +179,80 @@ def run_local(args: argparse.Namespace) -> int:
     else:
         _print_summary(out, run.to_json(), args.output)
     return 0 if run.status == "SUCCEEDED" else 1
+
+
+def run_serve(args: argparse.Namespace) -> int:
+    """Serve the HTTP API on the local stack until Ctrl-C."""
+    from aistudios_local.serve import serve
+    from aistudios_local.stack import LocalStack
+
+    api_url = args.serve_api_url or args.api_url
+    parameters = {"DefaultPollSeconds": str(max(args.serve_poll_seconds, 1))}
+    if not args.serve_verbose:
+        parameters["LogLevel"] = "WARNING"
+    with LocalStack(api_url=api_url, parameters=parameters) as stack:
+        where = api_url or f"built-in simulator at {stack.api_url}"
+        print(f"local stack up: AI Studios = {where}", file=sys.stderr)
+        try:
+            serve(stack, port=args.port)
+        except OSError as e:
+            print(f"error: cannot serve on 127.0.0.1:{args.port}: {e.strerror}", file=sys.stderr)
+            return 1
+    return 0
+
+
+def run_batch(args: argparse.Namespace) -> int:
+    """Upload a manifest to the local stack, wait for its batch, and report every row."""
+    from aistudios_local.batch import run_batch as run_local_batch
+    from aistudios_local.stack import LocalStack
+
+    path: Path = args.batch_file
+    if path.suffix.lower() not in (".csv", ".json"):
+        print(f"error: {path} is not a .csv or .json manifest", file=sys.stderr)
+        return 2
+    try:
+        data = path.read_bytes()
+    except OSError as e:
+        print(f"error: cannot read {path}: {e.strerror}", file=sys.stderr)
+        return 2
+    api_url = args.batch_api_url or args.api_url
+    parameters = {"DefaultPollSeconds": str(max(args.batch_poll_seconds, 0))}
+    if not args.batch_verbose:
+        parameters["LogLevel"] = "WARNING"
+    out = sys.stdout
+    # Everything the functions print goes to stderr: stdout carries only the result.
+    with (
+        contextlib.redirect_stdout(sys.stderr),
+        LocalStack(api_url=api_url, parameters=parameters) as stack,
+    ):
+        where = api_url or f"built-in simulator at {stack.api_url}"
+        print(f"local stack up: AI Studios = {where}, bucket = {stack.bucket}", file=sys.stderr)
+        run = run_local_batch(stack, data, path.name, deadline_seconds=args.batch_timeout_seconds)
+    result = run.to_json()
+    if args.batch_json:
+        out.write(json.dumps(result) + "\n")
+    else:
+        _print_batch(out, result)
+    return 0 if run.status == "SUCCEEDED" else 1
+
+
+def _print_batch(out: TextIO, result: dict[str, Any]) -> None:
+    for row in result["rows"]:
+        video = row.get("video")
+        if video:
+            where = f"s3://{video['bucket']}/{video['key']}"
+            detail = f"{where} ({video['size']} bytes, sha256 {video['sha256']})"
+        elif row["status"] == "REJECTED":
+            detail = f"row {row.get('row')}: {row.get('error')}"
+        else:
+            detail = f"{row.get('error')}: {row.get('cause', '')}"
+        print(f"{row['status']:<10} {row.get('projectId') or '-':<24}  {detail}", file=out)
+    print(f"status: {result['status']}  ({result['elapsedSeconds']:.1f} s)", file=out)
+    if result["error"]:
+        print(f"error:  {result['error']}", file=out)
+        print(f"cause:  {result['cause']}", file=out)
+    if result["reportKey"]:
+        print(f"report: {result['reportKey']}", file=out)
 
 
 def _print_summary(out: TextIO, result: dict[str, Any], output: Path | None) -> None:

@@ -23,6 +23,7 @@ import boto3
 from moto import mock_aws
 
 from aistudios_local.lambda_bridge import Invocation, LambdaBridge, LocalFunction
+from aistudios_local.moto_shims import MotoShims, RuleDelivery
 from aistudios_local.simulator import AiStudiosSimulator
 from aistudios_local.template import Resolver, load_template
 
@@ -112,6 +113,9 @@ class LocalStack:
         self.bridge: LambdaBridge | None = None
         self.resolver: Resolver | None = None
         self.events: list[dict[str, Any]] = []
+        self.rule_deliveries: list[RuleDelivery] = []
+        """Executions the template's EventBridge rules started (S3 uploads), in order."""
+        self._shims = MotoShims(on_delivery=self.rule_deliveries.append)
 
     # --- lifecycle ------------------------------------------------------------------------
 
@@ -141,6 +145,7 @@ class LocalStack:
         # moto logs each failed state with a dump of its parse tree; the result says it better.
         logging.getLogger("moto").setLevel(logging.CRITICAL)
         self._mock.start()
+        self._shims.install()
         boto3.setup_default_session(region_name=REGION)
         boto3._get_default_session().events.register(
             "before-call.events.PutEvents", self._on_put_events
@@ -159,6 +164,7 @@ class LocalStack:
         boto3._get_default_session().events.unregister(
             "before-call.events.PutEvents", self._on_put_events
         )
+        self._shims.uninstall()
         self._mock.stop()
         boto3.DEFAULT_SESSION = None
         os.environ.clear()
@@ -205,6 +211,12 @@ class LocalStack:
                     s3.put_bucket_versioning(
                         Bucket=resolver.refs[logical], VersioningConfiguration={"Status": status}
                     )
+                notifications = resolver.resolve(props.get("NotificationConfiguration", {}))
+                if notifications.get("EventBridgeConfiguration", {}).get("EventBridgeEnabled"):
+                    s3.put_bucket_notification_configuration(
+                        Bucket=resolver.refs[logical],
+                        NotificationConfiguration={"EventBridgeConfiguration": {}},
+                    )
             elif kind == "AWS::SecretsManager::Secret":
                 secret = secrets.create_secret(
                     Name=f"{STACK_NAME}/{logical}", SecretString=self._secret_value(logical)
@@ -213,6 +225,7 @@ class LocalStack:
 
         self._create_functions(resolver, template)
         self._create_state_machines(resolver, resources)
+        self._create_rules(resolver, resources)
 
     def _identify(self, resolver: Resolver, logical: str, kind: str) -> None:
         name = f"{STACK_NAME}-{logical}"
@@ -224,6 +237,8 @@ class LocalStack:
             arn = f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:{name}"
             resolver.refs[logical], resolver.attributes[(logical, "Arn")] = name, arn
         elif kind == "AWS::Serverless::StateMachine":
+            explicit = resolver.template["Resources"][logical].get("Properties", {}).get("Name")
+            name = str(resolver.resolve(explicit)) if explicit else name
             arn = f"arn:aws:states:{REGION}:{ACCOUNT}:stateMachine:{name}"
             resolver.refs[logical], resolver.attributes[(logical, "Arn")] = arn, arn
             resolver.attributes[(logical, "Name")] = name
@@ -290,6 +305,29 @@ class LocalStack:
                 type="EXPRESS" if props.get("Type") == "EXPRESS" else "STANDARD",
             )
 
+    def _create_rules(self, resolver: Resolver, resources: Mapping[str, Any]) -> None:
+        """Create the template's EventBridge rules; the moto shims deliver to their targets."""
+        events = boto3.client("events")
+        for logical, resource in resources.items():
+            if resource["Type"] != "AWS::Events::Rule":
+                continue
+            props = resolver.resolve(resource["Properties"])
+            name = resolver.refs[logical]
+            events.put_rule(
+                Name=name,
+                EventPattern=json.dumps(props["EventPattern"]),
+                State=props.get("State", "ENABLED"),
+            )
+            targets = [
+                {
+                    k: v
+                    for k, v in t.items()
+                    if k in ("Id", "Arn", "RoleArn", "Input", "InputTransformer")
+                }
+                for t in props.get("Targets", [])
+            ]
+            events.put_targets(Rule=name, Targets=targets)  # type: ignore[arg-type]
+
     def _on_put_events(self, params: dict[str, Any], **_: Any) -> None:
         body = params.get("body") or b"{}"
         for entry in json.loads(body.decode() if isinstance(body, bytes) else body).get(
@@ -309,6 +347,44 @@ class LocalStack:
         """Return what ``Ref`` of a template resource is on this stack."""
         assert self.resolver is not None
         return self.resolver.refs[logical]
+
+    def parameter(self, name: str) -> str:
+        """Return a template parameter's value on this stack (override or default)."""
+        assert self.resolver is not None
+        return self.resolver.parameter_values()[name]
+
+    def schedule_target(
+        self, logical: str, *, scheduled_time: str = "2026-01-01T03:00:00Z"
+    ) -> tuple[str, dict[str, Any]]:
+        """Return ``(target ARN, input)`` of a template schedule firing at ``scheduled_time``.
+
+        The input is the schedule's ``Target.Input`` with EventBridge Scheduler's context
+        attributes filled in, as the scheduler would send it.
+        """
+        assert self.resolver is not None
+        resource = self.resolver.template["Resources"][logical]
+        if resource["Type"] != "AWS::Scheduler::Schedule":
+            raise ValueError(f"{logical} is not an AWS::Scheduler::Schedule")
+        target = self.resolver.resolve(resource["Properties"]["Target"])
+        schedule_arn = f"arn:aws:scheduler:{REGION}:{ACCOUNT}:schedule/default/{logical}"
+        context = {
+            "aws.scheduler.schedule-arn": schedule_arn,
+            "aws.scheduler.scheduled-time": scheduled_time,
+            "aws.scheduler.execution-id": str(uuid.uuid4()),
+            "aws.scheduler.attempt-number": "1",
+        }
+        text = str(target.get("Input", "{}"))
+        for attribute, value in context.items():
+            text = text.replace(f"<{attribute}>", value)
+        return str(target["Arn"]), json.loads(text)
+
+    def fire_schedule(self, logical: str, *, scheduled_time: str = "2026-01-01T03:00:00Z") -> str:
+        """Start a template schedule's target once, as the scheduler would; return the ARN."""
+        arn, payload = self.schedule_target(logical, scheduled_time=scheduled_time)
+        sfn: SFNClient = boto3.client("stepfunctions")
+        return sfn.start_execution(
+            stateMachineArn=arn, name=f"schedule-{uuid.uuid4().hex[:12]}", input=json.dumps(payload)
+        )["executionArn"]
 
     def start_export(self, request: Mapping[str, Any], name: str | None = None) -> str:
         """Start the export state machine on ``request``; return the execution ARN."""

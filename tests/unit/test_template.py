@@ -566,3 +566,369 @@ def test_samconfig_profiles_deploy_safely_without_account_details() -> None:
     assert config["prod"]["deploy"]["parameters"]["confirm_changeset"] is True
     assert not re.search(r"^\s*region\s*=", text, re.MULTILINE)
     assert not re.search(r"\b\d{12}\b", text)
+
+
+# --- batches: manifests, the S3 rule, the schedule (issue #3) ---------------------------------
+
+BATCH_FUNCTIONS = {
+    "PrepareManifestFunction": "prepare_manifest",
+    "SummarizeBatchFunction": "summarize_batch",
+}
+BATCH_SUBSTITUTIONS = {
+    "PrepareManifestFunctionArn",
+    "SummarizeBatchFunctionArn",
+    "ExportStateMachineArn",
+    "ExportExecutionArnPrefix",
+    "OutputBucketName",
+    "ManifestKeyPrefix",
+    "ResultsKeyPrefix",
+    "BatchMaxConcurrency",
+    "BatchToleratedFailurePercentage",
+    "DefaultPollSeconds",
+    "DefaultTimeoutSeconds",
+    "DefaultStallSeconds",
+}
+EXPORT_EXECUTIONS = {
+    "Fn::Sub": "arn:${AWS::Partition}:states:${AWS::Region}:${AWS::AccountId}"
+    ":execution:${ExportStateMachine.Name}:*"
+}
+
+
+def _batch_asl() -> dict[str, Any]:
+    text = (ROOT / "statemachine" / "batch.asl.json").read_text(encoding="utf-8")
+    assert set(SUB_VARIABLE.findall(text)) == BATCH_SUBSTITUTIONS
+    value: dict[str, Any] = json.loads(text)
+    return value
+
+
+def _all_states(asl: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Every state, those of the Map's ItemProcessor included."""
+    found: dict[str, dict[str, Any]] = {}
+    for name, state in asl["States"].items():
+        found[name] = state
+        if "ItemProcessor" in state:
+            found |= _all_states(state["ItemProcessor"])
+    return found
+
+
+def _statement_by_sid(policies: list[Any]) -> dict[str, dict[str, Any]]:
+    return {s["Sid"]: s for s in _statements(policies) if "Sid" in s}
+
+
+def test_batch_functions_are_thin_and_never_touch_secrets(resources: dict[str, Any]) -> None:
+    for name, folder in BATCH_FUNCTIONS.items():
+        props = _props(resources, name)
+        assert props["CodeUri"] == f"functions/{folder}/"
+        assert (ROOT / "functions" / folder / "app.py").is_file()
+        assert (ROOT / "functions" / folder / "__init__.py").is_file()
+        actions = {a for s in _statements(props["Policies"]) for a in _as_list(s["Action"])}
+        assert not {a for a in actions if a.startswith("secretsmanager:")}, name
+        assert not _references(props["Policies"]) & {"CredentialsSecret", "TokenSecret"}
+    prepare = _statement_by_sid(_props(resources, "PrepareManifestFunction")["Policies"])
+    assert prepare["ReadManifests"]["Action"] == "s3:GetObject"
+    assert prepare["ReadManifests"]["Resource"] == {
+        "Fn::Sub": "${OutputBucket.Arn}/${ManifestKeyPrefix}*"
+    }
+    assert prepare["WriteBatchFiles"]["Action"] == "s3:PutObject"
+    assert prepare["WriteBatchFiles"]["Resource"] == {
+        "Fn::Sub": "${OutputBucket.Arn}/${ResultsKeyPrefix}*"
+    }
+    summarize = _statement_by_sid(_props(resources, "SummarizeBatchFunction")["Policies"])
+    assert summarize["ReadExportOutcomes"]["Action"] == "states:DescribeExecution"
+    assert summarize["ReadExportOutcomes"]["Resource"] == EXPORT_EXECUTIONS
+    assert summarize["ReadAndWriteBatchFiles"]["Resource"] == {
+        "Fn::Sub": "${OutputBucket.Arn}/${ResultsKeyPrefix}*"
+    }
+
+
+def test_batch_state_machine_logs_without_execution_data_and_traces(
+    resources: dict[str, Any],
+) -> None:
+    props = _props(resources, "BatchStateMachine")
+    assert props["Type"] == "STANDARD"
+    assert props["DefinitionUri"] == "statemachine/batch.asl.json"
+    assert props["Name"] == {"Fn::Sub": "${AWS::StackName}-batch"}
+    assert props["Logging"]["Level"] == "ALL"
+    assert props["Logging"]["IncludeExecutionData"] is False
+    assert props["Tracing"] == {"Enabled": True}
+    (destination,) = props["Logging"]["Destinations"]
+    group = destination["CloudWatchLogsLogGroup"]["LogGroupArn"]["Fn::GetAtt"][0]
+    assert _props(resources, group)["LogGroupName"] == {
+        "Fn::Sub": "/aws/vendedlogs/states/${AWS::StackName}-batch"
+    }
+
+
+def test_batch_substitutions_cover_every_placeholder_and_resolve_locally(
+    template: dict[str, Any], resources: dict[str, Any]
+) -> None:
+    substitutions = _props(resources, "BatchStateMachine")["DefinitionSubstitutions"]
+    assert set(substitutions) == BATCH_SUBSTITUTIONS
+    _batch_asl()
+    for name in BATCH_FUNCTIONS:
+        assert substitutions[f"{name}Arn"] == {"Fn::GetAtt": [name, "Arn"]}
+    assert substitutions["ExportStateMachineArn"] == {"Ref": "ExportStateMachine"}
+    for parameter in (
+        BATCH_SUBSTITUTIONS
+        - {f"{n}Arn" for n in BATCH_FUNCTIONS}
+        - {
+            "ExportStateMachineArn",
+            "ExportExecutionArnPrefix",
+            "OutputBucketName",
+        }
+    ):
+        assert substitutions[parameter] == {"Ref": parameter}, parameter
+    known = set(template["Parameters"]) | set(resources) | PSEUDO_PARAMETERS
+    for item in _walk(substitutions):
+        if isinstance(item, dict) and "Fn::Sub" in item:
+            for variable in SUB_VARIABLE.findall(item["Fn::Sub"]):
+                name, _, attribute = variable.partition(".")
+                assert name in known and attribute in {"", "Arn", "Name"}, variable
+
+
+def test_batch_asl_is_bounded_and_retries_with_jitter(resources: dict[str, Any]) -> None:
+    asl = _batch_asl()
+    export_asl = json.loads(_asl_text())
+    assert isinstance(asl["TimeoutSeconds"], int)
+    assert "QueryLanguage" not in asl
+    states = _all_states(asl)
+    timeouts = {f"${{{n}Arn}}": _props(resources, n)["Timeout"] for n in BATCH_FUNCTIONS}
+    tasks = {n: s for n, s in states.items() if s["Type"] == "Task"}
+    assert {t["Resource"] for t in tasks.values()} >= set(timeouts)
+    for name, task in tasks.items():
+        assert task["TimeoutSeconds"] >= timeouts.get(task["Resource"], 1), name
+        for retry in task.get("Retry", []):
+            assert retry["JitterStrategy"] == "FULL", name
+            assert retry["MaxDelaySeconds"] <= 60, name
+            assert "States.ALL" not in retry["ErrorEquals"], name
+        if task["Resource"] in timeouts:
+            retried = {e for r in task["Retry"] for e in r["ErrorEquals"]}
+            assert "StorageError" in retried, name
+    assert tasks["ExportRow"]["TimeoutSeconds"] > export_asl["TimeoutSeconds"]
+    for name, state in states.items():
+        if state["Type"] == "Choice":
+            assert "Default" in state, name
+        for key in ("Next", "Default"):
+            if key in state:
+                assert state[key] in states, (name, state[key])
+
+
+def test_batch_asl_runs_each_row_once_through_a_distributed_map() -> None:
+    states = _batch_asl()["States"]
+    assert _batch_asl()["StartAt"] == "Configure"
+    assert states["Configure"]["Next"] == "PrepareManifest"
+    assert states["PrepareManifest"]["Resource"] == "${PrepareManifestFunctionArn}"
+    assert states["PrepareManifest"]["Catch"][0]["Next"] == "ManifestRejected"
+    assert states["ManifestRejected"]["Type"] == "Fail"
+    run = states["ExportRows"]
+    assert run["Type"] == "Map"
+    assert run["ItemProcessor"]["ProcessorConfig"] == {
+        "Mode": "DISTRIBUTED",
+        "ExecutionType": "STANDARD",
+    }
+    assert run["ItemReader"]["Resource"] == "arn:aws:states:::s3:getObject"
+    assert run["ItemReader"]["ReaderConfig"] == {"InputType": "JSON"}
+    assert run["MaxConcurrencyPath"] == "$.limits.maxConcurrency"
+    assert run["ToleratedFailurePercentagePath"] == "$.limits.toleratedFailurePercentage"
+    assert run["ResultWriter"]["Resource"] == "arn:aws:states:::s3:putObject"
+    assert run["ResultWriter"]["Parameters"]["Prefix"].startswith("${ResultsKeyPrefix}")
+    assert run["Next"] == run["Catch"][0]["Next"] == "SummarizeBatch"
+    row = run["ItemProcessor"]["States"]
+    export = row["ExportRow"]
+    assert export["Resource"] == "arn:aws:states:::states:startExecution.sync:2"
+    assert export["Parameters"] == {
+        "StateMachineArn": "${ExportStateMachineArn}",
+        "Name.$": "$.name",
+        "Input.$": "$.input",
+    }
+    (already,) = export["Catch"]
+    assert already["ErrorEquals"] == ["StepFunctions.ExecutionAlreadyExistsException"]
+    describe = row[already["Next"]]
+    assert describe["Resource"] == "arn:aws:states:::aws-sdk:sfn:describeExecution"
+    assert "${ExportExecutionArnPrefix}" in describe["Parameters"]["ExecutionArn.$"]
+    assert states["SummarizeBatch"]["Next"] == "BatchOutcome"
+    assert states["BatchOutcome"]["Default"] == "BatchFailed"
+
+
+def test_batch_state_machine_may_do_exactly_what_it_needs(resources: dict[str, Any]) -> None:
+    policies = _props(resources, "BatchStateMachine")["Policies"]
+    invoked = {
+        p["LambdaInvokePolicy"]["FunctionName"]["Ref"]
+        for p in policies
+        if "LambdaInvokePolicy" in p
+    }
+    assert invoked == set(BATCH_FUNCTIONS)
+    assert {
+        "StepFunctionsExecutionPolicy": {
+            "StateMachineName": {"Fn::GetAtt": ["ExportStateMachine", "Name"]}
+        }
+    } in policies
+    statements = _statement_by_sid(policies)
+    assert set(statements["FollowExports"]["Action"]) == {
+        "states:DescribeExecution",
+        "states:StopExecution",
+    }
+    assert statements["FollowExports"]["Resource"] == EXPORT_EXECUTIONS
+    assert set(statements["SyncExecutionEvents"]["Action"]) == {
+        "events:PutTargets",
+        "events:PutRule",
+        "events:DescribeRule",
+    }
+    assert statements["SyncExecutionEvents"]["Resource"]["Fn::Sub"].endswith(
+        ":rule/StepFunctionsGetEventsForStepFunctionsExecutionRule"
+    )
+    assert statements["RunDistributedMap"]["Action"] == "states:StartExecution"
+    assert statements["RunDistributedMap"]["Resource"]["Fn::Sub"].endswith(
+        ":stateMachine:${AWS::StackName}-batch"
+    )
+    s3_resources = [
+        r["Fn::Sub"]
+        for s in statements.values()
+        if any(a.startswith("s3:") for a in _as_list(s["Action"]))
+        for r in _as_list(s["Resource"])
+    ]
+    assert set(s3_resources) == {
+        "${OutputBucket.Arn}/${ManifestKeyPrefix}*",
+        "${OutputBucket.Arn}/${ResultsKeyPrefix}*",
+    }
+    write = statements["WriteMapResults"]
+    assert write["Resource"] == {"Fn::Sub": "${OutputBucket.Arn}/${ResultsKeyPrefix}*"}
+
+
+def _resolved_pattern() -> dict[str, Any]:
+    """The rule's EventPattern as the local stack resolves it (default prefix, bucket-1)."""
+    from aistudios_local.template import Resolver, load_template
+
+    raw = load_template(TEMPLATE)
+    resolver = Resolver(raw, refs={"OutputBucket": "bucket-1"})
+    pattern = raw["Resources"]["ManifestUploadedRule"]["Properties"]["EventPattern"]
+    resolved: dict[str, Any] = resolver.resolve(pattern)
+    return resolved
+
+
+@pytest.mark.parametrize(
+    ("bucket", "key", "matches"),
+    [
+        ("bucket-1", "manifests/january.csv", True),
+        ("bucket-1", "manifests/2026/january.json", True),
+        ("bucket-1", "manifests/january.CSV", False),
+        ("bucket-1", "manifests/notes.txt", False),
+        ("bucket-1", "results/january.csv/0123/report.json", False),
+        ("bucket-1", "results/map-runs/1/manifest.json", False),
+        ("bucket-1", "exports/65fa6b07dca2e367461a2925/1080/x.mp4", False),
+        ("bucket-1", "old-manifests/january.csv", False),
+        ("bucket-2", "manifests/january.csv", False),
+    ],
+)
+def test_the_rule_matches_manifests_only(bucket: str, key: str, matches: bool) -> None:
+    from moto.events.models import EventPattern
+
+    event: Any = {
+        "source": "aws.s3",
+        "detail-type": "Object Created",
+        "detail": {"bucket": {"name": bucket}, "object": {"key": key}},
+    }
+    pattern = EventPattern.load(json.dumps(_resolved_pattern()))
+    assert pattern.matches_event(event) is matches
+
+
+def test_the_rule_starts_the_batch_with_bucket_and_key(resources: dict[str, Any]) -> None:
+    assert _props(_of_type(resources, "AWS::S3::Bucket"), "OutputBucket")[
+        "NotificationConfiguration"
+    ] == {"EventBridgeConfiguration": {"EventBridgeEnabled": True}}
+    rule = _props(resources, "ManifestUploadedRule")
+    assert rule["State"] == "ENABLED"
+    (target,) = rule["Targets"]
+    assert target["Arn"] == {"Ref": "BatchStateMachine"}
+    assert target["InputTransformer"]["InputPathsMap"] == {
+        "bucket": "$.detail.bucket.name",
+        "key": "$.detail.object.key",
+    }
+    template_text = target["InputTransformer"]["InputTemplate"]
+    filled = template_text.replace("<bucket>", "b").replace("<key>", "manifests/a.csv")
+    assert json.loads(filled) == {"bucket": "b", "key": "manifests/a.csv"}
+    assert target["DeadLetterConfig"] == {"Arn": {"Fn::GetAtt": ["BatchDeadLetterQueue", "Arn"]}}
+    role = _props(resources, target["RoleArn"]["Fn::GetAtt"][0])
+    (trust,) = role["AssumeRolePolicyDocument"]["Statement"]
+    assert trust["Principal"] == {"Service": "events.amazonaws.com"}
+    (policy,) = role["Policies"]
+    assert policy["PolicyDocument"]["Statement"] == [
+        {
+            "Effect": "Allow",
+            "Action": "states:StartExecution",
+            "Resource": {"Ref": "BatchStateMachine"},
+        }
+    ]
+
+
+def test_the_schedule_is_off_by_default_retries_and_dead_letters(
+    template: dict[str, Any], resources: dict[str, Any]
+) -> None:
+    (name,) = _of_type(resources, "AWS::Scheduler::Schedule")
+    schedule = _props(resources, name)
+    assert schedule["State"] == {"Ref": "BatchScheduleState"}
+    assert template["Parameters"]["BatchScheduleState"]["Default"] == "DISABLED"
+    assert schedule["ScheduleExpression"] == {"Ref": "BatchScheduleExpression"}
+    target = schedule["Target"]
+    assert target["Arn"] == {"Ref": "BatchStateMachine"}
+    text = target["Input"]["Fn::Sub"]
+    filled = (
+        text.replace("${OutputBucket}", "b")
+        .replace("${BatchScheduleManifestKey}", "manifests/s.csv")
+        .replace("<aws.scheduler.scheduled-time>", "2026-01-01T03:00:00Z")
+    )
+    assert json.loads(filled) == {
+        "bucket": "b",
+        "key": "manifests/s.csv",
+        "scope": "2026-01-01T03:00:00Z",
+    }
+    assert target["RetryPolicy"]["MaximumRetryAttempts"] > 0
+    queue = target["DeadLetterConfig"]["Arn"]["Fn::GetAtt"][0]
+    assert _props(resources, queue)["SqsManagedSseEnabled"] is True
+    role = _props(resources, target["RoleArn"]["Fn::GetAtt"][0])
+    (trust,) = role["AssumeRolePolicyDocument"]["Statement"]
+    assert trust["Principal"] == {"Service": "scheduler.amazonaws.com"}
+    (policy,) = role["Policies"]
+    assert policy["PolicyDocument"]["Statement"] == [
+        {
+            "Effect": "Allow",
+            "Action": "states:StartExecution",
+            "Resource": {"Ref": "BatchStateMachine"},
+        },
+        {
+            "Effect": "Allow",
+            "Action": "sqs:SendMessage",
+            "Resource": {"Fn::GetAtt": [queue, "Arn"]},
+        },
+    ]
+
+
+def test_manifests_and_batch_files_live_apart(template: dict[str, Any]) -> None:
+    parameters = template["Parameters"]
+    assert parameters["ManifestKeyPrefix"]["Default"] != parameters["ResultsKeyPrefix"]["Default"]
+    pattern = parameters["ManifestKeyPrefix"]["AllowedPattern"]
+    assert not re.fullmatch(pattern, "")  # an empty prefix would read results as manifests
+    assert re.fullmatch(pattern, "manifests/team-a/")
+    assert not re.fullmatch(pattern, "manifests/*")
+    assertions = template["Rules"]["BatchPrefixesAreApart"]["Assertions"]
+    assert {json.dumps(a["Assert"], sort_keys=True) for a in assertions} == {
+        json.dumps(
+            {"Fn::Not": [{"Fn::Equals": [{"Ref": "ManifestKeyPrefix"}, {"Ref": other}]}]},
+            sort_keys=True,
+        )
+        for other in ("ResultsKeyPrefix", "OutputKeyPrefix")
+    }
+    key = parameters["BatchScheduleManifestKey"]
+    assert key["Default"].startswith(parameters["ManifestKeyPrefix"]["Default"])
+    assert re.fullmatch(key["AllowedPattern"], key["Default"])
+    assert not re.fullmatch(key["AllowedPattern"], "manifests/a.txt")
+    assert parameters["BatchMaxConcurrency"]["Default"] == 10
+
+
+def test_batch_outputs(template: dict[str, Any]) -> None:
+    assert {
+        "BatchStateMachineArn",
+        "ManifestUploadLocation",
+        "BatchReportsLocation",
+        "BatchDeadLetterQueueUrl",
+        *(f"{name}Name" for name in BATCH_FUNCTIONS),
+    } <= set(template["Outputs"])

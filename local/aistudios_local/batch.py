@@ -11,20 +11,15 @@ import json
 import time
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import quote_plus
 
 import boto3
 from botocore.exceptions import ClientError
 
-from aistudios_export.manifests import BatchSettings, batch_location, readable_cause
-
-if TYPE_CHECKING:
-    from mypy_boto3_stepfunctions import SFNClient
-
-    from aistudios_local.stack import LocalStack
-
-TERMINAL = ("SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED")
+from aistudios_export.errors import readable_cause
+from aistudios_export.manifests import BatchSettings, batch_location
+from aistudios_local.stack import LocalStack, wait_for_execution
 
 
 @dataclass
@@ -124,21 +119,10 @@ def wait_batch(
     started: float | None = None,
 ) -> BatchRun:
     """Wait until a batch execution ends (stopping it after ``deadline_seconds``); report it."""
-    sfn: SFNClient = boto3.client("stepfunctions")
     started = time.monotonic() if started is None else started
-    while True:
-        description = sfn.describe_execution(executionArn=execution_arn)
-        if description["status"] in TERMINAL:
-            break
-        if time.monotonic() - started > deadline_seconds:
-            sfn.stop_execution(
-                executionArn=execution_arn,
-                error="LocalDeadline",
-                cause=f"no result within {deadline_seconds:g} s",
-            )
-            description = sfn.describe_execution(executionArn=execution_arn)
-            break
-        time.sleep(interval)
+    description = wait_for_execution(
+        execution_arn, deadline_seconds=deadline_seconds, started=started, interval=interval
+    )
     settings = BatchSettings(
         bucket=stack.bucket,
         manifest_prefix=stack.parameter("ManifestKeyPrefix"),

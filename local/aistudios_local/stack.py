@@ -22,6 +22,7 @@ from urllib.parse import urlsplit
 import boto3
 from moto import mock_aws
 
+from aistudios_export.errors import readable_cause
 from aistudios_local.lambda_bridge import Invocation, LambdaBridge, LocalFunction
 from aistudios_local.moto_shims import MotoShims, RuleDelivery
 from aistudios_local.simulator import AiStudiosSimulator
@@ -30,6 +31,7 @@ from aistudios_local.template import Resolver, load_template
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
     from mypy_boto3_stepfunctions import SFNClient
+    from mypy_boto3_stepfunctions.type_defs import DescribeExecutionOutputTypeDef
 
 ROOT = Path(__file__).resolve().parents[2]
 """The repository: template.yaml, functions/ and statemachine/ are read from here."""
@@ -404,27 +406,24 @@ class LocalStack:
         interval: float = 0.1,
     ) -> ExportRun:
         """Wait until the execution ends (stopping it after ``deadline_seconds``) and report."""
-        sfn: SFNClient = boto3.client("stepfunctions")
         started = time.monotonic()
         seen = 0
-        while True:
-            description = sfn.describe_execution(executionArn=execution_arn)
+
+        def show_progress() -> None:
+            nonlocal seen
             if on_progress is not None and self.bridge is not None:
                 for record in self.bridge.invocations[seen:]:
                     if isinstance(record.result, dict) and "progress" in record.result:
                         on_progress(record.result)
                 seen = len(self.bridge.invocations)
-            if description["status"] in TERMINAL:
-                break
-            if time.monotonic() - started > deadline_seconds:
-                sfn.stop_execution(
-                    executionArn=execution_arn,
-                    error="LocalDeadline",
-                    cause=f"no result within {deadline_seconds:g} s",
-                )
-                description = sfn.describe_execution(executionArn=execution_arn)
-                break
-            time.sleep(interval)
+
+        description = wait_for_execution(
+            execution_arn,
+            deadline_seconds=deadline_seconds,
+            started=started,
+            interval=interval,
+            on_poll=show_progress,
+        )
         return self._report(description, time.monotonic() - started)
 
     def run_export(
@@ -463,7 +462,7 @@ class LocalStack:
         return ExportRun(
             status=description["status"],
             error=description.get("error"),
-            cause=_readable_cause(description.get("cause")),
+            cause=readable_cause(description.get("cause")),
             video=video,
             objects=objects,
             incomplete_uploads=len(uploads),
@@ -484,14 +483,31 @@ class LocalStack:
         return list(self.bridge.invocations) if self.bridge else []
 
 
-def _readable_cause(cause: str | None) -> str | None:
-    """Lambda's causes are ``{"errorMessage", "errorType", ...}``: show the message."""
-    if not cause:
-        return cause
-    try:
-        parsed = json.loads(cause)
-    except ValueError:
-        return cause
-    if isinstance(parsed, dict) and isinstance(parsed.get("errorMessage"), str):
-        return str(parsed["errorMessage"])
-    return cause
+def wait_for_execution(
+    execution_arn: str,
+    *,
+    deadline_seconds: float,
+    started: float | None = None,
+    interval: float = 0.1,
+    on_poll: Callable[[], None] | None = None,
+) -> DescribeExecutionOutputTypeDef:
+    """Poll an execution until it ends; stop it (ABORTED) once ``deadline_seconds`` have passed.
+
+    The local runners' one loop: bounded by the deadline, whatever the state machine does.
+    """
+    sfn: SFNClient = boto3.client("stepfunctions")
+    started = time.monotonic() if started is None else started
+    while True:
+        description = sfn.describe_execution(executionArn=execution_arn)
+        if on_poll is not None:
+            on_poll()
+        if description["status"] in TERMINAL:
+            return description
+        if time.monotonic() - started > deadline_seconds:
+            sfn.stop_execution(
+                executionArn=execution_arn,
+                error="LocalDeadline",
+                cause=f"no result within {deadline_seconds:g} s",
+            )
+            return sfn.describe_execution(executionArn=execution_arn)
+        time.sleep(interval)

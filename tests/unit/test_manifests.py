@@ -16,7 +16,7 @@ from botocore.exceptions import ClientError
 from hypothesis import given
 from hypothesis import strategies as st
 
-from aistudios_export.errors import ManifestInvalid
+from aistudios_export.errors import ManifestInvalid, readable_cause
 from aistudios_export.manifests import (
     MAX_MANIFEST_BYTES,
     MAX_ROWS,
@@ -24,7 +24,6 @@ from aistudios_export.manifests import (
     batch_location,
     parse_manifest,
     prepare_batch,
-    readable_cause,
     summarize_batch,
 )
 from aistudios_export.naming import is_export_id

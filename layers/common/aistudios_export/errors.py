@@ -10,6 +10,8 @@ token, an appId/userKey, or a signed URL's query string.
 
 from __future__ import annotations
 
+import json
+
 
 class ExportError(Exception):
     """Base class of every error the library raises on purpose."""
@@ -128,6 +130,23 @@ class DownloadUrlExpired(FinalError):
 
 class StorageError(TransientError):
     """S3 refused an upload step; the multipart upload has been aborted."""
+
+
+def readable_cause(cause: object) -> str | None:
+    """Return a Lambda error's message from a Step Functions cause, else the cause as given.
+
+    A Lambda task's cause is ``{"errorMessage", "errorType", "stackTrace", ...}``; the stack
+    trace names the deployment's files and lines, so callers get the message only.
+    """
+    if not isinstance(cause, str) or not cause:
+        return None
+    try:
+        parsed = json.loads(cause)
+    except ValueError:
+        return cause[:1000]
+    if isinstance(parsed, dict) and isinstance(parsed.get("errorMessage"), str):
+        return str(parsed["errorMessage"])[:1000]
+    return cause[:1000]
 
 
 TRANSIENT_ERROR_NAMES: tuple[str, ...] = tuple(

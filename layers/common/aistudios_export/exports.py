@@ -30,7 +30,7 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from aistudios_export.errors import ConfigurationError, InvalidRequest
+from aistudios_export.errors import ConfigurationError, InvalidRequest, readable_cause
 from aistudios_export.models import DEFAULT_SECONDS, PROJECT_ID, ExportRequest
 from aistudios_export.naming import execution_name as _execution_name
 from aistudios_export.naming import is_export_id
@@ -303,7 +303,7 @@ class Exports:
             progress=_progress(job.get("progress")),
             state=str(job["state"]) if job.get("state") else None,
             error=description.get("error"),
-            cause=_readable_cause(description.get("cause")),
+            cause=readable_cause(description.get("cause")),
             video=video,
         )
 
@@ -504,22 +504,6 @@ def _progress(value: Any) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
         return 0.0
     return float(min(max(value, 0.0), 100.0))
-
-
-def _readable_cause(cause: str | None) -> str | None:
-    """Return a Lambda error's message: its cause is ``{errorMessage, errorType, stackTrace}``.
-
-    The stack trace names files and lines of the deployment; callers get the message only.
-    """
-    if not cause:
-        return cause
-    try:
-        parsed = json.loads(cause)
-    except ValueError:
-        return cause
-    if isinstance(parsed, dict) and isinstance(parsed.get("errorMessage"), str):
-        return str(parsed["errorMessage"])
-    return cause
 
 
 def _encode_token(sfn_token: str | None, skip: int) -> str:

@@ -34,6 +34,7 @@ from aistudios_export.errors import (
     InvalidRequest,
     ManifestInvalid,
     StorageError,
+    readable_cause,
 )
 from aistudios_export.models import ExportRequest
 from aistudios_export.naming import execution_name
@@ -548,19 +549,6 @@ def _row_outcome(sfn_client: SFNClient, arn_prefix: str, item: Mapping[str, Any]
         row["error"] = described.get("error") or described["status"]
         row["cause"] = readable_cause(described.get("cause")) or ""
     return row
-
-
-def readable_cause(cause: Any) -> str | None:
-    """Return a Lambda error's ``errorMessage`` from its JSON cause, else the cause as given."""
-    if not isinstance(cause, str) or not cause:
-        return None
-    try:
-        parsed = json.loads(cause)
-    except ValueError:
-        return cause[:1000]
-    if isinstance(parsed, dict) and isinstance(parsed.get("errorMessage"), str):
-        return str(parsed["errorMessage"])[:1000]
-    return cause[:1000]
 
 
 def _get_json(s3_client: S3Client, bucket: str, key: str) -> Any:

@@ -289,6 +289,11 @@ def _s3_error(code: str, msg: str) -> _Answer:
     return _Answer(403, body.encode(), "application/xml")
 
 
+DEFAULT_APP_ID = "local-app-id"
+DEFAULT_USER_KEY = "local-user-key"
+"""The credentials a simulator accepts unless told otherwise (they guard nothing real)."""
+
+
 class AiStudiosSimulator:
     """A loopback HTTP server speaking the AI Studios v3 export API, with fault injection.
 
@@ -319,8 +324,8 @@ class AiStudiosSimulator:
     def __init__(
         self,
         *,
-        app_id: str = "local-app-id",
-        user_key: str = "local-user-key",
+        app_id: str = DEFAULT_APP_ID,
+        user_key: str = DEFAULT_USER_KEY,
         host: str = "127.0.0.1",
         port: int = 0,
         default_scenario: Scenario | None = None,

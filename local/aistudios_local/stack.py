@@ -25,7 +25,7 @@ from moto import mock_aws
 from aistudios_export.errors import readable_cause
 from aistudios_local.lambda_bridge import Invocation, LambdaBridge, LocalFunction
 from aistudios_local.moto_shims import MotoShims, RuleDelivery
-from aistudios_local.simulator import AiStudiosSimulator
+from aistudios_local.simulator import DEFAULT_APP_ID, DEFAULT_USER_KEY, AiStudiosSimulator
 from aistudios_local.template import Resolver, load_template
 
 if TYPE_CHECKING:
@@ -256,8 +256,9 @@ class LocalStack:
                 self.simulator.credentials
                 if self.simulator
                 else (
-                    os.environ.get("AISTUDIOS_APP_ID", ""),
-                    os.environ.get("AISTUDIOS_USER_KEY", ""),
+                    # A standalone simulator's credentials unless the user names real ones.
+                    os.environ.get("AISTUDIOS_APP_ID", DEFAULT_APP_ID),
+                    os.environ.get("AISTUDIOS_USER_KEY", DEFAULT_USER_KEY),
                 )
             )
             return json.dumps({"appId": app_id, "userKey": user_key})

@@ -294,6 +294,9 @@ DEFAULT_USER_KEY = "local-user-key"
 """The credentials a simulator accepts unless told otherwise (they guard nothing real)."""
 
 
+_LOOPBACK_HOST = re.compile(r"(localhost|127\.0\.0\.1|\[::1\]):([0-9]{1,5})")
+
+
 class AiStudiosSimulator:
     """A loopback HTTP server speaking the AI Studios v3 export API, with fault injection.
 
@@ -338,6 +341,7 @@ class AiStudiosSimulator:
         self._default = default_scenario if default_scenario is not None else Scenario()
         self._video_size = video_size
         self._lock = threading.Lock()
+        self._request_base = ""
         self._scenarios: dict[str, Scenario] = {}
         self._projects: dict[str, _Project] = {}
         self._tokens: set[str] = set()
@@ -519,6 +523,12 @@ class AiStudiosSimulator:
 
     # -- request handling (called by _Handler, one thread per connection) --------------------
 
+    def _base_for(self, host: str | None) -> str:
+        match = _LOOPBACK_HOST.fullmatch(host or "")
+        if match is None or self._server is None or int(match[2]) != self._server.server_port:
+            return self.base_url
+        return f"http://{host}"
+
     def _scenario(self, project_id: str) -> Scenario:
         return self._scenarios.get(project_id, self._default)
 
@@ -543,11 +553,21 @@ class AiStudiosSimulator:
             project.revoked = True
             self._tokens.clear()
 
-    def _dispatch(self, method: str, target: str, authorization: str | None, raw: bytes) -> _Answer:
+    def _dispatch(
+        self,
+        method: str,
+        target: str,
+        authorization: str | None,
+        raw: bytes,
+        host: str | None = None,
+    ) -> _Answer:
         """Answer one request and record it before anything is written back."""
         parts = urlsplit(target)
         path = parts.path
         with self._lock:
+            # Download URLs name the host the client used (localhost or 127.0.0.1), as a real
+            # server's would, so that a client trusting exactly that origin accepts them.
+            self._request_base = self._base_for(host)
             authorized = authorization is not None and authorization in self._tokens
             project_id: str | None = None
             body: dict[str, Any] | None = None
@@ -712,7 +732,7 @@ class AiStudiosSimulator:
         self._signed[signature] = signed
         self._ever_issued.append(signature)
         return (
-            f"{self.base_url}/downloads/{signed.opaque}.mp4"
+            f"{self._request_base or self.base_url}/downloads/{signed.opaque}.mp4"
             f"?expires={signed.expires}&signature={signature}"
         )
 
@@ -785,7 +805,9 @@ class _Handler(BaseHTTPRequestHandler):
             self._write(_error(413, "PAYLOAD_TOO_LARGE", "body too large"), head=False)
             return
         raw = self.rfile.read(length) if length > 0 else b""
-        answer = self._sim._dispatch(method, self.path, self.headers.get("Authorization"), raw)
+        answer = self._sim._dispatch(
+            method, self.path, self.headers.get("Authorization"), raw, self.headers.get("Host")
+        )
         self._write(answer, head=method == "HEAD")
 
     def _write(self, answer: _Answer, *, head: bool) -> None:

@@ -377,6 +377,34 @@ def test_each_done_poll_hands_out_a_new_signed_url(
     assert bodies == {video_bytes(pid, "1080", 5000)}
 
 
+@pytest.mark.parametrize("host", ["localhost", "127.0.0.1"])
+def test_download_urls_name_the_host_the_client_used(
+    sim: AiStudiosSimulator, token: str, pid: str, host: str
+) -> None:
+    sim.set_scenario(pid, Scenario(progress_steps=(100.0,)))
+    submit(sim, token, {"projectId": pid})
+    port = urlsplit(sim.base_url).port
+    resp = requests.get(
+        f"{sim.base_url}/api/odin/v3/editor/progress/{pid}",
+        headers={"Authorization": token, "Host": f"{host}:{port}"},
+        timeout=TIMEOUT,
+    )
+    assert urlsplit(resp.json()["data"]["downloadUrl"]).netloc == f"{host}:{port}"
+
+
+def test_a_foreign_host_header_does_not_steer_download_urls(
+    sim: AiStudiosSimulator, token: str, pid: str
+) -> None:
+    sim.set_scenario(pid, Scenario(progress_steps=(100.0,)))
+    submit(sim, token, {"projectId": pid})
+    resp = requests.get(
+        f"{sim.base_url}/api/odin/v3/editor/progress/{pid}",
+        headers={"Authorization": token, "Host": "evil.example:443"},
+        timeout=TIMEOUT,
+    )
+    assert resp.json()["data"]["downloadUrl"].startswith(sim.base_url + "/downloads/")
+
+
 def test_unknown_or_tampered_signature_answers_403(
     sim: AiStudiosSimulator, token: str, pid: str
 ) -> None:

@@ -24,7 +24,10 @@ import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
+
+if TYPE_CHECKING:
+    from aistudios_local.stack import LocalStack
 
 LOCAL_DEADLINE_MARGIN = 120
 """Seconds the local runner waits beyond the export's budget before stopping the execution."""
@@ -63,27 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--port", type=int, default=3000, metavar="N", help="port on 127.0.0.1 (default 3000)"
     )
-    # Own dests: a subcommand's defaults would overwrite local's options of the same name.
-    serve.add_argument(
-        "--api-url",
-        dest="serve_api_url",
-        metavar="URL",
-        help="an AI Studios-compatible server (default: a built-in simulator)",
-    )
-    serve.add_argument(
-        "--poll-seconds",
-        dest="serve_poll_seconds",
-        metavar="N",
-        type=int,
-        default=2,
-        help="seconds between progress polls (the DefaultPollSeconds template parameter)",
-    )
-    serve.add_argument(
-        "--verbose",
-        dest="serve_verbose",
-        action="store_true",
-        help="show the functions' logs on stderr",
-    )
+    _add_stack_options(serve, "serve", poll_default=2)
     batch = local_commands.add_parser(
         "batch",
         help="upload a manifest (CSV or JSON) and run the batch it starts",
@@ -92,20 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
         "batch SUCCEEDED.",
     )
     batch.add_argument("batch_file", metavar="FILE", type=Path, help="a *.csv or *.json manifest")
-    batch.add_argument(
-        "--api-url",
-        dest="batch_api_url",
-        metavar="URL",
-        help="an AI Studios-compatible server (default: a built-in simulator)",
-    )
-    batch.add_argument(
-        "--poll-seconds",
-        dest="batch_poll_seconds",
-        metavar="N",
-        type=int,
-        default=1,
-        help="seconds between progress polls (the DefaultPollSeconds template parameter)",
-    )
+    _add_stack_options(batch, "batch", poll_default=1)
     batch.add_argument(
         "--timeout-seconds",
         dest="batch_timeout_seconds",
@@ -117,13 +87,49 @@ def build_parser() -> argparse.ArgumentParser:
     batch.add_argument(
         "--json", dest="batch_json", action="store_true", help="end stdout with one JSON object"
     )
-    batch.add_argument(
+    return parser
+
+
+def _add_stack_options(parser: argparse.ArgumentParser, prefix: str, *, poll_default: int) -> None:
+    """Add the local stack's options to a subcommand of ``local``.
+
+    The dests carry the subcommand's name: a subcommand's defaults would otherwise overwrite
+    ``local``'s own options of the same name.
+    """
+    parser.add_argument(
+        "--api-url",
+        dest=f"{prefix}_api_url",
+        metavar="URL",
+        help="an AI Studios-compatible server (default: a built-in simulator)",
+    )
+    parser.add_argument(
+        "--poll-seconds",
+        dest=f"{prefix}_poll_seconds",
+        metavar="N",
+        type=int,
+        default=poll_default,
+        help="seconds between progress polls (the DefaultPollSeconds template parameter)",
+    )
+    parser.add_argument(
         "--verbose",
-        dest="batch_verbose",
+        dest=f"{prefix}_verbose",
         action="store_true",
         help="show the functions' logs on stderr",
     )
-    return parser
+
+
+def _parameters(*, verbose: bool, poll_seconds: int | None = None) -> dict[str, str]:
+    """Return the template parameter overrides of a local run."""
+    parameters = {} if poll_seconds is None else {"DefaultPollSeconds": str(poll_seconds)}
+    if not verbose:
+        parameters["LogLevel"] = "WARNING"
+    return parameters
+
+
+def _announce(stack: LocalStack, api_url: str | None, *, bucket: bool = True) -> None:
+    where = api_url or f"built-in simulator at {stack.api_url}"
+    tail = f", bucket = {stack.bucket}" if bucket else ""
+    print(f"local stack up: AI Studios = {where}{tail}", file=sys.stderr)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -155,14 +161,13 @@ def run_local(args: argparse.Namespace) -> int:
         request["resolution"] = args.resolution
     out = sys.stdout
     bar = ProgressBar(sys.stderr)
-    parameters = {} if args.verbose else {"LogLevel": "WARNING"}
+    parameters = _parameters(verbose=args.verbose)
     # Everything the functions print goes to stderr: stdout carries only the result.
     with (
         contextlib.redirect_stdout(sys.stderr),
         LocalStack(api_url=args.api_url, parameters=parameters) as stack,
     ):
-        where = args.api_url or f"built-in simulator at {stack.api_url}"
-        print(f"local stack up: AI Studios = {where}, bucket = {stack.bucket}", file=sys.stderr)
+        _announce(stack, args.api_url)
         run = stack.run_export(
             request,
             deadline_seconds=max(args.timeout_seconds, 1) + LOCAL_DEADLINE_MARGIN,
@@ -187,12 +192,11 @@ def run_serve(args: argparse.Namespace) -> int:
     from aistudios_local.stack import LocalStack
 
     api_url = args.serve_api_url or args.api_url
-    parameters = {"DefaultPollSeconds": str(max(args.serve_poll_seconds, 1))}
-    if not args.serve_verbose:
-        parameters["LogLevel"] = "WARNING"
+    parameters = _parameters(
+        verbose=args.serve_verbose, poll_seconds=max(args.serve_poll_seconds, 1)
+    )
     with LocalStack(api_url=api_url, parameters=parameters) as stack:
-        where = api_url or f"built-in simulator at {stack.api_url}"
-        print(f"local stack up: AI Studios = {where}", file=sys.stderr)
+        _announce(stack, api_url, bucket=False)
         try:
             serve(stack, port=args.port)
         except OSError as e:
@@ -216,17 +220,16 @@ def run_batch(args: argparse.Namespace) -> int:
         print(f"error: cannot read {path}: {e.strerror}", file=sys.stderr)
         return 2
     api_url = args.batch_api_url or args.api_url
-    parameters = {"DefaultPollSeconds": str(max(args.batch_poll_seconds, 0))}
-    if not args.batch_verbose:
-        parameters["LogLevel"] = "WARNING"
+    parameters = _parameters(
+        verbose=args.batch_verbose, poll_seconds=max(args.batch_poll_seconds, 0)
+    )
     out = sys.stdout
     # Everything the functions print goes to stderr: stdout carries only the result.
     with (
         contextlib.redirect_stdout(sys.stderr),
         LocalStack(api_url=api_url, parameters=parameters) as stack,
     ):
-        where = api_url or f"built-in simulator at {stack.api_url}"
-        print(f"local stack up: AI Studios = {where}, bucket = {stack.bucket}", file=sys.stderr)
+        _announce(stack, api_url)
         run = run_local_batch(stack, data, path.name, deadline_seconds=args.batch_timeout_seconds)
     result = run.to_json()
     if args.batch_json:

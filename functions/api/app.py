@@ -31,6 +31,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from botocore.exceptions import ClientError
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
+from aistudios_export.aws_errors import error_code, is_transient
 from aistudios_export.errors import ConfigurationError, InvalidRequest
 from aistudios_export.exports import (
     MAX_LIMIT,
@@ -46,21 +47,9 @@ from aistudios_export.settings import CORS_ALLOW_ORIGIN
 API_TITLE = "aistudios-export"
 API_VERSION = "1.0.0"
 RETRY_AFTER_SECONDS = 2
-# Step Functions and S3 answers that mean "busy": the client should retry, it did nothing wrong.
-BUSY = frozenset(
-    {
-        "ThrottlingException",
-        "TooManyRequestsException",
-        "RequestLimitExceeded",
-        "ExecutionLimitExceeded",
-        "ServiceUnavailable",
-        "SlowDown",
-    }
-)
 # What may go into the Location header of a 202, which echoes the request's host and path.
 _HOST = re.compile(r"[A-Za-z0-9.-]+(:[0-9]{1,5})?")
 _SAFE_PREFIX = re.compile(r"(/[A-Za-z0-9._~-]+)*")
-_PROBLEM = re.compile(r"(?P<field>[A-Za-z][A-Za-z-]*): (?P<message>.+)", re.DOTALL)
 
 logger = Logger()
 
@@ -343,10 +332,15 @@ def _too_deep(_: RecursionError) -> Response[Any]:
 
 
 def _aws_error(error: ClientError) -> Response[Any]:
-    code = str(error.response.get("Error", {}).get("Code", ""))
-    if code in BUSY:
+    # Busy or briefly broken: the client should retry, it did nothing wrong.
+    code = error_code(error)
+    if is_transient(error):
         logger.warning("AWS is busy", extra={"code": code})
-        return _error(HTTPStatus.SERVICE_UNAVAILABLE, "busy, try again", {"Retry-After": "2"})
+        return _error(
+            HTTPStatus.SERVICE_UNAVAILABLE,
+            "busy, try again",
+            {"Retry-After": str(RETRY_AFTER_SECONDS)},
+        )
     logger.exception("AWS call failed", extra={"code": code})
     return _error(HTTPStatus.INTERNAL_SERVER_ERROR, "internal error")
 
@@ -375,17 +369,16 @@ def _error(
 
 
 def _validation_error(error: InvalidRequest, where: str) -> RequestValidationError:
-    """Turn the library's ``"invalid request: field: rule; ..."`` into per-field errors."""
-    text = str(error).removeprefix("invalid request: ")
+    """Turn the library's ``(field, message)`` problems into per-field errors."""
     errors = []
-    for problem in text.split("; "):
-        match = _PROBLEM.fullmatch(problem)
-        if match is None:
-            errors.append({"loc": [where], "msg": problem, "type": "value_error"})
-            continue
-        field = match["field"]
-        loc = ("header", field) if field == "Idempotency-Key" else (where, field)
-        errors.append({"loc": list(loc), "msg": match["message"], "type": "value_error"})
+    for field, message in error.problems:
+        if not field:
+            loc: list[str] = [where]
+        elif field == "Idempotency-Key":
+            loc = ["header", field]
+        else:
+            loc = [where, field]
+        errors.append({"loc": loc, "msg": message, "type": "value_error"})
     return RequestValidationError(errors)
 
 

@@ -1,13 +1,12 @@
 """FinalizeExport: stream the finished video into S3, verified, and say where it is."""
 
 from functools import cache
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
-import boto3
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from aistudios_export import runtime, workflow
+from aistudios_export import clients, runtime, workflow
 from aistudios_export.client import AiStudiosClient
 from aistudios_export.settings import OutputSettings
 
@@ -17,13 +16,23 @@ if TYPE_CHECKING:
 logger = Logger()
 
 
+class Dependencies(NamedTuple):
+    """What a warm container reuses: the API client, the S3 client and where videos go."""
+
+    api: AiStudiosClient
+    s3: "S3Client"
+    output: OutputSettings
+
+
 @cache
-def _dependencies() -> tuple[AiStudiosClient, "S3Client", OutputSettings]:
-    return runtime.api_client(), boto3.client("s3"), OutputSettings.from_env()
+def _dependencies() -> Dependencies:
+    return Dependencies(api=runtime.api_client(), s3=clients.s3(), output=OutputSettings.from_env())
 
 
 @logger.inject_lambda_context(clear_state=True)
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     """Handle ``{"job": {...}}`` from the state machine; return the stored video."""
-    api, s3, output = _dependencies()
-    return workflow.finalize_export(event.get("job"), api=api, s3_client=s3, output=output)
+    deps = _dependencies()
+    return workflow.finalize_export(
+        event.get("job"), api=deps.api, s3_client=deps.s3, output=deps.output
+    )

@@ -3,11 +3,10 @@
 from functools import cache
 from typing import TYPE_CHECKING, Any
 
-import boto3
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from aistudios_export import manifests
+from aistudios_export import clients, manifests
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -17,7 +16,7 @@ logger = Logger()
 
 @cache
 def _s3() -> "S3Client":
-    return boto3.client("s3")
+    return clients.s3()
 
 
 @logger.inject_lambda_context(clear_state=True)

@@ -1,14 +1,13 @@
 """SummarizeBatch: write the batch report from every row's export and decide the outcome."""
 
 from functools import cache
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
-import boto3
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from botocore.config import Config
 
-from aistudios_export import manifests
+from aistudios_export import clients, manifests
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -17,13 +16,20 @@ if TYPE_CHECKING:
 logger = Logger()
 
 
+class Dependencies(NamedTuple):
+    """What a warm container reuses: its S3 and Step Functions clients."""
+
+    s3: "S3Client"
+    sfn: "SFNClient"
+
+
 @cache
-def _clients() -> tuple["S3Client", "SFNClient"]:
+def _dependencies() -> Dependencies:
     # One DescribeExecution per row: let botocore pace itself against the API's rate limit.
-    sfn = boto3.client(
-        "stepfunctions", config=Config(retries={"mode": "adaptive", "max_attempts": 10})
+    return Dependencies(
+        s3=clients.s3(),
+        sfn=clients.stepfunctions(config=Config(retries={"mode": "adaptive", "max_attempts": 10})),
     )
-    return boto3.client("s3"), sfn
 
 
 @logger.inject_lambda_context(clear_state=True)
@@ -32,14 +38,14 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
 
     Returns ``{"status", "reportKey", "counts", "error"?, "cause"?}``.
     """
-    s3, sfn = _clients()
+    deps = _dependencies()
     summary = manifests.summarize_batch(
         event.get("batch") or {},
         event.get("mapRun"),
         tolerated_failure_percentage=float(event.get("toleratedFailurePercentage", 0)),
         execution_arn_prefix=str(event.get("executionArnPrefix", "")),
-        s3_client=s3,
-        sfn_client=sfn,
+        s3_client=deps.s3,
+        sfn_client=deps.sfn,
     )
     logger.info(
         "batch summarized", extra={"status": summary["status"], "counts": summary["counts"]}

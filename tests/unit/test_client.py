@@ -48,9 +48,9 @@ class Tokens:
         self.fresh = cached if fresh is None else fresh
         self.calls: list[bool] = []
 
-    def __call__(self, force: bool) -> str:
-        self.calls.append(force)
-        return self.fresh if force else self.cached
+    def __call__(self, *, fresh: bool = False) -> str:
+        self.calls.append(fresh)
+        return self.fresh if fresh else self.cached
 
 
 class SpySession(requests.Session):

@@ -93,7 +93,7 @@ def test_token_store_caches_and_force_re_reads(sm: SecretsManagerClient) -> None
     sm.put_secret_value(SecretId=TOKEN_SECRET, SecretString=token_record("tok-1", T0))
     assert store.get() == "tok-0"  # cached: AWS not asked again
     assert reads == [TOKEN_SECRET]
-    assert store.get(force=True) == "tok-1"
+    assert store.get(fresh=True) == "tok-1"
     assert reads == [TOKEN_SECRET, TOKEN_SECRET]
     assert store.get() == "tok-1"  # the forced read refreshed the cache
     assert len(reads) == 2

@@ -8,9 +8,9 @@ so that the state machine refreshes the token exactly once.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import requests
 from aws_lambda_powertools import Logger
@@ -33,8 +33,13 @@ PROGRESS_PATH = "/api/odin/v3/editor/progress/{project_id}"
 DEFAULT_TIMEOUT = (3.05, 15.0)
 """(connect, read) seconds for every API call."""
 
-TokenSource = Callable[[bool], str]
-"""Returns the current token; ``True`` asks for a fresh read instead of a cached one."""
+
+class TokenSource(Protocol):
+    """Returns the current token: a cached copy, or with ``fresh=True`` a fresh read."""
+
+    def __call__(self, *, fresh: bool = False) -> str:
+        """Return the token (``""`` when none was minted yet)."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -134,11 +139,11 @@ class AiStudiosClient:
             return self._once(method, path, json, token=None)
         if self._token is None:
             raise Unauthorized("no token source configured", method=method, path=path)
-        token = self._token(False)
+        token = self._token()
         try:
             return self._once(method, path, json, token=token)
         except Unauthorized:
-            fresh = self._token(True)
+            fresh = self._token(fresh=True)
             if not fresh or fresh == token:
                 raise
             logger.info("token was replaced since it was cached; repeating the call once")

@@ -11,6 +11,10 @@ token, an appId/userKey, or a signed URL's query string.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
+
+type Problem = tuple[str, str]
+"""One thing wrong with a request: ``(field, message)``; the field is ``""`` for the whole."""
 
 
 class ExportError(Exception):
@@ -29,7 +33,40 @@ class FinalError(ExportError):
 
 
 class InvalidRequest(FinalError):
-    """The export request is malformed; the message names each bad field."""
+    """The export request is malformed; ``problems`` names each bad field and what is wrong.
+
+    Parameters
+    ----------
+    problems
+        ``(field, message)`` pairs, in the order found; ``field`` is ``""`` when a problem is
+        about the request as a whole (it is not a JSON object, it has unknown fields).
+    message
+        The text of the error; by default ``"invalid request: field: message; ..."``.
+
+    Examples
+    --------
+    >>> error = InvalidRequest([("projectId", "must be a 24-character hexadecimal ObjectId")])
+    >>> str(error)
+    'invalid request: projectId: must be a 24-character hexadecimal ObjectId'
+    >>> error.problems
+    [('projectId', 'must be a 24-character hexadecimal ObjectId')]
+    """
+
+    def __init__(self, problems: Iterable[Problem], message: str | None = None) -> None:
+        self.problems: list[Problem] = list(problems)
+        if message is None:
+            message = "invalid request: " + "; ".join(
+                f"{field}: {text}" if field else text for field, text in self.problems
+            )
+        super().__init__(message)
+
+    @classmethod
+    def whole(cls, message: str) -> InvalidRequest:
+        """Return the error of a request that is wrong as a whole, with ``message`` as its text."""
+        return cls([("", message)], message)
+
+    def __reduce__(self) -> tuple[type[InvalidRequest], tuple[list[Problem], str]]:
+        return type(self), (self.problems, str(self))
 
 
 class ConfigurationError(FinalError):
@@ -38,6 +75,10 @@ class ConfigurationError(FinalError):
 
 class ManifestInvalid(FinalError):
     """A batch manifest cannot be read as export requests; the message says exactly why."""
+
+
+class UnexpectedOutcome(FinalError):
+    """The export state machine reached a state it has no rule for (a defect, never input)."""
 
 
 # --- AI Studios API ----------------------------------------------------------------
@@ -130,6 +171,25 @@ class DownloadUrlExpired(FinalError):
 
 class StorageError(TransientError):
     """S3 refused an upload step; the multipart upload has been aborted."""
+
+
+# --- batches -----------------------------------------------------------------------
+
+
+class BatchFailed(FinalError):
+    """The batch's Map of exports stopped before every row ran (its cause says why)."""
+
+
+class ExportsFailed(FinalError):
+    """More of a batch's exports failed than its tolerated failure percentage allows."""
+
+
+class NotStarted(FinalError):
+    """A batch row whose export never started, because the batch ended first."""
+
+
+class ExportNotSucceeded(FinalError):
+    """A batch row that an earlier upload of the same manifest ran, and whose export failed."""
 
 
 def readable_cause(cause: object) -> str | None:

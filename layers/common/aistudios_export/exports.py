@@ -19,35 +19,30 @@ import base64
 import binascii
 import json
 import math
-import os
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-import boto3
-from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from aistudios_export.errors import ConfigurationError, InvalidRequest, readable_cause
+from aistudios_export import clients
+from aistudios_export.aws_errors import error_code
+from aistudios_export.errors import ConfigurationError, InvalidRequest, Problem, readable_cause
 from aistudios_export.models import DEFAULT_SECONDS, PROJECT_ID, ExportRequest
 from aistudios_export.naming import execution_name as _execution_name
 from aistudios_export.naming import is_export_id
 from aistudios_export.settings import (
-    DEDUPE_WINDOW_SECONDS,
-    DOWNLOAD_LINK_SECONDS,
-    OUTPUT_BUCKET,
-    STATE_MACHINE_ARN,
+    DEFAULT_DEDUPE_WINDOW_SECONDS,
+    DEFAULT_DOWNLOAD_LINK_SECONDS,
+    HttpApiSettings,
 )
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
     from mypy_boto3_stepfunctions import SFNClient
     from mypy_boto3_stepfunctions.type_defs import HistoryEventTypeDef
-
-DEFAULT_DEDUPE_WINDOW_SECONDS = 600
-DEFAULT_DOWNLOAD_LINK_SECONDS = 900
 
 STATUSES = ("RUNNING", "SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED", "PENDING_REDRIVE")
 """Execution statuses, which are the export statuses."""
@@ -158,9 +153,8 @@ class Exports:
             raise ConfigurationError(f"{state_machine_arn!r} is not a state machine ARN")
         self.state_machine_arn = state_machine_arn
         self._execution_prefix = f"{prefix}:execution:{name}:"
-        self._sfn = sfn or boto3.client("stepfunctions")
-        # Presigned links need SigV4 (and the bucket's region, which boto3 works out).
-        self._s3 = s3 or boto3.client("s3", config=Config(signature_version="s3v4"))
+        self._sfn = clients.stepfunctions(sfn)
+        self._s3 = clients.s3(s3)
         self.output_bucket = output_bucket
         self.dedupe_window_seconds = dedupe_window_seconds
         self.download_link_seconds = download_link_seconds
@@ -176,29 +170,21 @@ class Exports:
     ) -> Exports:
         """Build from the function's environment (default: ``os.environ``).
 
-        ``STATE_MACHINE_ARN`` (required), ``OUTPUT_BUCKET``, ``DEDUPE_WINDOW_SECONDS`` and
-        ``DOWNLOAD_LINK_SECONDS``.
+        See :class:`~aistudios_export.settings.HttpApiSettings`.
 
         Raises
         ------
         ConfigurationError
             When the state machine is missing or a number is not a positive integer.
         """
-        env = os.environ if env is None else env
-        arn = env.get(STATE_MACHINE_ARN, "").strip()
-        if not arn:
-            raise ConfigurationError(f"environment variable {STATE_MACHINE_ARN} is not set")
+        settings = HttpApiSettings.from_env(env)
         return cls(
-            arn,
+            settings.state_machine_arn,
             sfn=sfn,
             s3=s3,
-            output_bucket=env.get(OUTPUT_BUCKET, "").strip() or None,
-            dedupe_window_seconds=_positive(
-                env, DEDUPE_WINDOW_SECONDS, DEFAULT_DEDUPE_WINDOW_SECONDS
-            ),
-            download_link_seconds=_positive(
-                env, DOWNLOAD_LINK_SECONDS, DEFAULT_DOWNLOAD_LINK_SECONDS
-            ),
+            output_bucket=settings.output_bucket,
+            dedupe_window_seconds=settings.dedupe_window_seconds,
+            download_link_seconds=settings.download_link_seconds,
         )
 
     # --- start --------------------------------------------------------------------------
@@ -252,7 +238,7 @@ class Exports:
                 input=json.dumps(execution_input, sort_keys=True),
             )
         except ClientError as e:
-            if _code(e) != "ExecutionAlreadyExists":
+            if error_code(e) != "ExecutionAlreadyExists":
                 raise
             # Started before (and finished, or with other knobs): report that export.
             description = self._sfn.describe_execution(executionArn=self.execution_arn(name))
@@ -263,7 +249,7 @@ class Exports:
         try:
             description = self._sfn.describe_execution(executionArn=self.execution_arn(name))
         except ClientError as e:
-            if _code(e) == "ExecutionDoesNotExist":
+            if error_code(e) == "ExecutionDoesNotExist":
                 return None
             raise
         if description["startDate"].timestamp() < since:
@@ -287,7 +273,7 @@ class Exports:
         try:
             description = self._sfn.describe_execution(executionArn=arn)
         except ClientError as e:
-            if _code(e) == "ExecutionDoesNotExist":
+            if error_code(e) == "ExecutionDoesNotExist":
                 return None
             raise
         job = self._latest_job(arn)
@@ -384,18 +370,18 @@ class Exports:
         InvalidRequest
             Naming the bad parameter.
         """
-        problems = []
+        problems: list[Problem] = []
         if project_id is not None:
             if not PROJECT_ID.fullmatch(project_id.lower()):
-                problems.append("projectId: must be a 24-character hexadecimal ObjectId")
+                problems.append(("projectId", "must be a 24-character hexadecimal ObjectId"))
             project_id = project_id.lower()
         if status is not None and status not in STATUSES:
-            problems.append(f"status: must be one of {' | '.join(STATUSES)}")
+            problems.append(("status", f"must be one of {' | '.join(STATUSES)}"))
         if not 1 <= limit <= MAX_LIMIT:
-            problems.append(f"limit: must be from 1 to {MAX_LIMIT}")
+            problems.append(("limit", f"must be from 1 to {MAX_LIMIT}"))
         sfn_token, skip = _decode_token(next_token, problems)
         if problems:
-            raise InvalidRequest("invalid request: " + "; ".join(problems))
+            raise InvalidRequest(problems)
 
         found: list[Summary] = []
         for _ in range(_LIST_PAGES_PER_CALL):
@@ -407,9 +393,9 @@ class Exports:
                     stateMachineArn=self.state_machine_arn, maxResults=_LIST_PAGE, **kwargs
                 )
             except ClientError as e:
-                if _code(e) == "InvalidToken":
+                if error_code(e) == "InvalidToken":
                     raise InvalidRequest(
-                        "invalid request: nextToken: is not a token of this listing"
+                        [("nextToken", "is not a token of this listing")]
                     ) from None
                 raise
             executions = page["executions"]
@@ -453,24 +439,15 @@ def parse_request(raw_request: Any) -> ExportRequest:
     return ExportRequest.parse(raw_request)
 
 
-def _positive(env: Mapping[str, str], name: str, default: int) -> int:
-    raw = env.get(name, "").strip()
-    if not raw:
-        return default
-    if not raw.isdigit() or int(raw) < 1:
-        raise ConfigurationError(f"{name} must be a positive whole number of seconds")
-    return int(raw)
-
-
-def _code(error: ClientError) -> str:
-    return str(error.response.get("Error", {}).get("Code", ""))
-
-
 def _check_idempotency_key(key: str) -> None:
     if not 1 <= len(key) <= IDEMPOTENCY_KEY_MAX or not all(" " <= c <= "~" for c in key):
         raise InvalidRequest(
-            f"invalid request: Idempotency-Key: must be 1-{IDEMPOTENCY_KEY_MAX} printable "
-            "ASCII characters"
+            [
+                (
+                    "Idempotency-Key",
+                    f"must be 1-{IDEMPOTENCY_KEY_MAX} printable ASCII characters",
+                )
+            ]
         )
 
 
@@ -511,7 +488,7 @@ def _encode_token(sfn_token: str | None, skip: int) -> str:
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
-def _decode_token(token: str | None, problems: list[str]) -> tuple[str | None, int]:
+def _decode_token(token: str | None, problems: list[Problem]) -> tuple[str | None, int]:
     if token is None:
         return None, 0
     try:
@@ -523,5 +500,5 @@ def _decode_token(token: str | None, problems: list[str]) -> tuple[str | None, i
             return sfn_token, skip
     except (ValueError, TypeError, KeyError, binascii.Error):
         pass
-    problems.append("nextToken: is not a token of this listing")
+    problems.append(("nextToken", "is not a token of this listing"))
     return None, 0

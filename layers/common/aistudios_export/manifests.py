@@ -29,11 +29,13 @@ from urllib.parse import unquote_plus
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from aistudios_export.aws_errors import error_code, translate
 from aistudios_export.errors import (
-    ConfigurationError,
+    BatchFailed,
+    ExportsFailed,
     InvalidRequest,
     ManifestInvalid,
-    StorageError,
+    NotStarted,
     readable_cause,
 )
 from aistudios_export.models import ExportRequest
@@ -52,9 +54,6 @@ MAX_SCOPE_LENGTH = 128
 REPORTED_REJECTIONS = 25
 """Rejected rows carried in the state machine's data; the report in S3 lists them all."""
 _JSON_TYPES = {dict: "object", str: "string", int: "number", float: "number", bool: "boolean"}
-_TRANSIENT_CODES = frozenset(
-    {"SlowDown", "InternalError", "ServiceUnavailable", "RequestTimeout", "Throttling"}
-)
 
 
 # --- parsing ---------------------------------------------------------------------------
@@ -181,7 +180,7 @@ def parse_manifest(
     for row in rows:
         try:
             if row.problem is not None:
-                raise InvalidRequest(row.problem)
+                raise InvalidRequest.whole(row.problem)
             request_input = ExportRequest.parse(row.raw, defaults).to_input()
         except InvalidRequest as e:
             rejected.append(Rejection(row.number, str(e), _project_hint(row.raw)))
@@ -363,7 +362,7 @@ def prepare_batch(
     try:
         manifest = parse_manifest(data, key, defaults=defaults, scope=scope)
     except ManifestInvalid as e:
-        report = {"manifest": manifest_info, "status": "FAILED", "error": "ManifestInvalid"}
+        report = {"manifest": manifest_info, "status": "FAILED", "error": ManifestInvalid.__name__}
         _put_json(s3_client, bucket, plan["reportKey"], {**report, "cause": str(e), "rows": []})
         raise
     rejected = [r.to_dict() for r in manifest.rejected]
@@ -444,13 +443,13 @@ def summarize_batch(
         cause = readable_cause(map_run.get("Cause")) or "no cause given"
         summary |= {
             "status": "FAILED",
-            "error": "BatchFailed",
+            "error": BatchFailed.__name__,
             "cause": f"the exports stopped with {map_run['Error']}: {cause}",
         }
     elif rows and failed * 100 > tolerated_failure_percentage * len(rows):
         summary |= {
             "status": "FAILED",
-            "error": "ExportsFailed",
+            "error": ExportsFailed.__name__,
             "cause": (
                 f"{failed} of {len(rows)} exports did not succeed "
                 f"(more than the tolerated {tolerated_failure_percentage:g}%)"
@@ -497,13 +496,11 @@ def _read_manifest(s3_client: S3Client, bucket: str, key: str) -> tuple[bytes, s
             answer = s3_client.get_object(Bucket=bucket, Key=candidate)
         except ClientError as e:
             # Without s3:ListBucket, S3 answers a missing key with AccessDenied.
-            if _code(e) in ("NoSuchKey", "404", "AccessDenied", "403"):
+            if error_code(e) in ("NoSuchKey", "404", "AccessDenied", "403"):
                 continue
-            raise _aws_error(e, f"read manifest {candidate}") from None
+            raise translate(e, f"could not read manifest {candidate}") from None
         except BotoCoreError as e:
-            raise StorageError(
-                f"S3 could not be reached to read manifest {candidate}: {e}"
-            ) from None
+            raise translate(e, f"could not read manifest {candidate}") from None
         size = int(answer.get("ContentLength", 0))
         if size > MAX_MANIFEST_BYTES:
             answer["Body"].close()
@@ -525,16 +522,16 @@ def _row_outcome(sfn_client: SFNClient, arn_prefix: str, item: Mapping[str, Any]
     try:
         described = sfn_client.describe_execution(executionArn=arn_prefix + str(item["name"]))
     except ClientError as e:
-        if _code(e) != "ExecutionDoesNotExist":
-            raise _aws_error(e, f"describe export {item.get('name')}") from None
+        if error_code(e) != "ExecutionDoesNotExist":
+            raise translate(e, f"could not describe export {item.get('name')}") from None
         return {
             **row,
             "status": "NOT_STARTED",
-            "error": "NotStarted",
+            "error": NotStarted.__name__,
             "cause": "the batch ended before this export started",
         }
     except BotoCoreError as e:
-        raise StorageError(f"Step Functions could not be reached: {e}") from None
+        raise translate(e, f"could not describe export {item.get('name')}") from None
     row["status"] = described["status"]
     if described["status"] == "SUCCEEDED":
         output = json.loads(described.get("output") or "{}")
@@ -554,10 +551,8 @@ def _row_outcome(sfn_client: SFNClient, arn_prefix: str, item: Mapping[str, Any]
 def _get_json(s3_client: S3Client, bucket: str, key: str) -> Any:
     try:
         return json.loads(s3_client.get_object(Bucket=bucket, Key=key)["Body"].read())
-    except ClientError as e:
-        raise _aws_error(e, f"read {key}") from None
-    except BotoCoreError as e:
-        raise StorageError(f"S3 could not be reached to read {key}: {e}") from None
+    except (BotoCoreError, ClientError) as e:
+        raise translate(e, f"could not read {key}") from None
 
 
 def _put_json(s3_client: S3Client, bucket: str, key: str, value: Any) -> None:
@@ -568,20 +563,5 @@ def _put_json(s3_client: S3Client, bucket: str, key: str, value: Any) -> None:
             Body=json.dumps(value, separators=(",", ":")).encode(),
             ContentType="application/json",
         )
-    except ClientError as e:
-        raise _aws_error(e, f"write {key}") from None
-    except BotoCoreError as e:
-        raise StorageError(f"S3 could not be reached to write {key}: {e}") from None
-
-
-def _code(error: ClientError) -> str:
-    return str(error.response.get("Error", {}).get("Code", ""))
-
-
-def _aws_error(error: ClientError, what: str) -> Exception:
-    """Translate an AWS refusal: throttling and 5xx are worth a retry, the rest is the setup's."""
-    code = _code(error)
-    status = int(error.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
-    if code in _TRANSIENT_CODES or "Throttl" in code or status >= 500:
-        return StorageError(f"could not {what}: {code}")
-    return ConfigurationError(f"could not {what}: {code}")
+    except (BotoCoreError, ClientError) as e:
+        raise translate(e, f"could not write {key}") from None

@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
-from aistudios_export.errors import InvalidRequest
+from aistudios_export.errors import InvalidRequest, Problem
 
 RESOLUTIONS = ("4k", "1080", "720", "480")
 DEFAULT_RESOLUTION = "1080"
@@ -93,15 +93,15 @@ class ExportRequest:
             Naming every field that is wrong, so one round trip fixes them all.
         """
         if not isinstance(raw, Mapping):
-            raise InvalidRequest("the request must be a JSON object")
-        problems: list[str] = []
+            raise InvalidRequest.whole("the request must be a JSON object")
+        problems: list[Problem] = []
         unknown = sorted(str(k) for k in raw if k not in REQUEST_FIELDS)
         if unknown:
-            problems.append(f"unknown field(s): {', '.join(unknown)}")
+            problems.append(("", f"unknown field(s): {', '.join(unknown)}"))
 
         project_id = raw.get("projectId")
         if not isinstance(project_id, str) or not PROJECT_ID.fullmatch(project_id.lower()):
-            problems.append("projectId: must be a 24-character hexadecimal ObjectId")
+            problems.append(("projectId", "must be a 24-character hexadecimal ObjectId"))
             project_id = ""
         resolution = _resolution(raw.get("resolution", DEFAULT_RESOLUTION), problems)
         workspace_id = _optional(
@@ -119,7 +119,7 @@ class ExportRequest:
             )
         }
         if problems:
-            raise InvalidRequest("invalid request: " + "; ".join(problems))
+            raise InvalidRequest(problems)
         return cls(
             project_id=project_id.lower(),
             resolution=resolution,
@@ -161,31 +161,31 @@ class ExportRequest:
         return body
 
 
-def _resolution(value: Any, problems: list[str]) -> str:
+def _resolution(value: Any, problems: list[Problem]) -> str:
     text = (
         str(value).strip().lower()
         if isinstance(value, str | int) and not isinstance(value, bool)
         else ""
     )
     if text not in RESOLUTIONS:
-        problems.append(f"resolution: must be one of {' | '.join(RESOLUTIONS)}")
+        problems.append(("resolution", f"must be one of {' | '.join(RESOLUTIONS)}"))
         return DEFAULT_RESOLUTION
     return text
 
 
 def _optional(
-    raw: Mapping[str, Any], name: str, pattern: re.Pattern[str], rule: str, problems: list[str]
+    raw: Mapping[str, Any], name: str, pattern: re.Pattern[str], rule: str, problems: list[Problem]
 ) -> str | None:
     value = raw.get(name)
     if value is None:
         return None
     if not isinstance(value, str) or not pattern.fullmatch(value):
-        problems.append(f"{name}: must be {rule}")
+        problems.append((name, f"must be {rule}"))
         return None
     return value
 
 
-def _webhook(value: Any, problems: list[str]) -> str | None:
+def _webhook(value: Any, problems: list[Problem]) -> str | None:
     if value is None:
         return None
     try:
@@ -194,13 +194,13 @@ def _webhook(value: Any, problems: list[str]) -> str | None:
         parts = None
     if parts is None or parts.scheme != "https" or not parts.hostname or parts.username is not None:
         problems.append(
-            "webhookUrl: must be an https URL without credentials, at most 2048 characters"
+            ("webhookUrl", "must be an https URL without credentials, at most 2048 characters")
         )
         return None
     return str(value)
 
 
-def _prefix(value: Any, problems: list[str]) -> str:
+def _prefix(value: Any, problems: list[Problem]) -> str:
     if value is None or value == "":
         return ""
     if (
@@ -210,8 +210,11 @@ def _prefix(value: Any, problems: list[str]) -> str:
         or any(part in {"", ".", ".."} for part in value.rstrip("/").split("/"))
     ):
         problems.append(
-            "outputPrefix: must be a relative key prefix of letters, digits and !_.*'()/- "
-            "without empty, '.' or '..' segments, at most 256 characters"
+            (
+                "outputPrefix",
+                "must be a relative key prefix of letters, digits and !_.*'()/- "
+                "without empty, '.' or '..' segments, at most 256 characters",
+            )
         )
         return ""
     return value if value.endswith("/") else value + "/"
@@ -222,14 +225,14 @@ def _seconds(
     defaults: Mapping[str, Any],
     name: str,
     bounds: tuple[int, int],
-    problems: list[str],
+    problems: list[Problem],
 ) -> int:
     low, high = bounds
     value = raw.get(name, defaults.get(name, DEFAULT_SECONDS[name]))
     if isinstance(value, str) and WHOLE_NUMBER.fullmatch(value.strip()):
         value = int(value.strip())
     if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-        problems.append(f"{name}: must be a whole number of seconds from {low} to {high}")
+        problems.append((name, f"must be a whole number of seconds from {low} to {high}"))
         return low
     return value
 
@@ -289,14 +292,17 @@ class Job:
             When the data is not a job this library wrote.
         """
         if not isinstance(raw, Mapping):
-            raise InvalidRequest("job: must be a JSON object")
+            raise InvalidRequest([("job", "must be a JSON object")], "job: must be a JSON object")
         known = set(cls.__dataclass_fields__)
         try:
             job = cls(**{k: v for k, v in raw.items() if k in known})
         except TypeError as e:
-            raise InvalidRequest(f"job: {e}") from None
+            raise InvalidRequest([("job", str(e))], f"job: {e}") from None
         if not PROJECT_ID.fullmatch(str(job.projectId)) or job.resolution not in RESOLUTIONS:
-            raise InvalidRequest("job: projectId or resolution is not valid")
+            raise InvalidRequest(
+                [("job", "projectId or resolution is not valid")],
+                "job: projectId or resolution is not valid",
+            )
         return job
 
     def to_dict(self) -> dict[str, Any]:

@@ -3,13 +3,21 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 from aistudios_export.client import AiStudiosClient
 from aistudios_export.settings import ApiSettings
 from aistudios_export.tokens import TokenStore
 
+if TYPE_CHECKING:
+    from mypy_boto3_secretsmanager import SecretsManagerClient
 
-def api_client(env: Mapping[str, str] | None = None) -> AiStudiosClient:
+
+def api_client(
+    env: Mapping[str, str] | None = None, *, secrets: SecretsManagerClient | None = None
+) -> AiStudiosClient:
     """Return an API client whose token comes, cached, from the token secret."""
     settings = ApiSettings.from_env(env)
-    return AiStudiosClient(settings.api_url, TokenStore(settings.token_secret_id).get)
+    return AiStudiosClient(
+        settings.api_url, TokenStore(settings.token_secret_id, client=secrets).get
+    )

@@ -15,11 +15,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-import boto3
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.parameters import SecretsProvider
 from botocore.exceptions import ClientError
 
+from aistudios_export import clients
+from aistudios_export.aws_errors import error_code
 from aistudios_export.client import AiStudiosClient
 from aistudios_export.errors import ConfigurationError, ServiceUnavailable
 from aistudios_export.settings import TOKEN_CACHE_SECONDS
@@ -64,14 +65,14 @@ class TokenStore:
         max_age: int = TOKEN_CACHE_SECONDS,
     ) -> None:
         self.secret_id = secret_id
-        self._provider = SecretsProvider(boto3_client=client)
+        self._provider = SecretsProvider(boto3_client=clients.secretsmanager(client))
         self._max_age = max_age
 
-    def get(self, force: bool = False) -> str:
-        """Return the current token ('' when none was minted yet); ``force`` skips the cache."""
+    def get(self, *, fresh: bool = False) -> str:
+        """Return the current token ('' when none was minted yet); ``fresh`` skips the cache."""
         try:
             value = self._provider.get(
-                self.secret_id, max_age=self._max_age, transform="json", force_fetch=force
+                self.secret_id, max_age=self._max_age, transform="json", force_fetch=fresh
             )
         except Exception as e:  # Powertools wraps boto and JSON errors in its own types
             raise ConfigurationError(
@@ -145,7 +146,7 @@ def refresh_token(
     api: AiStudiosClient,
     token_secret_id: str,
     credentials_secret_id: str,
-    client: SecretsManagerClient | None = None,
+    client: SecretsManagerClient,
     now: Callable[[], float] = time.time,
     sleep: Callable[[float], None] = time.sleep,
     min_age: float = MIN_TOKEN_AGE_SECONDS,
@@ -165,7 +166,6 @@ def refresh_token(
         When another refresher holds the lease and its token did not appear in time
         (transient: the state machine retries, and then the token is usually there).
     """
-    client = client or boto3.client("secretsmanager")
     current = client.get_secret_value(SecretId=token_secret_id)
     stale = current["VersionId"]
     record = _record(current.get("SecretString", ""))
@@ -198,7 +198,7 @@ def refresh_token(
             ClientRequestToken=request_token,
         )
     except ClientError as e:
-        if e.response.get("Error", {}).get("Code") != "ResourceExistsException":
+        if error_code(e) != "ResourceExistsException":
             raise ServiceUnavailable("cannot store the new token") from e
         logger.info("another refresher stored a token first; keeping theirs")
         return RefreshResult(minted=True, issued_at=minted_at)
@@ -213,7 +213,7 @@ def rotate(
     *,
     api: AiStudiosClient,
     credentials_secret_id: str,
-    client: SecretsManagerClient | None = None,
+    client: SecretsManagerClient,
     now: Callable[[], float] = time.time,
 ) -> None:
     """Run one step of Secrets Manager's rotation protocol on the token secret.
@@ -225,7 +225,6 @@ def rotate(
     secret_id, version
         The secret and the ``ClientRequestToken`` of the version being rotated in.
     """
-    client = client or boto3.client("secretsmanager")
     stages = client.describe_secret(SecretId=secret_id).get("VersionIdsToStages", {})
     if version not in stages:
         raise ConfigurationError(f"version {version} of {secret_id} is not being rotated")
@@ -238,7 +237,7 @@ def rotate(
             )
             return
         except ClientError as e:
-            if e.response.get("Error", {}).get("Code") != "ResourceNotFoundException":
+            if error_code(e) != "ResourceNotFoundException":
                 raise
         credentials = read_credentials(client, credentials_secret_id)
         minted_at = now()
@@ -285,7 +284,7 @@ def _claim_lease(client: SecretsManagerClient, secret_id: str, lease: str, until
             VersionStages=[LEASE_STAGE],
         )
     except ClientError as e:
-        if e.response.get("Error", {}).get("Code") == "ResourceExistsException":
+        if error_code(e) == "ResourceExistsException":
             return False
         raise ServiceUnavailable("cannot claim the token refresh") from e
     return True

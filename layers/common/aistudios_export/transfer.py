@@ -29,6 +29,7 @@ import urllib3.exceptions
 from aws_lambda_powertools import Logger
 from botocore.exceptions import BotoCoreError, ClientError
 
+from aistudios_export.aws_errors import translate
 from aistudios_export.errors import (
     ConfigurationError,
     DownloadInterrupted,
@@ -534,14 +535,13 @@ def _multipart_copy(
 
 @contextmanager
 def _storage_errors() -> Iterator[None]:
-    """Turn botocore's errors raised inside the block into StorageError."""
+    """Turn botocore's errors inside the block into the library's (StorageError if transient)."""
     try:
         yield
     except ClientError as e:
-        code = e.response.get("Error", {}).get("Code", "unknown")
-        raise StorageError(f"S3 {e.operation_name} failed: {code}") from e
+        raise translate(e, f"S3 {e.operation_name} failed") from e
     except BotoCoreError as e:
-        raise StorageError(f"S3 call failed: {type(e).__name__}") from e
+        raise translate(e, "S3 call failed") from e
 
 
 def _abort(s3_client: S3Client, bucket: str, key: str, upload_id: str) -> None:

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from aws_lambda_powertools import Logger
 
 from aistudios_export.client import AiStudiosClient
-from aistudios_export.errors import DownloadUrlMissing
+from aistudios_export.errors import DownloadUrlMissing, ExportFailed, ExportTimedOut
 from aistudios_export.models import MAX_URL_MISSING_CHECKS, ExportRequest, Job
 from aistudios_export.settings import OutputSettings
 from aistudios_export.transfer import copy_url_to_s3
@@ -97,7 +97,7 @@ def check_progress(
         _end(
             job,
             "failed",
-            "ExportFailed",
+            ExportFailed.__name__,
             f"AI Studios reported state {answer.state[:40]!r} for project {job.projectId} "
             f"at {answer.progress:g}%",
         )
@@ -119,7 +119,7 @@ def check_progress(
         _end(
             job,
             "timedOut",
-            "ExportTimedOut",
+            ExportTimedOut.__name__,
             f"project {job.projectId} did not finish within "
             f"{round(job.deadline - job.submittedAt)} s "
             f"({job.polls} polls); last progress {job.progress:g}%",
@@ -128,7 +128,7 @@ def check_progress(
         _end(
             job,
             "timedOut",
-            "ExportTimedOut",
+            ExportTimedOut.__name__,
             f"project {job.projectId} stalled: progress stayed at {job.progress:g}% "
             f"for {round(t - job.lastChangeAt)} s (limit {job.stallSeconds} s)",
         )

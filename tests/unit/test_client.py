@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 from collections.abc import Iterator
 from typing import Any
 
@@ -13,13 +14,16 @@ import responses
 from aistudios_export.client import (
     DEFAULT_TIMEOUT,
     EXPORT_PATH,
+    PROBE_PROJECT_ID,
     PROGRESS_PATH,
     TOKEN_PATH,
     AiStudiosClient,
     Progress,
+    token_fingerprint,
 )
 from aistudios_export.errors import (
     ApiError,
+    ConfigurationError,
     NetworkError,
     RateLimited,
     RequestRejected,
@@ -466,3 +470,75 @@ def test_no_token_or_credential_in_any_error(
             call()
         no_secret_in(info.value)
         assert "?" not in info.value.path
+
+
+# --- an API that cannot be reached, or is not a URL -----------------------------------------
+
+
+def test_a_host_that_does_not_resolve_is_a_network_error_naming_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def no_dns(host: Any, *args: Any, **kwargs: Any) -> Any:
+        raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+
+    monkeypatch.setattr(socket, "getaddrinfo", no_dns)
+    with pytest.raises(NetworkError) as info:
+        AiStudiosClient("https://app.aistudios.invalid").mint_token(APP_ID, USER_KEY)
+    assert str(info.value) == (
+        "POST https://app.aistudios.invalid/api/odin/v3/auth/token failed: "
+        "the host name does not resolve (ConnectionError)"
+    )
+    no_secret_in(info.value)
+
+
+def test_a_closed_port_is_a_network_error_saying_so() -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    with pytest.raises(NetworkError) as info:
+        AiStudiosClient(f"http://127.0.0.1:{port}").mint_token(APP_ID, USER_KEY)
+    assert str(info.value) == (
+        f"POST http://127.0.0.1:{port}/api/odin/v3/auth/token failed: the connection was "
+        "refused (nothing listens on that port) (ConnectionError)"
+    )
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["notaurl", "", "ftp://app.aistudios.com", "https://", "https://u:p@host", "https://h/x?y"],
+)
+def test_a_base_url_that_is_not_an_origin_is_a_configuration_error(url: str) -> None:
+    with pytest.raises(ConfigurationError, match="is not an http\\(s\\) origin"):
+        AiStudiosClient(url)
+
+
+def test_a_base_url_keeps_its_origin_only() -> None:
+    assert AiStudiosClient("https://app.aistudios.com/").base_url == "https://app.aistudios.com"
+
+
+def test_accepts_token_asks_once_with_that_token(api: responses.RequestsMock) -> None:
+    probe = BASE + PROGRESS_PATH.format(project_id=PROBE_PROJECT_ID)
+    api.get(probe, status=404, json={"success": False, "error": {"code": "NOT_FOUND"}})
+    assert client(Tokens()).accepts_token("tok-probe") is True
+    api.replace(responses.GET, probe, status=401, json={"success": False})
+    assert client(Tokens()).accepts_token("tok-probe") is False
+    assert [c.request.headers["Authorization"] for c in api.calls] == ["tok-probe"] * 2
+
+
+def test_unauthorized_names_the_refused_token_by_fingerprint(api: responses.RequestsMock) -> None:
+    api.get(PROGRESS_URL, status=401, json={"success": False})
+    with pytest.raises(Unauthorized) as info:
+        client(Tokens(cached=OLD_TOKEN, fresh=NEW_TOKEN)).get_progress(PROJECT_ID)
+    # The cached token was refused, the re-read one too: the fresh one is the one to replace.
+    assert info.value.token_fingerprint == token_fingerprint(NEW_TOKEN)
+    assert str(info.value).endswith(f"(refused token {token_fingerprint(NEW_TOKEN)})")
+    cause = json.dumps({"errorMessage": str(info.value), "errorType": "Unauthorized"})
+    assert Unauthorized.refused_fingerprint(cause) == token_fingerprint(NEW_TOKEN)
+    no_secret_in(info.value)
+
+
+def test_no_token_yet_is_refused_without_a_call(api: responses.RequestsMock) -> None:
+    with pytest.raises(Unauthorized) as info:
+        client(Tokens(cached="")).get_progress(PROJECT_ID)
+    assert info.value.token_fingerprint == "none"
+    assert len(api.calls) == 0

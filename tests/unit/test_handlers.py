@@ -12,7 +12,7 @@ import boto3
 import pytest
 import responses
 
-from aistudios_export.client import EXPORT_PATH, PROGRESS_PATH, TOKEN_PATH
+from aistudios_export.client import EXPORT_PATH, PROBE_PROJECT_ID, PROGRESS_PATH, TOKEN_PATH
 from aistudios_export.errors import ConfigurationError, InvalidRequest
 from aistudios_export.tokens import token_record
 from tests.events import load_event
@@ -216,6 +216,10 @@ def test_refresh_token_as_the_rotation_function(
     stack.api.post(
         API + TOKEN_PATH, json={"success": True, "data": {"token": "tok-ROTATED-5ecret"}}
     )
+    # testSecret asks AI Studios whether it accepts the pending token (an unknown project is
+    # an answer: the token was accepted).
+    probe = API + PROGRESS_PATH.format(project_id=PROBE_PROJECT_ID)
+    stack.api.get(probe, status=404, json={"success": False, "error": {"code": "NOT_FOUND"}})
     handler = load_handler("refresh_token")
     results: list[Any] = []
 
@@ -237,7 +241,8 @@ def test_refresh_token_as_the_rotation_function(
     assert current_token(stack) == "tok-ROTATED-5ecret"
     stages = stack.secrets.describe_secret(SecretId=stack.token_secret)["VersionIdsToStages"]
     assert "AWSCURRENT" in stages[version]
-    assert len(stack.api.calls) == 1
+    assert [c.request.url for c in stack.api.calls] == [API + TOKEN_PATH, probe]
+    assert stack.api.calls[1].request.headers["Authorization"] == "tok-ROTATED-5ecret"
 
 
 def test_rotation_event_is_routed_to_rotation(stack: Stack) -> None:

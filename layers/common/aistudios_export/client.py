@@ -8,15 +8,18 @@ so that the state machine refreshes the token exactly once.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
+from urllib.parse import urlsplit
 
 import requests
 from aws_lambda_powertools import Logger
 
 from aistudios_export.errors import (
     ApiError,
+    ConfigurationError,
     NetworkError,
     RateLimited,
     RequestRejected,
@@ -32,6 +35,51 @@ PROGRESS_PATH = "/api/odin/v3/editor/progress/{project_id}"
 
 DEFAULT_TIMEOUT = (3.05, 15.0)
 """(connect, read) seconds for every API call."""
+PROBE_PROJECT_ID = "0" * 24
+"""A project id no account has: asking for its progress proves only that a token is accepted."""
+
+
+def token_fingerprint(token: str) -> str:
+    """Name a token without revealing it: 16 hex digits of its SHA-256 (``"none"`` for no token).
+
+    Examples
+    --------
+    >>> token_fingerprint("")
+    'none'
+    >>> len(token_fingerprint("a-token"))
+    16
+    """
+    return hashlib.sha256(token.encode()).hexdigest()[:16] if token else "none"
+
+
+def check_base_url(base_url: str) -> str:
+    """Return ``base_url`` without its trailing ``/``, or refuse what is not an http(s) origin.
+
+    Raises
+    ------
+    ConfigurationError
+        Naming the value when it has no http(s) scheme or host, or carries a path, query or
+        user info.
+    """
+    try:
+        parts = urlsplit(base_url.strip())
+        parts.port  # noqa: B018 - raises ValueError on a malformed port
+    except ValueError:
+        parts = None
+    if (
+        parts is None
+        or parts.scheme not in ("http", "https")
+        or not parts.hostname
+        or "@" in parts.netloc
+        or parts.path not in ("", "/")
+        or parts.query
+        or parts.fragment
+    ):
+        raise ConfigurationError(
+            f"the AI Studios API URL {base_url[:200]!r} is not an http(s) origin "
+            "such as https://app.aistudios.com"
+        )
+    return f"{parts.scheme}://{parts.netloc}"
 
 
 class TokenSource(Protocol):
@@ -81,7 +129,7 @@ class AiStudiosClient:
         session: requests.Session | None = None,
         timeout: tuple[float, float] = DEFAULT_TIMEOUT,
     ) -> None:
-        self.base_url = base_url.rstrip("/")
+        self.base_url = check_base_url(base_url)
         self._token = token
         self._session = session or requests.Session()
         self._timeout = timeout
@@ -99,6 +147,26 @@ class AiStudiosClient:
                 "token answer has no data.token", method="POST", path=TOKEN_PATH
             )
         return token
+
+    def accepts_token(self, token: str) -> bool:
+        """Tell whether the API accepts ``token``, with one harmless authenticated call.
+
+        The call asks for the progress of :data:`PROBE_PROJECT_ID`: any answer but a refusal
+        of the token (401/403), an unknown project included, means the token works.
+
+        Raises
+        ------
+        NetworkError, RateLimited, ServiceUnavailable
+            When the API could not give an answer either way.
+        """
+        path = PROGRESS_PATH.format(project_id=PROBE_PROJECT_ID)
+        try:
+            self._once("GET", path, None, token=token)
+        except Unauthorized:
+            return False
+        except RequestRejected:
+            return True
+        return True
 
     def submit_export(self, body: Mapping[str, str]) -> str:
         """Ask AI Studios to export a project; return the project id it answers with."""
@@ -142,12 +210,15 @@ class AiStudiosClient:
         token = self._token()
         try:
             return self._once(method, path, json, token=token)
-        except Unauthorized:
+        except Unauthorized as refused:
             fresh = self._token(fresh=True)
             if not fresh or fresh == token:
-                raise
-            logger.info("token was replaced since it was cached; repeating the call once")
+                raise _naming_token(refused, token) from None
+        logger.info("token was replaced since it was cached; repeating the call once")
+        try:
             return self._once(method, path, json, token=fresh)
+        except Unauthorized as refused:
+            raise _naming_token(refused, fresh) from None
 
     def _once(
         self, method: str, path: str, json: Mapping[str, Any] | None, *, token: str | None
@@ -157,15 +228,16 @@ class AiStudiosClient:
             if not token:
                 raise Unauthorized("the token secret holds no token yet", method=method, path=path)
             headers["Authorization"] = token
+        url = self.base_url + path
         try:
             response = self._session.request(
-                method, self.base_url + path, json=json, headers=headers, timeout=self._timeout
+                method, url, json=json, headers=headers, timeout=self._timeout
             )
-        except requests.Timeout as e:
-            raise NetworkError(f"{method} {path} timed out", method=method, path=path) from e
         except requests.RequestException as e:
             raise NetworkError(
-                f"{method} {path} failed: {type(e).__name__}", method=method, path=path
+                f"{method} {url} failed: {_network_failure(e)} ({type(e).__name__})",
+                method=method,
+                path=path,
             ) from e
         return self._raise_for_error(method, path, response)
 
@@ -206,3 +278,33 @@ class AiStudiosClient:
         if not isinstance(data, dict):
             raise ServiceUnavailable(f"{where} without a data object", **kwargs)
         return data
+
+
+def _naming_token(refused: Unauthorized, token: str) -> Unauthorized:
+    """Return ``refused`` again, now naming the token that was refused (by fingerprint)."""
+    return Unauthorized(
+        str(refused),
+        method=refused.method,
+        path=refused.path,
+        status=refused.status,
+        code=refused.code,
+        token_fingerprint=token_fingerprint(token),
+    )
+
+
+def _network_failure(error: requests.RequestException) -> str:
+    """Say in words what failed on the way to the API: the reason, not the exception's text."""
+    text = repr(error)
+    if isinstance(error, requests.ConnectTimeout):
+        return "the connection timed out"
+    if isinstance(error, requests.Timeout):
+        return "the answer timed out"
+    if "NameResolutionError" in text or "Name or service not known" in text or "gaierror" in text:
+        return "the host name does not resolve"
+    if "Connection refused" in text or "ConnectionRefusedError" in text:
+        return "the connection was refused (nothing listens on that port)"
+    if isinstance(error, requests.exceptions.SSLError):
+        return "the TLS handshake failed"
+    if "reset" in text.lower() or "RemoteDisconnected" in text or "aborted" in text.lower():
+        return "the connection was reset before an answer arrived"
+    return "the connection failed"

@@ -17,8 +17,8 @@ from urllib.parse import quote_plus
 import boto3
 from botocore.exceptions import ClientError
 
+from aistudios_export.batches import REPORT_FILE, BatchSettings, batch_location
 from aistudios_export.errors import readable_cause
-from aistudios_export.manifests import BatchSettings, batch_location
 from aistudios_local.stack import LocalStack, wait_for_execution
 
 
@@ -129,7 +129,7 @@ def wait_batch(
         results_prefix=stack.parameter("ResultsKeyPrefix"),
     )
     _, prefix = batch_location(settings, manifest_key, manifest_sha256, scope)
-    report_key = prefix + "report.json"
+    report_key = prefix + REPORT_FILE
     report = _read_report(stack, report_key)
     return BatchRun(
         status=description["status"],

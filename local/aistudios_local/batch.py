@@ -22,6 +22,13 @@ from aistudios_export.errors import readable_cause
 from aistudios_local.stack import LocalStack, wait_for_execution
 
 
+class NoRuleMatched(Exception):
+    """The upload started no batch: no rule of the template matches its key.
+
+    Reported in :class:`BatchRun` by its name, as a batch's own errors are; never raised.
+    """
+
+
 @dataclass
 class BatchRun:
     """The outcome of one batch on the local stack, in ``local batch --json``'s shape."""
@@ -74,7 +81,7 @@ def upload_manifest(stack: LocalStack, data: bytes, file_name: str) -> tuple[str
     return key, (started[0] if started else None)
 
 
-def run_batch(
+def upload_and_wait(
     stack: LocalStack,
     data: bytes,
     file_name: str,
@@ -88,7 +95,7 @@ def run_batch(
     if execution_arn is None:
         return BatchRun(
             status="NOT_STARTED",
-            error="NoRuleMatched",
+            error=NoRuleMatched.__name__,
             cause=f"no rule of the template starts a batch for {key}",
             manifest_key=key,
             execution_arn=None,

@@ -13,9 +13,20 @@ from typing import TYPE_CHECKING, Any, cast
 import pytest
 from botocore.exceptions import ClientError
 
-from aistudios_export.batches import summarize_batch
+from aistudios_export.batches import REPORTED_REJECTIONS, summarize_batch
+from aistudios_export.errors import ConfigurationError, ExportError, StorageError
 from tests.events import load_event
-from tests.unit.test_batches import BUCKET, P1, P2, P3, prepare, stack_bucket, stored
+from tests.unit.test_batches import (
+    BUCKET,
+    P1,
+    P2,
+    P3,
+    client_error,
+    prepare,
+    raising,
+    stack_bucket,
+    stored,
+)
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -31,14 +42,19 @@ def s3(monkeypatch: pytest.MonkeyPatch) -> Iterator[S3Client]:
 
 
 class FakeStepFunctions:
-    """Answers DescribeExecution from a table of execution name → description."""
+    """Answers DescribeExecution from a table of execution name → description, or fails."""
 
-    def __init__(self, executions: dict[str, dict[str, Any]]) -> None:
+    def __init__(
+        self, executions: dict[str, dict[str, Any]], failure: ClientError | None = None
+    ) -> None:
         self.executions = executions
+        self.failure = failure
         self.described: list[str] = []
 
     def describe_execution(self, executionArn: str) -> dict[str, Any]:  # noqa: N803 - boto3's name
         self.described.append(executionArn)
+        if self.failure is not None:
+            raise self.failure
         name = executionArn.removeprefix(ARN_PREFIX)
         if name not in self.executions:
             error = {"Error": {"Code": "ExecutionDoesNotExist", "Message": "no"}}
@@ -179,3 +195,91 @@ def test_summary_keeps_the_result_writer_location(s3: S3Client) -> None:
     )
     assert report["status"] == "SUCCEEDED"
     assert report["mapRun"] == map_run
+
+
+def test_the_report_lists_every_rejected_row(s3: S3Client) -> None:
+    bad = [f"bad-{i}" for i in range(REPORTED_REJECTIONS + 3)]
+    summary, report, _ = summarize(
+        s3,
+        {str(i): succeeded(p) for i, p in enumerate((P1, P2, P3))},
+        rows="\n".join(["projectId", P1, P2, P3, *bad]),
+    )
+    assert [(r["row"], r["projectId"]) for r in report["rejected"]] == [
+        (i + 4, b) for i, b in enumerate(bad)
+    ]
+    assert summary["counts"]["rejected"] == report["counts"]["rejected"] == len(bad)
+
+
+# --- AWS failures: StorageError is retried by the machine, ConfigurationError is final -------
+
+
+def planned(s3: S3Client) -> dict[str, Any]:
+    s3.put_object(Bucket=BUCKET, Key="manifests/a.csv", Body=f"projectId\n{P1}\n".encode())
+    return prepare(s3, "manifests/a.csv")
+
+
+def summarize_plan(s3: S3Client, plan: dict[str, Any], sfn: FakeStepFunctions) -> dict[str, Any]:
+    return summarize_batch(
+        plan,
+        None,
+        tolerated_failure_percentage=0,
+        execution_arn_prefix=ARN_PREFIX,
+        s3_client=s3,
+        sfn_client=cast("SFNClient", sfn),
+    )
+
+
+@pytest.mark.parametrize(
+    ("code", "status", "expected"),
+    [
+        ("ThrottlingException", 400, StorageError),
+        ("502", 502, StorageError),
+        ("AccessDeniedException", 400, ConfigurationError),
+    ],
+)
+def test_a_failed_description_of_an_export(
+    s3: S3Client, code: str, status: int, expected: type[ExportError]
+) -> None:
+    plan = planned(s3)
+    [item] = stored(s3, plan["itemsKey"])
+    sfn = FakeStepFunctions({}, client_error(code, status, "DescribeExecution"))
+    with pytest.raises(ExportError) as raised:
+        summarize_plan(s3, plan, sfn)
+    assert type(raised.value) is expected
+    assert str(raised.value) == f"could not describe export {item['name']}: {code}"
+    assert plan["reportKey"] not in [
+        o["Key"] for o in s3.list_objects_v2(Bucket=BUCKET)["Contents"]
+    ]
+
+
+@pytest.mark.parametrize(
+    ("method", "code", "status", "expected", "message"),
+    [
+        ("get_object", "500", 500, StorageError, "could not read {itemsKey}: 500"),
+        ("get_object", "SlowDown", 503, StorageError, "could not read {itemsKey}: SlowDown"),
+        (
+            "put_object",
+            "AccessDenied",
+            403,
+            ConfigurationError,
+            "could not write {reportKey}: AccessDenied",
+        ),
+        ("put_object", "503", 503, StorageError, "could not write {reportKey}: 503"),
+    ],
+)
+def test_a_failed_read_of_the_rows_or_write_of_the_report(
+    s3: S3Client,
+    monkeypatch: pytest.MonkeyPatch,
+    method: str,
+    code: str,
+    status: int,
+    expected: type[ExportError],
+    message: str,
+) -> None:
+    plan = planned(s3)
+    operation = "GetObject" if method == "get_object" else "PutObject"
+    monkeypatch.setattr(s3, method, raising(client_error(code, status, operation)))
+    with pytest.raises(ExportError) as raised:
+        summarize_plan(s3, plan, FakeStepFunctions({}))
+    assert type(raised.value) is expected
+    assert str(raised.value) == message.format(**plan)

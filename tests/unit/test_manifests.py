@@ -57,6 +57,21 @@ def test_every_csv_column() -> None:
     assert item["name"].startswith(f"{P1}-4k-")
 
 
+@pytest.mark.parametrize("written", ["team-a", "team-a/", "team-a/jan", "team-a/jan/"])
+def test_a_rows_output_prefix_ends_in_exactly_one_slash(written: str) -> None:
+    [from_csv] = parse(f"projectId,outputPrefix\n{P1},{written}\n").items
+    body = json.dumps([{"projectId": P1, "outputPrefix": written}])
+    [from_json] = parse(body, key="manifests/m.json").items
+    expected = written.removesuffix("/") + "/"
+    assert from_csv["input"]["outputPrefix"] == from_json["input"]["outputPrefix"] == expected
+
+
+def test_a_prefix_with_and_without_its_slash_is_one_export() -> None:
+    manifest = parse(f"projectId,outputPrefix\n{P1},team-a\n{P1},team-a/\n")
+    assert [i["input"]["outputPrefix"] for i in manifest.items] == ["team-a/"]
+    assert manifest.duplicates == 1
+
+
 def test_bom_crlf_blank_lines_and_padding_are_tolerated() -> None:
     plain = parse(f"projectId,resolution\n{P1},720\n{P2},480\n")
     messy = parse(

@@ -137,17 +137,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command == "local" and args.local_command == "serve":
-        return run_serve(args)
+        return serve_command(args)
     if args.command == "local" and args.local_command == "batch":
-        return run_batch(args)
+        return batch_command(args)
     if args.command == "local" and args.local_command is None:
         if args.project_id is None:
             parser.error("local: the following arguments are required: --project-id")
-        return run_local(args)
+        return export_command(args)
     return 2  # pragma: no cover - argparse rejects unknown commands
 
 
-def run_local(args: argparse.Namespace) -> int:
+def export_command(args: argparse.Namespace) -> int:
     """Run one export on the local stack and report it."""
     # Imported here: moto is heavy and only the local commands need it.
     from aistudios_local.stack import LocalStack
@@ -186,7 +186,7 @@ def run_local(args: argparse.Namespace) -> int:
     return 0 if run.status == "SUCCEEDED" else 1
 
 
-def run_serve(args: argparse.Namespace) -> int:
+def serve_command(args: argparse.Namespace) -> int:
     """Serve the HTTP API on the local stack until Ctrl-C."""
     from aistudios_local.serve import serve
     from aistudios_local.stack import LocalStack
@@ -205,9 +205,9 @@ def run_serve(args: argparse.Namespace) -> int:
     return 0
 
 
-def run_batch(args: argparse.Namespace) -> int:
+def batch_command(args: argparse.Namespace) -> int:
     """Upload a manifest to the local stack, wait for its batch, and report every row."""
-    from aistudios_local.batch import run_batch as run_local_batch
+    from aistudios_local.batch import upload_and_wait
     from aistudios_local.stack import LocalStack
 
     path: Path = args.batch_file
@@ -230,7 +230,7 @@ def run_batch(args: argparse.Namespace) -> int:
         LocalStack(api_url=api_url, parameters=parameters) as stack,
     ):
         _announce(stack, api_url)
-        run = run_local_batch(stack, data, path.name, deadline_seconds=args.batch_timeout_seconds)
+        run = upload_and_wait(stack, data, path.name, deadline_seconds=args.batch_timeout_seconds)
     result = run.to_json()
     if args.batch_json:
         out.write(json.dumps(result) + "\n")

@@ -1,4 +1,4 @@
-"""The four thin handlers with their sample events: AWS on moto, AI Studios on ``responses``."""
+"""The thin handlers with their sample events: AWS on moto, AI Studios on ``responses``."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import pytest
 import responses
 
 from aistudios_export.client import EXPORT_PATH, PROBE_PROJECT_ID, PROGRESS_PATH, TOKEN_PATH
-from aistudios_export.errors import ConfigurationError, InvalidRequest
+from aistudios_export.errors import ConfigurationError, InvalidRequest, ManifestInvalid
 from aistudios_export.tokens import token_record
 from tests.events import load_event
 from tests.unit._fixtures import (
@@ -185,6 +185,42 @@ def test_finalize_export_stores_the_verified_video(stack: Stack) -> None:
     assert stored["Body"].read() == VIDEO
     assert stored["Metadata"]["sha256"] == video["sha256"]
     no_secret_in(video)
+
+
+# --- PrepareManifest and SummarizeBatch ----------------------------------------------------
+
+
+def stored_json(stack: Stack, key: str) -> Any:
+    return json.loads(stack.s3.get_object(Bucket=BUCKET, Key=key)["Body"].read())
+
+
+def test_prepare_manifest(stack: Stack) -> None:
+    event = load_event("prepare_manifest")
+    data = f"projectId,resolution\n{PROJECT_ID},720\nbad,720\n".encode()
+    stack.s3.put_object(Bucket=BUCKET, Key=event["request"]["key"], Body=data)
+    plan = run("prepare_manifest", event)
+    assert plan["counts"] == {"rows": 2, "accepted": 1, "rejected": 1, "duplicates": 0}
+    assert stored_json(stack, plan["itemsKey"])[0]["input"]["pollSeconds"] == 15
+
+
+def test_prepare_manifest_raises_manifest_invalid(stack: Stack) -> None:
+    event = load_event("prepare_manifest")
+    stack.s3.put_object(Bucket=BUCKET, Key=event["request"]["key"], Body=b"")
+    with pytest.raises(ManifestInvalid, match="is empty"):
+        run("prepare_manifest", event)
+
+
+def test_summarize_batch(stack: Stack) -> None:
+    event = load_event("summarize_batch")
+    request = {"projectId": PROJECT_ID, "resolution": "1080"}
+    rows = [{"name": f"{PROJECT_ID}-1080-{'0' * 20}", "input": request}]
+    stack.s3.put_object(Bucket=BUCKET, Key=event["batch"]["itemsKey"], Body=json.dumps(rows))
+    stack.s3.put_object(Bucket=BUCKET, Key=event["batch"]["rejectedKey"], Body=b"[]")
+    summary = run("summarize_batch", event)
+    # The export never ran on this (empty) account: the row is reported, the batch fails.
+    assert summary["status"] == "FAILED" and summary["error"] == "ExportsFailed"
+    report = stored_json(stack, event["batch"]["reportKey"])
+    assert report["rows"][0]["status"] == "NOT_STARTED"
 
 
 # --- RefreshToken --------------------------------------------------------------------------

@@ -150,23 +150,25 @@ class AiStudiosSimulator:
         return self._state.answered()
 
     def download_count(self, project_id: str) -> int:
-        """Return how many downloads of the project's video started (answered 200, cut ones too).
+        """Return how many downloads of a project's video started.
 
         Parameters
         ----------
         project_id
-            The project.
+            The project whose video is counted.
 
         Returns
         -------
         int
-            The count.
+            Downloads answered 200, cut ones included; HEAD requests are not downloads.
         """
         return self._state.counts(project_id)[0]
 
     def poll_count(self, project_id: str) -> int:
         """Return how many progress answers the project's current export has given.
 
+        Counting restarts with every accepted submit; faults injected by the scenario do not count.
+
         Parameters
         ----------
         project_id
@@ -175,7 +177,7 @@ class AiStudiosSimulator:
         Returns
         -------
         int
-            Progress calls answered with a state since the last accepted submit.
+            Progress calls answered with a state.
         """
         return self._state.counts(project_id)[1]
 

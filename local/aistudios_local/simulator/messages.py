@@ -59,7 +59,7 @@ class Request:
     Parameters
     ----------
     method
-        HTTP method.
+        The request line's method, as sent (GET, HEAD or POST reach the API).
     path, query
         The request target's path and query string.
     authorization

@@ -71,10 +71,8 @@ def video_bytes(project_id: str, resolution: str = "1080", size: int = DEFAULT_V
 def video_sha256(project_id: str, resolution: str = "1080", size: int = DEFAULT_VIDEO_SIZE) -> str:
     """Return the hex SHA-256 of the simulated video, hashed while streaming.
 
-    Parameters
-    ----------
-    project_id, resolution, size
-        As in `iter_video`.
+    The arguments are those of `iter_video`; the whole video is never held in memory, so this
+    also serves sizes far above what `video_bytes` should build.
 
     Returns
     -------

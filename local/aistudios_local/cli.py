@@ -33,6 +33,18 @@ LOCAL_DEADLINE_MARGIN = 120
 """Seconds the local runner waits beyond the export's budget before stopping the execution."""
 
 
+def api_url(value: str) -> str:
+    """Accept what the template's ``ApiBaseUrl`` accepts: an https origin, or http on loopback."""
+    from aistudios_local.template import parameter_pattern
+
+    if not parameter_pattern("ApiBaseUrl").fullmatch(value):
+        raise argparse.ArgumentTypeError(
+            f"{value[:100]!r} is not an AI Studios API origin: give https://HOST[:PORT], "
+            "or http://127.0.0.1:PORT / http://localhost:PORT for a local server"
+        )
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Return the parser of every subcommand."""
     parser = argparse.ArgumentParser(prog="aistudios-export", description=__doc__.split("\n\n")[0])
@@ -46,7 +58,9 @@ def build_parser() -> argparse.ArgumentParser:
     local.add_argument("--project-id", help="the AI Studios project (24 hex characters)")
     local.add_argument("--resolution", help="4k | 1080 | 720 | 480 (default 1080)")
     local.add_argument(
-        "--api-url", help="an AI Studios-compatible server (default: a built-in simulator)"
+        "--api-url",
+        type=api_url,
+        help="an AI Studios-compatible server (default: a built-in simulator)",
     )
     local.add_argument("--poll-seconds", type=int, default=2, help="seconds between progress polls")
     local.add_argument(
@@ -98,6 +112,7 @@ def _add_stack_options(parser: argparse.ArgumentParser, prefix: str, *, poll_def
     """
     parser.add_argument(
         "--api-url",
+        type=api_url,
         dest=f"{prefix}_api_url",
         metavar="URL",
         help="an AI Studios-compatible server (default: a built-in simulator)",

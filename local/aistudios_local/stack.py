@@ -29,7 +29,7 @@ from aistudios_local.moto_shims import MotoShims, RuleDelivery
 from aistudios_local.resources import ACCOUNT, REGION, create_resources, resolver_for
 from aistudios_local.runs import ExportRun, wait_for_execution, watch_export
 from aistudios_local.simulator import DEFAULT_APP_ID, DEFAULT_USER_KEY, AiStudiosSimulator
-from aistudios_local.template import Resolver, load_template
+from aistudios_local.template import ROOT, Resolver, load_template
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -37,8 +37,6 @@ if TYPE_CHECKING:
 
 __all__ = ["ROOT", "ExportRun", "LocalStack", "wait_for_execution"]
 
-ROOT = Path(__file__).resolve().parents[2]
-"""The repository: template.yaml, functions/ and statemachine/ are read from here."""
 EXPORT_STATE_MACHINE = "ExportStateMachine"
 OUTPUT_BUCKET = "OutputBucket"
 CREDENTIALS_SECRET = "CredentialsSecret"  # noqa: S105 - logical ids, not secrets

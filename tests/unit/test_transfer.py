@@ -35,6 +35,7 @@ from aistudios_export.errors import (
     ForbiddenDownloadUrl,
     StorageError,
 )
+from aistudios_export.observability import install_url_redaction
 from aistudios_export.transfer import StoredObject, copy_url_to_s3
 from aistudios_export.urlguard import UrlPolicy
 
@@ -311,6 +312,7 @@ def test_logs_show_only_redacted_urls(
     server.routes["/video"] = serve(payload(100))
     caplog.set_level(logging.DEBUG, logger="aistudios-export")
     caplog.set_level(logging.DEBUG, logger="urllib3")
+    install_url_redaction()
 
     copy(urls(server.url("/start"))[0], s3, server)
 

@@ -14,9 +14,7 @@ import hashlib
 import http.client
 import io
 import itertools
-import logging
 import math
-import re
 import traceback
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -44,20 +42,6 @@ if TYPE_CHECKING:
     from mypy_boto3_s3.type_defs import CompletedPartTypeDef, CopySourceTypeDef
 
 logger = Logger(service="aistudios-export", child=True)
-
-_QUERY = re.compile(r"\?[^\s'\"]*")
-
-
-def _strip_queries(record: logging.LogRecord) -> bool:
-    """Cut query strings out of a urllib3 log record: a signed URL's query is its secret."""
-    if isinstance(record.args, tuple):
-        record.args = tuple(_QUERY.sub("", a) if isinstance(a, str) else a for a in record.args)
-    return True
-
-
-# urllib3 logs request URLs, query included (at DEBUG, and retries at WARNING).
-for _name in ("urllib3.connectionpool", "urllib3.poolmanager", "urllib3.util.retry"):
-    logging.getLogger(_name).addFilter(_strip_queries)
 
 MIB = 1024 * 1024
 MIN_PART_SIZE = 5 * MIB

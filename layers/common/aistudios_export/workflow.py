@@ -157,6 +157,9 @@ def finalize_export(
     """Stream the finished video into S3 and return its location and checksum.
 
     The download URL is asked for afresh (it may be signed and expiring) and again after a 403.
+    Its query string stays out of urllib3's logs once
+    :func:`~aistudios_export.observability.install_url_redaction` has run in the process (the
+    FinalizeExport handler runs it).
     """
     job = Job.from_dict(raw_job)
     key = object_key(output.prefix, job)

@@ -197,22 +197,22 @@ def calls(s3: S3Client) -> Iterator[S3Calls]:
 
 
 def urls(*values: str) -> tuple[Callable[[], str], list[str]]:
-    """A fresh_url that hands out ``values`` in turn (the last one forever) and logs calls."""
+    """An ask_download_url handing out ``values`` in turn (the last one forever), logging calls."""
     handed: list[str] = []
 
-    def fresh_url() -> str:
+    def ask_download_url() -> str:
         handed.append(values[min(len(handed), len(values) - 1)])
         return handed[-1]
 
-    return fresh_url, handed
+    return ask_download_url, handed
 
 
 def copy(
-    fresh_url: Callable[[], str], s3: S3Client, server: DownloadServer, **kwargs: Any
+    ask_download_url: Callable[[], str], s3: S3Client, server: DownloadServer, **kwargs: Any
 ) -> StoredObject:
     kwargs.setdefault("part_size", PART)
     return copy_url_to_s3(
-        fresh_url,
+        ask_download_url,
         s3_client=s3,
         bucket=kwargs.pop("bucket", BUCKET),
         key=KEY,
@@ -257,9 +257,9 @@ def test_streams_the_video_into_one_verified_version(
 ) -> None:
     data = payload(size)
     server.routes["/video"] = serve(data)
-    fresh_url, handed = urls(server.url("/video"))
+    ask_download_url, handed = urls(server.url("/video"))
 
-    stored = copy(fresh_url, s3, server)
+    stored = copy(ask_download_url, s3, server)
 
     assert_stored(s3, stored, data)
     assert stored.version_id is not None
@@ -363,9 +363,9 @@ def test_a_redirect_to_a_forbidden_host_is_refused_before_connecting(
 
 
 def test_a_forbidden_first_url_is_never_fetched(server: DownloadServer, s3: S3Client) -> None:
-    fresh_url, handed = urls("https://10.0.0.1/video.mp4")
+    ask_download_url, handed = urls("https://10.0.0.1/video.mp4")
     with pytest.raises(ForbiddenDownloadUrl, match="private address"):
-        copy(fresh_url, s3, server)
+        copy(ask_download_url, s3, server)
     assert handed == ["https://10.0.0.1/video.mp4"]
 
 
@@ -386,9 +386,9 @@ def test_a_403_asks_for_a_fresh_url(server: DownloadServer, s3: S3Client) -> Non
     data = payload(4000)
     server.routes["/expired"] = status(403)
     server.routes["/video"] = serve(data)
-    fresh_url, handed = urls(server.url("/expired"), server.url("/video"))
+    ask_download_url, handed = urls(server.url("/expired"), server.url("/video"))
 
-    stored = copy(fresh_url, s3, server)
+    stored = copy(ask_download_url, s3, server)
 
     assert_stored(s3, stored, data)
     assert len(handed) == 2
@@ -399,10 +399,10 @@ def test_403_forever_is_download_url_expired(
     server: DownloadServer, s3: S3Client, calls: S3Calls
 ) -> None:
     server.routes["/expired"] = status(403)
-    fresh_url, handed = urls(server.url("/expired"))
+    ask_download_url, handed = urls(server.url("/expired"))
 
     with pytest.raises(DownloadUrlExpired) as info:
-        copy(fresh_url, s3, server, max_url_refreshes=2)
+        copy(ask_download_url, s3, server, max_url_refreshes=2)
 
     assert len(handed) == 3
     assert "s3cr3t" not in str(info.value)
@@ -423,10 +423,10 @@ def test_error_statuses_are_translated(
     server: DownloadServer, s3: S3Client, calls: S3Calls, code: int, error: type[Exception]
 ) -> None:
     server.routes["/video"] = status(code)
-    fresh_url, handed = urls(server.url("/video"))
+    ask_download_url, handed = urls(server.url("/video"))
 
     with pytest.raises(error, match=str(code)):
-        copy(fresh_url, s3, server)
+        copy(ask_download_url, s3, server)
 
     assert len(handed) == 1
     assert calls.operations == []

@@ -92,7 +92,7 @@ class StoredObject:
 
 
 def copy_url_to_s3(
-    fresh_url: Callable[[], str],
+    ask_download_url: Callable[[], str],
     *,
     s3_client: S3Client,
     bucket: str,
@@ -110,7 +110,7 @@ def copy_url_to_s3(
 
     Parameters
     ----------
-    fresh_url
+    ask_download_url
         Returns a download URL; called once at the start and again after each 403
         (an expired URL).
     s3_client
@@ -160,7 +160,7 @@ def copy_url_to_s3(
     http_session = session if session is not None else requests.Session()
     try:
         response = _open_download(
-            fresh_url, http_session, policy, timeout, max_url_refreshes, max_redirects
+            ask_download_url, http_session, policy, timeout, max_url_refreshes, max_redirects
         )
         with response:
             return _upload(
@@ -181,7 +181,7 @@ def copy_url_to_s3(
 
 
 def _open_download(
-    fresh_url: Callable[[], str],
+    ask_download_url: Callable[[], str],
     session: requests.Session,
     policy: UrlPolicy,
     timeout: tuple[float, float],
@@ -191,7 +191,7 @@ def _open_download(
     """Return a ``200`` streaming response, asking for fresh URLs after 403s."""
     refreshes = 0
     while True:
-        url = fresh_url()
+        url = ask_download_url()
         response = _get_following_redirects(url, session, policy, timeout, max_redirects)
         status = response.status_code
         if status == 200:

@@ -164,14 +164,14 @@ def finalize_export(
     job = Job.from_dict(raw_job)
     key = object_key(output.prefix, job)
 
-    def fresh_url() -> str:
+    def ask_download_url() -> str:
         answer = api.get_progress(job.projectId)
         if not answer.download_url:
             raise DownloadUrlMissing(f"project {job.projectId} has no downloadUrl any more")
         return answer.download_url
 
     stored = copy_url_to_s3(
-        fresh_url,
+        ask_download_url,
         s3_client=s3_client,
         bucket=output.bucket,
         key=key,

@@ -26,7 +26,7 @@ import requests
 from botocore.exceptions import ClientError
 from moto import mock_aws
 
-from aistudios_export import transfer
+from aistudios_export import checksums
 from aistudios_export.errors import (
     ConfigurationError,
     DownloadInterrupted,
@@ -293,8 +293,8 @@ def test_an_unversioned_bucket_keeps_the_object(server: DownloadServer, s3: S3Cl
 def test_objects_over_the_copy_limit_get_a_multipart_copy(
     server: DownloadServer, s3: S3Client, calls: S3Calls, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(transfer, "MAX_COPY_OBJECT_SIZE", PART)
-    monkeypatch.setattr(transfer, "COPY_PART_SIZE", PART)
+    monkeypatch.setattr(checksums, "MAX_COPY_OBJECT_SIZE", PART)
+    monkeypatch.setattr(checksums, "COPY_PART_SIZE", PART)
     data = payload(2 * PART + 99)
     server.routes["/video"] = serve(data)
 

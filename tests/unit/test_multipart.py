@@ -114,35 +114,36 @@ def test_an_exception_in_the_block_aborts_and_leaves_nothing(
     assert_nothing_stored(s3)
 
 
-def test_a_failed_completion_aborts_and_leaves_nothing(
-    s3: S3Client, calls: S3Calls, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize(
+    ("method", "operation", "asked"),
+    [
+        ("upload_part", "UploadPart", ["CreateMultipartUpload", "AbortMultipartUpload"]),
+        (
+            "complete_multipart_upload",
+            "CompleteMultipartUpload",
+            ["CreateMultipartUpload", "UploadPart", "AbortMultipartUpload"],
+        ),
+    ],
+)
+def test_a_refused_step_is_the_error_raised_and_the_upload_is_aborted(
+    s3: S3Client,
+    calls: S3Calls,
+    monkeypatch: pytest.MonkeyPatch,
+    method: str,
+    operation: str,
+    asked: list[str],
 ) -> None:
-    patch_client(monkeypatch, s3, "complete_multipart_upload", failing("CompleteMultipartUpload"))
+    patch_client(monkeypatch, s3, method, failing(operation))
 
     with (
-        pytest.raises(StorageError, match="CompleteMultipartUpload failed: InternalError"),
+        pytest.raises(StorageError, match=f"{operation} failed: InternalError") as info,
         upload(s3) as up,
     ):
         up.upload_part(io.BytesIO(b"the only part"))
 
-    assert calls.operations[-1] == "AbortMultipartUpload"
-    assert_nothing_stored(s3)
-
-
-def test_a_failed_part_is_the_error_raised_and_the_upload_is_aborted(
-    s3: S3Client, calls: S3Calls, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    patch_client(monkeypatch, s3, "upload_part", failing("UploadPart"))
-
-    with (
-        pytest.raises(StorageError, match="UploadPart failed: InternalError") as info,
-        upload(s3) as up,
-    ):
-        up.upload_part(io.BytesIO(b"refused"))
-
     assert isinstance(info.value.__cause__, ClientError)
-    assert up.parts == []
-    assert calls.operations == ["CreateMultipartUpload", "AbortMultipartUpload"]
+    assert calls.operations == asked  # the refused call never reached botocore's hooks
+    assert (up.etag, up.version_id) == ("", None)
     assert_nothing_stored(s3)
 
 

@@ -120,7 +120,7 @@ def _copy_object(
 ) -> tuple[str | None, str | None]:
     """Copy ``source`` onto itself with CopyObject; return the new version and S3's SHA-256.
 
-    The SHA-256 is ``None`` when S3 reports none, or a composite one (not the file's).
+    The SHA-256 is ``None`` when S3 reports none, or only a composite one (not the file's).
     """
     with storage_errors():
         copied = s3_client.copy_object(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -14,6 +15,7 @@ import responses
 
 from aistudios_export.client import EXPORT_PATH, PROBE_PROJECT_ID, PROGRESS_PATH, TOKEN_PATH
 from aistudios_export.errors import ConfigurationError, InvalidRequest, ManifestInvalid
+from aistudios_export.observability import URLLIB3_LOGGERS, strip_query_strings
 from aistudios_export.tokens import token_record
 from tests.events import load_event
 from tests.unit._fixtures import (
@@ -160,7 +162,7 @@ def test_check_progress_without_a_job(stack: Stack) -> None:
 # --- FinalizeExport ------------------------------------------------------------------------
 
 
-def test_finalize_export_stores_the_verified_video(stack: Stack) -> None:
+def serve_finished_video(stack: Stack) -> None:
     stack.api.get(
         PROGRESS_URL, json=progress(state="completed", progress=100, downloadUrl=SIGNED_URL)
     )
@@ -170,6 +172,10 @@ def test_finalize_export_stores_the_verified_video(stack: Stack) -> None:
         headers={"Content-Length": str(len(VIDEO))},
         content_type="video/mp4",
     )
+
+
+def test_finalize_export_stores_the_verified_video(stack: Stack) -> None:
+    serve_finished_video(stack)
     video = run("finalize_export", load_event("finalize_export"))
     key = f"exports/team-a/{PROJECT_ID}/1080/20260101T000000Z.mp4"
     assert T0 == 1_767_225_600.0  # the sample event's submittedAt
@@ -185,6 +191,19 @@ def test_finalize_export_stores_the_verified_video(stack: Stack) -> None:
     assert stored["Body"].read() == VIDEO
     assert stored["Metadata"]["sha256"] == video["sha256"]
     no_secret_in(video)
+
+
+def test_finalize_export_keeps_signed_url_queries_out_of_urllib3_logs(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    loggers = [logging.getLogger(name) for name in URLLIB3_LOGGERS]
+    for logger in loggers:  # as in a new container: nothing installed yet
+        monkeypatch.setattr(logger, "filters", [])
+    serve_finished_video(stack)
+
+    run("finalize_export", load_event("finalize_export"))
+
+    assert all(logger.filters == [strip_query_strings] for logger in loggers)
 
 
 # --- PrepareManifest and SummarizeBatch ----------------------------------------------------

@@ -9,7 +9,11 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from aistudios_export import clients
 from aistudios_export.client import AiStudiosClient
 from aistudios_export.errors import Unauthorized
-from aistudios_export.settings import ApiSettings, credentials_secret_id
+from aistudios_export.settings import (
+    RATE_LIMIT_WAIT_SECONDS,
+    ApiSettings,
+    credentials_secret_id,
+)
 from aistudios_export.token_refresh import TokenRefresher
 
 logger = Logger()
@@ -19,7 +23,7 @@ logger = Logger()
 def _refresher() -> TokenRefresher:
     settings = ApiSettings.from_env()
     return TokenRefresher(
-        api=AiStudiosClient(settings.api_url),
+        api=AiStudiosClient(settings.api_url, rate_limit_wait=RATE_LIMIT_WAIT_SECONDS),
         client=clients.secretsmanager(),
         token_secret_id=settings.token_secret_id,
         credentials_secret_id=credentials_secret_id(),

@@ -542,3 +542,70 @@ def test_no_token_yet_is_refused_without_a_call(api: responses.RequestsMock) -> 
         client(Tokens(cached="")).get_progress(PROJECT_ID)
     assert info.value.token_fingerprint == "none"
     assert len(api.calls) == 0
+
+
+# --- Retry-After -----------------------------------------------------------------------------
+
+
+def throttled_client(budget: float, slept: list[float]) -> AiStudiosClient:
+    return AiStudiosClient(BASE, Tokens(), rate_limit_wait=budget, sleep=slept.append)
+
+
+def test_retry_after_within_the_budget_is_waited_out_and_the_call_repeated(
+    api: responses.RequestsMock,
+) -> None:
+    api.get(PROGRESS_URL, status=429, headers={"Retry-After": "2"}, body="slow down")
+    api.get(PROGRESS_URL, json=progress_answer(state="exporting", progress=5))
+    slept: list[float] = []
+    assert throttled_client(10, slept).get_progress(PROJECT_ID).progress == 5
+    assert slept == [2.0]
+    assert len(api.calls) == 2
+
+
+@pytest.mark.parametrize(
+    ("header", "why"),
+    [
+        ("30", "beyond the budget"),
+        ("99999999999999999999", "a lie, read as an hour"),
+        ("soon", "unreadable"),
+        ("-5", "negative"),
+        ("Thu, 01 Jan 2099 00:00:00", "a date without a zone"),
+    ],
+)
+def test_retry_after_that_cannot_be_honoured_raises_at_once(
+    api: responses.RequestsMock, header: str, why: str
+) -> None:
+    api.get(PROGRESS_URL, status=429, headers={"Retry-After": header}, body="slow down")
+    slept: list[float] = []
+    with pytest.raises(RateLimited):
+        throttled_client(10, slept).get_progress(PROJECT_ID)
+    assert slept == [], why
+    assert len(api.calls) == 1
+
+
+def test_a_service_that_always_says_retry_now_is_tried_a_bounded_number_of_times(
+    api: responses.RequestsMock,
+) -> None:
+    past = "Thu, 01 Jan 1970 00:00:00 GMT"
+    api.get(PROGRESS_URL, status=429, headers={"Retry-After": past}, body="slow down")
+    slept: list[float] = []
+    with pytest.raises(RateLimited) as info:
+        throttled_client(10, slept).get_progress(PROJECT_ID)
+    assert info.value.retry_after == 0.0
+    assert slept == [0.0, 0.0]
+    assert len(api.calls) == 3
+
+
+def test_retry_after_as_an_http_date_is_read_as_seconds_from_now(
+    api: responses.RequestsMock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("aistudios_export.client.time.time", lambda: 1_767_225_600.0)
+    api.get(
+        PROGRESS_URL,
+        status=429,
+        headers={"Retry-After": "Thu, 01 Jan 2026 00:00:04 GMT"},
+        body="slow down",
+    )
+    with pytest.raises(RateLimited) as info:
+        client().get_progress(PROJECT_ID)
+    assert info.value.retry_after == 4.0

@@ -8,8 +8,10 @@ so that the state machine refreshes the token exactly once.
 
 from __future__ import annotations
 
+import email.utils
 import hashlib
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 from urllib.parse import urlsplit
@@ -119,6 +121,11 @@ class AiStudiosClient:
         A ``requests.Session`` to reuse connections; a new one by default.
     timeout
         ``(connect, read)`` seconds applied to every call.
+    rate_limit_wait
+        Seconds this client may spend in all waiting out ``Retry-After`` of 429 answers before
+        it raises :class:`RateLimited` (0: raise at once, and let the state machine back off).
+    sleep
+        Pauses between a 429 and the next try (tests pass a fake).
     """
 
     def __init__(
@@ -128,11 +135,15 @@ class AiStudiosClient:
         *,
         session: requests.Session | None = None,
         timeout: tuple[float, float] = DEFAULT_TIMEOUT,
+        rate_limit_wait: float = 0.0,
+        sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.base_url = check_base_url(base_url)
         self._token = token
         self._session = session or requests.Session()
         self._timeout = timeout
+        self._rate_limit_wait = rate_limit_wait
+        self._sleep = sleep
 
     # --- endpoints ------------------------------------------------------------------------
 
@@ -203,6 +214,24 @@ class AiStudiosClient:
     def _call(
         self, method: str, path: str, *, json: Mapping[str, Any] | None = None, auth: bool = True
     ) -> dict[str, Any]:
+        """Make one call, waiting out what ``Retry-After`` asks for within the wait budget."""
+        waited = 0.0
+        for attempt in range(MAX_THROTTLED_TRIES):
+            try:
+                return self._call_authorized(method, path, json=json, auth=auth)
+            except RateLimited as throttled:
+                delay = throttled.retry_after
+                last = attempt == MAX_THROTTLED_TRIES - 1
+                if delay is None or last or waited + delay > self._rate_limit_wait:
+                    raise
+            logger.info("throttled by AI Studios; waiting as asked", extra={"seconds": delay})
+            self._sleep(delay)
+            waited += delay
+        raise AssertionError("unreachable: the last try raises")  # pragma: no cover
+
+    def _call_authorized(
+        self, method: str, path: str, *, json: Mapping[str, Any] | None, auth: bool
+    ) -> dict[str, Any]:
         if not auth:
             return self._once(method, path, json, token=None)
         if self._token is None:
@@ -262,7 +291,9 @@ class AiStudiosClient:
             retry_after = response.headers.get("Retry-After")
             if retry_after:
                 detail += f", Retry-After {retry_after[:20]}"
-            exc = RateLimited
+            throttled = RateLimited(detail, **kwargs)
+            throttled.retry_after = _seconds_to_wait(retry_after, time.time())
+            raise throttled
         elif status >= 500:
             exc = ServiceUnavailable
         elif status >= 400:
@@ -308,3 +339,35 @@ def _network_failure(error: requests.RequestException) -> str:
     if "reset" in text.lower() or "RemoteDisconnected" in text or "aborted" in text.lower():
         return "the connection was reset before an answer arrived"
     return "the connection failed"
+
+
+MAX_THROTTLED_TRIES = 3
+"""Tries of one call within one invocation, whatever ``Retry-After`` says (a past date is 0 s)."""
+MAX_RETRY_AFTER_SECONDS = 3600.0
+"""A ``Retry-After`` beyond this is a lie or a mistake: it is read as this."""
+
+
+def _seconds_to_wait(retry_after: str | None, now: float) -> float | None:
+    """Read ``Retry-After`` (delay seconds or an HTTP date) as seconds; None when unreadable.
+
+    Examples
+    --------
+    >>> _seconds_to_wait("7", 0.0)
+    7.0
+    >>> _seconds_to_wait("-3", 0.0) is None
+    True
+    >>> _seconds_to_wait("Thu, 01 Jan 1970 00:00:10 GMT", 4.0)
+    6.0
+    """
+    text = (retry_after or "").strip()
+    if not text:
+        return None
+    if text.isascii() and text.isdigit():
+        return min(float(text[:8]), MAX_RETRY_AFTER_SECONDS)
+    try:
+        when = email.utils.parsedate_to_datetime(text)
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
+    if when.tzinfo is None:
+        return None
+    return min(max(when.timestamp() - now, 0.0), MAX_RETRY_AFTER_SECONDS)

@@ -154,7 +154,9 @@ class RequestRejected(ApiError, FinalError):
 
 
 class RateLimited(ApiError, TransientError):
-    """The API answered 429."""
+    """The API answered 429; ``retry_after`` is its ``Retry-After`` in seconds, when it gave one."""
+
+    retry_after: float | None = None
 
 
 class ServiceUnavailable(ApiError, TransientError):

@@ -13,7 +13,7 @@ import os
 import re
 from functools import cache
 from http import HTTPStatus
-from typing import Annotated, Any
+from typing import Annotated, Any, NamedTuple
 
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.event_handler import (
@@ -31,18 +31,21 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from botocore.exceptions import ClientError
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
+from aistudios_export import clients
 from aistudios_export.aws_errors import error_code, is_transient
 from aistudios_export.errors import ConfigurationError, InvalidRequest
 from aistudios_export.exports import (
     MAX_LIMIT,
     STATUSES,
-    Exports,
+    ExportLister,
+    ExportStarter,
     Status,
+    StatusReader,
     Summary,
     parse_request,
 )
 from aistudios_export.models import DEFAULT_RESOLUTION, RESOLUTIONS
-from aistudios_export.settings import CORS_ALLOW_ORIGIN
+from aistudios_export.settings import CORS_ALLOW_ORIGIN, HttpApiSettings
 
 API_TITLE = "aistudios-export"
 API_VERSION = "1.0.0"
@@ -70,9 +73,23 @@ def _cors() -> CORSConfig | None:
 app = APIGatewayRestResolver(enable_validation=True, cors=_cors())
 
 
+class Services(NamedTuple):
+    """What the routes call: one library object per route."""
+
+    starter: ExportStarter
+    status: StatusReader
+    lister: ExportLister
+
+
 @cache
-def _exports() -> Exports:
-    return Exports.from_env()
+def _services() -> Services:
+    settings = HttpApiSettings.from_env()
+    sfn = clients.stepfunctions()
+    return Services(
+        starter=ExportStarter(settings, sfn=sfn),
+        status=StatusReader(settings, sfn=sfn, s3=clients.s3()),
+        lister=ExportLister(settings, sfn=sfn),
+    )
 
 
 # --- models: the OpenAPI description --------------------------------------------------------
@@ -81,7 +98,7 @@ def _exports() -> Exports:
 class ExportRequestBody(BaseModel):
     """What to export."""
 
-    # The shape only: ExportRequest.parse (in Exports.start) is the one keeper of the rules.
+    # The shape only: ExportRequest.parse (in ExportStarter.start) is the one keeper of the rules.
 
     model_config = ConfigDict(
         extra="forbid",
@@ -209,7 +226,7 @@ def start_export(
 ) -> Response[ExportAccepted]:
     """Start an export, or answer with the one an equal request started."""
     try:
-        started = _exports().start(
+        started = _services().starter.start(
             body.model_dump(exclude_none=True), idempotency_key=idempotency_key
         )
     except InvalidRequest as e:
@@ -235,7 +252,7 @@ def get_export(
     exportId: Annotated[str, Path(description="The exportId of POST /exports.")],  # noqa: N803
 ) -> ExportStatusBody:
     """Report an export's status, progress and, once it succeeded, its video."""
-    status = _exports().describe(exportId)
+    status = _services().status.read(exportId)
     if status is None:
         raise NotFoundError("no such export")
     return _status_body(status)
@@ -263,7 +280,7 @@ def list_exports(
 ) -> ExportListBody:
     """List recent exports, most recent first."""
     try:
-        page = _exports().list(
+        page = _services().lister.page(
             project_id=project_id, status=status, limit=limit, next_token=next_token
         )
     except InvalidRequest as e:

@@ -21,12 +21,11 @@ from cfnlint.decode import decode
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from aistudios_export.exports import Exports
+from aistudios_export.exports import ExportStarter
 from tests.events import load_event
 from tests.unit._fixtures import (
     ACCOUNT,
     PROJECT_ID,
-    REGION,
     LambdaContextStub,
     fake_aws,
     load_handler,
@@ -153,7 +152,7 @@ def api(loaded_api: Api, monkeypatch: pytest.MonkeyPatch) -> Iterator[Api]:
         roleArn=f"arn:aws:iam::{ACCOUNT}:role/r",
     )["stateMachineArn"]
     monkeypatch.setenv("STATE_MACHINE_ARN", arn)
-    loaded_api.module["_exports"].cache_clear()
+    loaded_api.module["_services"].cache_clear()
     yield Api(loaded_api.handler, sfn, arn, loaded_api.module)
 
 
@@ -335,19 +334,15 @@ def test_list_with_bad_parameters_is_422_naming_them(
 # --- errors of the platform -------------------------------------------------------------
 
 
-def _failing_exports(code: str) -> Callable[[], Exports]:
-    class Failing(Exports):
-        def start(self, raw_request: Any, *, idempotency_key: str | None = None) -> Any:
-            raise ClientError({"Error": {"Code": code, "Message": "arn:aws:... details"}}, "X")
+def _failing_starts(monkeypatch: pytest.MonkeyPatch, code: str) -> None:
+    def start(self: ExportStarter, raw_request: Any, *, idempotency_key: str | None = None) -> Any:
+        raise ClientError({"Error": {"Code": code, "Message": "arn:aws:... details"}}, "X")
 
-    def make() -> Exports:
-        return Failing(f"arn:aws:states:{REGION}:{ACCOUNT}:stateMachine:m")
-
-    return make
+    monkeypatch.setattr(ExportStarter, "start", start)
 
 
 def test_throttling_is_503_with_retry_after(api: Api, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setitem(api.module, "_exports", _failing_exports("ThrottlingException"))
+    _failing_starts(monkeypatch, "ThrottlingException")
     answer = api.post({"projectId": PROJECT_ID})
     assert answer.status == 503
     assert answer.headers["Retry-After"] == "2"
@@ -355,14 +350,14 @@ def test_throttling_is_503_with_retry_after(api: Api, monkeypatch: pytest.Monkey
 
 
 def test_other_aws_errors_are_a_plain_500(api: Api, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setitem(api.module, "_exports", _failing_exports("AccessDeniedException"))
+    _failing_starts(monkeypatch, "AccessDeniedException")
     answer = api.post({"projectId": PROJECT_ID})
     assert (answer.status, answer.body) == (500, {"statusCode": 500, "message": "internal error"})
 
 
 def test_missing_configuration_is_a_plain_500(api: Api, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("STATE_MACHINE_ARN")
-    api.module["_exports"].cache_clear()
+    api.module["_services"].cache_clear()
     answer = api.get("/exports")
     assert (answer.status, answer.body["message"]) == (500, "internal error")
 

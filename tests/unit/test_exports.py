@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -434,6 +435,36 @@ def test_a_plain_cause_is_kept() -> None:
     assert status is not None and status.cause == "no progress for 600 s"
 
 
+@pytest.mark.parametrize(
+    ("progress", "reported"),
+    [
+        (0, 0.0),
+        (42.5, 42.5),
+        (100, 100.0),
+        (-5, 0.0),
+        (-0.1, 0.0),
+        (100.5, 100.0),
+        (1e9, 100.0),
+        (math.nan, 0.0),
+        (math.inf, 0.0),
+        (-math.inf, 0.0),
+        (True, 0.0),
+        (False, 0.0),
+        ("50", 0.0),
+        (None, 0.0),
+    ],
+)
+def test_progress_is_a_percentage_from_0_to_100(progress: Any, reported: float) -> None:
+    # The job is the state machine's data: whatever AI Studios said lands here as it was.
+    job = {"job": {"projectId": PROJECT_ID, "progress": progress, "state": "exporting"}}
+    sfn, stub = _stubbed({"status": "RUNNING"}, [_exited(7, "CheckProgress", job)])
+    with stub:
+        status = StatusReader(MACHINE_ONLY, sfn=sfn, s3=_s3()).read(EXPORT_ID)
+    assert status is not None
+    assert status.progress == reported
+    assert type(status.progress) is float
+
+
 # --- list -------------------------------------------------------------------------------
 
 
@@ -496,6 +527,69 @@ def test_a_sparse_filter_answers_a_short_page_with_a_token(
     page = lister(sfn).page(project_id=PROJECT_ID, limit=5)
     assert [s.export_id for s in page.exports] == [names[0]]  # two executions looked at
     assert page.next_token is not None
+
+
+SFN_PAGES = [(0, 3, "p2"), (3, 6, "p3"), (6, 7, None)]
+"""Seven exports in Step Functions pages of three: (first, end, the next page's token)."""
+
+
+def _listed(n: int) -> dict[str, Any]:
+    export_id = f"{PROJECT_ID}-1080-{n:020d}"
+    return {
+        "executionArn": f"arn:aws:states:{REGION}:{ACCOUNT}:execution:{MACHINE}:{export_id}",
+        "stateMachineArn": MACHINE_ARN,
+        "name": export_id,
+        "status": "RUNNING",
+        "startDate": STARTED,
+    }
+
+
+def _expect_page(stub: Stubber, token: str | None) -> None:
+    """Queue the ListExecutions page that ``token`` asks for (None: the first)."""
+    starts = [None, *(following for _, _, following in SFN_PAGES)]
+    first, end, following = SFN_PAGES[starts.index(token)]
+    answer: dict[str, Any] = {"executions": [_listed(n) for n in range(first, end)]}
+    if following:
+        answer["nextToken"] = following
+    params: dict[str, Any] = {"stateMachineArn": MACHINE_ARN, "maxResults": 3}
+    if token:
+        params["nextToken"] = token
+    stub.add_response("list_executions", answer, params)
+
+
+def _pages(
+    monkeypatch: pytest.MonkeyPatch, limit: int, asks: list[list[str | None]]
+) -> list[list[int]]:
+    """List with ``limit`` while Step Functions answers ``asks[i]`` for page i; the numbers seen."""
+    monkeypatch.setattr(listing, "_LIST_PAGE", 3)
+    sfn = _client("stepfunctions")
+    exports = ExportLister(MACHINE_ONLY, sfn=sfn)
+    seen: list[list[int]] = []
+    token = None
+    with Stubber(sfn) as stub:
+        for ask in asks:
+            for sfn_token in ask:
+                _expect_page(stub, sfn_token)
+            page = exports.page(limit=limit, next_token=token)
+            stub.assert_no_pending_responses()  # asked exactly these pages, no more
+            seen.append([int(s.export_id.rsplit("-", 1)[1]) for s in page.exports])
+            token = page.next_token
+    assert token is None
+    return seen
+
+
+def test_a_page_that_ends_with_a_step_functions_page_continues_with_the_next(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    seen = _pages(monkeypatch, 3, [[None], ["p2"], ["p3"]])
+    assert seen == [[0, 1, 2], [3, 4, 5], [6]]
+
+
+def test_a_page_that_ends_mid_page_continues_at_the_next_export(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    seen = _pages(monkeypatch, 2, [[None], [None, "p2"], ["p2"], ["p3"]])
+    assert seen == [[0, 1], [2, 3], [4, 5], [6]]
 
 
 @pytest.mark.parametrize(

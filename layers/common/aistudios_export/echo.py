@@ -17,10 +17,11 @@ EXCERPT_CHARS = 40
 
 
 def excerpt(text: str, limit: int = EXCERPT_CHARS) -> str:
-    r"""Return the first ``limit`` characters of ``text``, escaped, with ``...`` if cut.
+    r"""Return ``text`` escaped and cut to at most ``limit`` characters, with ``...`` if cut.
 
     Each character that is not printable (controls, NUL, lone surrogates, bidirectional
-    overrides, ...) is written as Python writes it in a string literal.
+    overrides, ...) is written as Python writes it in a string literal; the limit counts what
+    is written, so an excerpt is short however odd the text.
 
     Examples
     --------
@@ -29,8 +30,15 @@ def excerpt(text: str, limit: int = EXCERPT_CHARS) -> str:
     >>> excerpt("x" * 50, 4)
     'xxxx...'
     """
-    shown = "".join(c if c.isprintable() else ascii(c)[1:-1] for c in text[:limit])
-    return shown + "..." if len(text) > limit else shown
+    shown: list[str] = []
+    length = 0
+    for char in text:
+        part = char if char.isprintable() else ascii(char)[1:-1]
+        length += len(part)
+        if length > limit:
+            return "".join(shown) + "..."
+        shown.append(part)
+    return "".join(shown)
 
 
 def cell(text: str, limit: int = EXCERPT_CHARS) -> str:

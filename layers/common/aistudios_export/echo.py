@@ -5,7 +5,7 @@ column) so that users can find it. What they quote is untrusted: it may be megab
 NUL bytes, lone surrogates (which no UTF-8 encoder writes) or terminal escapes, or be a formula
 that a spreadsheet runs when the report is opened in one (OWASP "CSV injection"). Every echo of
 input goes through :func:`excerpt`, and every report field that holds input on its own through
-:func:`cell`.
+:func:`safe_cell`.
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ def excerpt(text: str, limit: int = EXCERPT_CHARS) -> str:
     return "".join(shown)
 
 
-def cell(text: str, limit: int = EXCERPT_CHARS) -> str:
+def safe_cell(text: str, limit: int = EXCERPT_CHARS) -> str:
     """Return :func:`excerpt` of ``text``, with ``'`` first when it would start a formula.
 
     For a report field that holds a user's value on its own. A valid value never starts with
@@ -49,9 +49,9 @@ def cell(text: str, limit: int = EXCERPT_CHARS) -> str:
 
     Examples
     --------
-    >>> cell("=1+1")
+    >>> safe_cell("=1+1")
     "'=1+1"
-    >>> cell("65fa6b07dca2e367461a2925")
+    >>> safe_cell("65fa6b07dca2e367461a2925")
     '65fa6b07dca2e367461a2925'
     """
     shown = excerpt(text, limit)

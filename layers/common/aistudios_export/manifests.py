@@ -26,7 +26,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from aistudios_export.echo import cell, excerpt
+from aistudios_export.echo import excerpt, safe_cell
 from aistudios_export.errors import InvalidRequest, ManifestInvalid
 from aistudios_export.models import ExportRequest
 from aistudios_export.naming import execution_name
@@ -63,12 +63,12 @@ class Rejection:
     def to_dict(self) -> dict[str, Any]:
         """Return the JSON form used in the state machine's data and the report.
 
-        The ``projectId`` shown is a :func:`~aistudios_export.echo.cell`: a report opened in a
+        The ``projectId`` shown is a :func:`~aistudios_export.echo.safe_cell`: a report opened in a
         spreadsheet never runs a formula a row held.
         """
         data: dict[str, Any] = {"row": self.row}
         if self.project_id:
-            data["projectId"] = cell(self.project_id, _HINT_CHARS)
+            data["projectId"] = safe_cell(self.project_id, _HINT_CHARS)
         data["error"] = self.error
         return data
 

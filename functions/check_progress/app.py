@@ -6,7 +6,7 @@ from typing import Any
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from aistudios_export import runtime, workflow
+from aistudios_export import observability, runtime, workflow
 from aistudios_export.client import AiStudiosClient
 
 logger = Logger()
@@ -14,6 +14,7 @@ logger = Logger()
 
 @cache
 def _api() -> AiStudiosClient:
+    observability.install_log_hygiene()
     return runtime.api_client()
 
 

@@ -27,7 +27,7 @@ class Dependencies(NamedTuple):
 @cache
 def _dependencies() -> Dependencies:
     # Once per container, before the first download: urllib3 would log signed URLs' queries.
-    observability.install_url_redaction()
+    observability.install_log_hygiene()
     return Dependencies(api=runtime.api_client(), s3=clients.s3(), output=OutputSettings.from_env())
 
 

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Any
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from aistudios_export import batches, clients
+from aistudios_export import batches, clients, observability
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -16,6 +16,7 @@ logger = Logger()
 
 @cache
 def _s3() -> "S3Client":
+    observability.install_log_hygiene()
     return clients.s3()
 
 

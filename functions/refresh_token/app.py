@@ -6,7 +6,7 @@ from typing import Any
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from aistudios_export import clients
+from aistudios_export import clients, observability
 from aistudios_export.client import AiStudiosClient
 from aistudios_export.errors import Unauthorized
 from aistudios_export.settings import (
@@ -21,6 +21,7 @@ logger = Logger()
 
 @cache
 def _refresher() -> TokenRefresher:
+    observability.install_log_hygiene()
     settings = ApiSettings.from_env()
     return TokenRefresher(
         api=AiStudiosClient(settings.api_url, rate_limit_wait=RATE_LIMIT_WAIT_SECONDS),

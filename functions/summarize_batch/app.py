@@ -7,7 +7,7 @@ from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from botocore.config import Config
 
-from aistudios_export import batches, clients
+from aistudios_export import batches, clients, observability
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -25,6 +25,7 @@ class Dependencies(NamedTuple):
 
 @cache
 def _dependencies() -> Dependencies:
+    observability.install_log_hygiene()
     # One DescribeExecution per row: let botocore pace itself against the API's rate limit.
     return Dependencies(
         s3=clients.s3(),

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any, Self
 import boto3
 from moto import mock_aws
 
+from aistudios_export import observability
 from aistudios_local.lambda_bridge import Invocation, LambdaBridge, LocalFunction
 from aistudios_local.moto_shims import MotoShims, RuleDelivery
 from aistudios_local.resources import ACCOUNT, REGION, create_resources, resolver_for
@@ -100,6 +101,9 @@ class LocalStack:
 
     def start(self) -> Self:
         """Start the simulator (if any), moto, and create the template's resources."""
+        # The functions hold the SDK's loggers above DEBUG at their cold start; the stack
+        # writes the credentials secret before any of them runs.
+        observability.install_log_hygiene()
         if self._own_simulator and self.simulator is not None:
             self.simulator.start()
         self.api_url = self._api_url or (self.simulator.base_url if self.simulator else "")

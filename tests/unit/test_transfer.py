@@ -10,15 +10,9 @@ import hashlib
 import io
 import logging
 import math
-import random
-import socket
-import threading
 import traceback
 from collections.abc import Callable, Iterator
-from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
 
 import pytest
 import requests
@@ -36,6 +30,15 @@ from aistudios_export.errors import (
 from aistudios_export.observability import install_url_redaction
 from aistudios_export.transfer import StoredObject, copy_url_to_s3
 from aistudios_export.urlguard import UrlPolicy
+from tests.unit._downloads import (
+    SECRET,
+    DownloadServer,
+    free_port,
+    payload,
+    redirect,
+    serve,
+    status,
+)
 from tests.unit._s3 import (
     BUCKET,
     S3Calls,
@@ -51,98 +54,19 @@ if TYPE_CHECKING:
 
 PART = 5 * 1024 * 1024  # S3's (and moto's) smallest non-last part
 KEY = "exports/p1/1080p/video.mp4"
-SECRET = "X-Amz-Signature=s3cr3t"
 METADATA = {"projectid": "p1", "resolution": "1080p"}
-
-Route = Callable[[BaseHTTPRequestHandler], None]
-
-
-def payload(size: int, seed: int = 7) -> bytes:
-    return random.Random(seed).randbytes(size)
-
-
-# --- the loopback download server ---------------------------------------------------
-
-
-class DownloadServer:
-    """A threaded HTTP server on 127.0.0.1 whose paths answer as each test configures."""
-
-    def __init__(self) -> None:
-        self.routes: dict[str, Route] = {}
-        self.hits: list[str] = []
-        server = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                path = urlsplit(self.path).path
-                server.hits.append(path)
-                server.routes.get(path, status(HTTPStatus.NOT_FOUND))(self)
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.httpd.daemon_threads = True
-        self.origin = f"http://127.0.0.1:{self.httpd.server_address[1]}"
-        self.thread = threading.Thread(
-            target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        )
-
-    def url(self, path: str) -> str:
-        return f"{self.origin}{path}?{SECRET}"
-
-
-def serve(data: bytes, *, announce: int | None = -1, send: int | None = None) -> Route:
-    """200 with ``data``; ``announce`` is the Content-Length (-1: the true one, None: none);
-    ``send`` cuts the body after that many bytes and drops the connection."""
-
-    def route(h: BaseHTTPRequestHandler) -> None:
-        h.send_response(200)
-        h.send_header("Content-Type", "video/mp4")
-        if announce is not None:
-            h.send_header("Content-Length", str(len(data) if announce == -1 else announce))
-        h.end_headers()
-        h.wfile.write(data if send is None else data[:send])
-        h.wfile.flush()
-        h.close_connection = True
-
-    return route
-
-
-def redirect(location: str, code: int = 302) -> Route:
-    def route(h: BaseHTTPRequestHandler) -> None:
-        h.send_response(code)
-        h.send_header("Location", location)
-        h.send_header("Content-Length", "0")
-        h.end_headers()
-
-    return route
-
-
-def status(code: int) -> Route:
-    def route(h: BaseHTTPRequestHandler) -> None:
-        h.send_response(code)
-        h.send_header("Content-Length", "0")
-        h.end_headers()
-
-    return route
 
 
 @pytest.fixture(scope="module")
 def running_server() -> Iterator[DownloadServer]:
-    server = DownloadServer()
-    server.thread.start()
+    server = DownloadServer().start()
     yield server
-    server.httpd.shutdown()
-    server.httpd.server_close()
-    server.thread.join()
+    server.stop()
 
 
 @pytest.fixture
 def server(running_server: DownloadServer) -> DownloadServer:
-    running_server.routes.clear()
-    running_server.hits.clear()
-    return running_server
+    return running_server.reset()
 
 
 # --- S3 -----------------------------------------------------------------------------
@@ -456,10 +380,7 @@ def test_a_body_longer_than_announced_is_interrupted(s3: S3Client, calls: S3Call
 
 
 def test_a_refused_connection_is_interrupted_without_leaking_the_url(s3: S3Client) -> None:
-    with socket.socket() as probe:  # a loopback port with nobody listening
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    origin = f"http://127.0.0.1:{port}"
+    origin = f"http://127.0.0.1:{free_port()}"  # a loopback port with nobody listening
 
     with pytest.raises(DownloadInterrupted, match="ConnectionError") as info:
         copy_url_to_s3(

@@ -1,7 +1,8 @@
 """Open a third party's download URL safely and read its body as checked chunks.
 
 The URL and every redirect hop are checked by :func:`~aistudios_export.urlguard.check_url`
-before anything connects to them (redirects are followed by hand), a 403 (an expired signed
+before anything connects to them (redirects are followed by hand), each connection goes to
+the address that was checked (:mod:`~aistudios_export.pinning`), a 403 (an expired signed
 URL) asks for a fresh URL, and every failure becomes one of the library's download errors
 whose message and cause never show the URL's query string (a signed URL's secret).
 """
@@ -18,6 +19,7 @@ import urllib3.exceptions
 from aws_lambda_powertools import Logger
 
 from aistudios_export.errors import DownloadInterrupted, DownloadRejected, DownloadUrlExpired
+from aistudios_export.pinning import pinned_adapter
 from aistudios_export.urlguard import UrlPolicy, check_url, redact_url
 
 logger = Logger(service="aistudios-export", child=True)
@@ -152,8 +154,9 @@ def _get_following_redirects(
     max_redirects: int,
 ) -> requests.Response:
     """GET ``url``, following redirects by hand so each hop is checked before connecting."""
+    adapter = pinned_adapter(session)
     for _ in range(max_redirects + 1):
-        check_url(url, policy)
+        checked = check_url(url, policy)
         try:
             # Identity encoding: store the file's own bytes and compare Content-Length with them.
             request = session.prepare_request(
@@ -162,7 +165,9 @@ def _get_following_redirects(
         except requests.RequestException as e:
             raise DownloadRejected(f"download URL {redact_url(url)} is malformed") from e
         if request.url != url:  # requests normalised it: check what is actually sent
-            check_url(request.url or "", policy)
+            checked = check_url(request.url or "", policy)
+        # Connect to the address just checked: resolving the host again could answer another.
+        adapter.pin(checked)
         logger.info("downloading", extra={"url": redact_url(url)})
         try:
             response = session.send(

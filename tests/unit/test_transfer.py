@@ -28,7 +28,8 @@ from aistudios_export.errors import (
     StorageError,
 )
 from aistudios_export.observability import install_url_redaction
-from aistudios_export.transfer import StoredObject, copy_url_to_s3
+from aistudios_export.settings import GIB
+from aistudios_export.transfer import MIB, StoredObject, copy_url_to_s3, fitted_part_size
 from aistudios_export.urlguard import UrlPolicy
 from tests.unit._downloads import (
     SECRET,
@@ -450,3 +451,62 @@ def test_a_part_size_below_the_s3_minimum_is_refused(server: DownloadServer, s3:
     with pytest.raises(ConfigurationError, match="part size"):
         copy(urls(server.url("/video"))[0], s3, server, part_size=PART - 1)
     assert server.hits == []
+
+
+# --- lying headers ------------------------------------------------------------------
+
+
+def test_an_absurd_content_length_is_refused_before_the_upload(
+    server: DownloadServer, s3: S3Client, calls: S3Calls
+) -> None:
+    server.routes["/video"] = serve(payload(1000), announce=10**15)
+
+    with pytest.raises(DownloadRejected, match=r"Content-Length .* maximum video size") as info:
+        copy(urls(server.url("/video"))[0], s3, server, max_size=50 * GIB)
+
+    assert f"({50 * GIB} bytes)" in str(info.value)
+    assert calls.operations == []
+    assert_nothing_stored(s3)
+
+
+@pytest.mark.parametrize("value", ["abc", "1e3", "-1", "12, 12", "1\u00b2", "9" * 5000])
+def test_a_malformed_content_length_is_rejected_naming_the_header(
+    server: DownloadServer, s3: S3Client, calls: S3Calls, value: str
+) -> None:
+    server.routes["/video"] = serve(b"x" * 12, announce=value)
+
+    with pytest.raises(DownloadRejected, match="Content-Length") as info:
+        copy(urls(server.url("/video"))[0], s3, server)
+
+    assert len(str(info.value)) < 300  # the header is named, not echoed
+    assert calls.operations == []
+
+
+def test_a_body_beyond_the_maximum_without_content_length_is_cut_off(
+    server: DownloadServer, s3: S3Client, calls: S3Calls
+) -> None:
+    server.routes["/video"] = serve(payload(3 * PART), announce=None)
+
+    with pytest.raises(DownloadRejected, match=rf"maximum video size \({PART + 10} bytes\)"):
+        copy(urls(server.url("/video"))[0], s3, server, max_size=PART + 10)
+
+    assert calls.part_sizes == [PART]  # the first part, then the cut: never the whole body
+    assert "AbortMultipartUpload" in calls.operations
+    assert_nothing_stored(s3)
+
+
+@pytest.mark.parametrize(
+    ("expected", "max_size", "part_size"),
+    [
+        (None, 50 * GIB, 8 * MIB),  # 10,000 parts of 8 MiB hold 50 GiB: no growth
+        (2 * PART, 50 * GIB, PART),
+        (50 * GIB, 50 * GIB, math.ceil(50 * GIB / 10_000)),
+        (None, 100 * GIB, math.ceil(100 * GIB / 10_000)),
+        (10**15, 50 * GIB, math.ceil(50 * GIB / 10_000)),  # never past the maximum's need
+    ],
+)
+def test_the_part_size_grows_only_to_fit_the_maximum_in_s3_parts(
+    expected: int | None, max_size: int, part_size: int
+) -> None:
+    configured = 8 * MIB if expected is None and max_size == 50 * GIB else PART
+    assert fitted_part_size(configured, expected, max_size) == part_size

@@ -96,24 +96,48 @@ def open_download(
         raise DownloadRejected(f"download server answered {status} for {where}")
 
 
-def announced_length(response: requests.Response) -> int | None:
-    """Return the body length the server announced, when it describes the bytes we read.
+def announced_length(response: requests.Response, max_size: int) -> int | None:
+    """Return the body length the server announced, refusing a malformed or too large one.
 
     Parameters
     ----------
     response
         An open response.
+    max_size
+        The largest video accepted, in bytes.
 
     Returns
     -------
     int or None
         ``Content-Length``, or ``None`` when there is none or the body is encoded (the
         chunks are then decoded, so their length is not the announced one).
+
+    Raises
+    ------
+    DownloadRejected
+        ``Content-Length`` is not one decimal number, or announces more than ``max_size``.
     """
+    value = response.headers.get("Content-Length")
+    if value is None:
+        return None
+    where = redact_url(response.url)
+    text = value.strip()
+    if not (text.isascii() and text.isdigit()):
+        raise DownloadRejected(f"download from {where} has a malformed Content-Length header")
+    # Compare digit counts first: int() of thousands of digits is slow, then refused.
+    if len(text.lstrip("0")) > len(str(max_size)) or int(text) > max_size:
+        raise too_large(where, max_size, "its Content-Length header announces")
     if response.headers.get("Content-Encoding", "identity").lower() != "identity":
         return None
-    value = response.headers.get("Content-Length", "")
-    return int(value) if value.isdigit() else None
+    return int(text)
+
+
+def too_large(where: str, max_size: int, how: str = "it delivers") -> DownloadRejected:
+    """Return the error for a download larger than the maximum video size (announced or not)."""
+    return DownloadRejected(
+        f"download from {where} is refused: {how} more than the maximum video size "
+        f"({max_size} bytes)"
+    )
 
 
 def body_chunks(response: requests.Response, chunk_size: int) -> Iterator[bytes]:

@@ -25,9 +25,10 @@ import requests
 from aws_lambda_powertools import Logger
 
 from aistudios_export.checksums import store_checksum
-from aistudios_export.download import announced_length, body_chunks, open_download
+from aistudios_export.download import announced_length, body_chunks, open_download, too_large
 from aistudios_export.errors import ConfigurationError, DownloadInterrupted, DownloadRejected
 from aistudios_export.multipart import MAX_PARTS, MIB, MIN_PART_SIZE, MultipartUpload
+from aistudios_export.settings import DEFAULT_MAX_VIDEO_SIZE_GIB, GIB
 from aistudios_export.urlguard import UrlPolicy, redact_url
 
 if TYPE_CHECKING:
@@ -80,6 +81,7 @@ def copy_url_to_s3(
     timeout: tuple[float, float] = (5.0, 60.0),
     max_url_refreshes: int = 2,
     max_redirects: int = 5,
+    max_size: int = DEFAULT_MAX_VIDEO_SIZE_GIB * GIB,
 ) -> StoredObject:
     """Stream the file behind a download URL into ``s3://bucket/key``, verified.
 
@@ -101,13 +103,17 @@ def copy_url_to_s3(
     content_type
         The object's ``Content-Type``.
     part_size
-        Bytes per uploaded part (at least 5 MiB); memory use is about one part.
+        Bytes per uploaded part (at least 5 MiB); memory use is about one part. It grows only
+        as far as S3's 10,000 parts need for the announced length, or for ``max_size`` when
+        no length is announced.
     timeout
         ``(connect, read)`` timeout in seconds of every HTTP request.
     max_url_refreshes
         How many fresh URLs to ask for after 403s before giving up.
     max_redirects
         How many redirects to follow.
+    max_size
+        The largest video accepted, in bytes.
 
     Returns
     -------
@@ -124,7 +130,9 @@ def copy_url_to_s3(
         The download was cut, timed out, answered 5xx/408/429, delivered no bytes, or
         delivered a byte count other than its Content-Length.
     DownloadRejected
-        The server answered another 4xx or an unexpected status, or redirected too often.
+        The server answered another 4xx or an unexpected status, redirected too often, sent
+        a malformed Content-Length, or announced or delivered more than ``max_size`` bytes
+        (an announced excess is refused before anything is written).
     StorageError
         S3 refused a step, or stored bytes whose checksum differs from the stream's.
     ConfigurationError
@@ -151,6 +159,7 @@ def copy_url_to_s3(
                 metadata=metadata,
                 content_type=content_type,
                 part_size=part_size,
+                max_size=max_size,
             )
     finally:
         if session is None:
@@ -166,12 +175,12 @@ def _upload(
     metadata: Mapping[str, str],
     content_type: str,
     part_size: int,
+    max_size: int,
 ) -> StoredObject:
     """Stream ``response`` into a multipart upload, then store the whole-file checksum."""
     where = redact_url(response.url)
-    expected = announced_length(response)
-    if expected is not None:
-        part_size = max(part_size, math.ceil(expected / MAX_PARTS))
+    expected = announced_length(response, max_size)
+    part_size = fitted_part_size(part_size, expected, max_size)
     chunks = body_chunks(response, min(_CHUNK_SIZE, part_size))
     # Read the first bytes before creating anything in S3, so an empty answer costs nothing.
     first = next(chunks, None)
@@ -191,6 +200,8 @@ def _upload(
                 raise DownloadInterrupted(
                     f"download from {where} delivered more than the announced {expected} bytes"
                 )
+            if size > max_size:
+                raise too_large(where, max_size)
             view = memoryview(chunk)
             while view:
                 room = part_size - part.tell()
@@ -230,6 +241,28 @@ def _upload(
         version_id=version_id,
         content_type=content_type,
     )
+
+
+def fitted_part_size(part_size: int, expected: int | None, max_size: int) -> int:
+    """Return ``part_size``, grown only as far as needed to fit the video in S3's parts.
+
+    Parameters
+    ----------
+    part_size
+        The configured part size in bytes.
+    expected
+        The announced length (at most ``max_size``), or ``None``.
+    max_size
+        The largest video accepted: what an unannounced body must fit.
+
+    Returns
+    -------
+    int
+        At least ``part_size``; above it only when ``MAX_PARTS`` parts of ``part_size``
+        cannot hold ``expected`` (or ``max_size``). Headers cannot raise it past that.
+    """
+    length = max_size if expected is None else min(expected, max_size)
+    return max(part_size, math.ceil(length / MAX_PARTS))
 
 
 def _upload_part(upload: MultipartUpload, body: io.BytesIO) -> None:

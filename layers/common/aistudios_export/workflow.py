@@ -179,6 +179,7 @@ def finalize_export(
         policy=UrlPolicy.from_trusted_origin(output.trusted_download_origin),
         session=session,
         part_size=output.part_size,
+        max_size=output.max_video_size,
     )
     logger.info(
         "video stored",

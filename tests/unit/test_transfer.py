@@ -6,6 +6,7 @@ would fail the test with a blocked connection.
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import io
 import logging
@@ -19,6 +20,7 @@ import requests
 from botocore.exceptions import ClientError
 
 from aistudios_export import checksums
+from aistudios_export.download import body_chunks
 from aistudios_export.errors import (
     ConfigurationError,
     DownloadInterrupted,
@@ -510,3 +512,51 @@ def test_the_part_size_grows_only_to_fit_the_maximum_in_s3_parts(
 ) -> None:
     configured = 8 * MIB if expected is None and max_size == 50 * GIB else PART
     assert fitted_part_size(configured, expected, max_size) == part_size
+
+
+# --- encoded answers ----------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def gzip_bomb() -> bytes:
+    """About 64 KB on the wire, 64 MiB once decompressed."""
+    return gzip.compress(bytes(64 * MIB), compresslevel=9)
+
+
+def test_a_gzip_bomb_is_refused_before_the_upload_and_never_decompressed(
+    server: DownloadServer, s3: S3Client, calls: S3Calls, gzip_bomb: bytes
+) -> None:
+    server.routes["/video"] = serve(gzip_bomb, headers={"Content-Encoding": "gzip"})
+
+    with pytest.raises(DownloadRejected, match="Content-Encoding 'gzip'"):
+        copy(urls(server.url("/video"))[0], s3, server)
+
+    assert calls.operations == []
+    assert_nothing_stored(s3)
+
+
+@pytest.mark.parametrize("encoding", ["br", "deflate", "zstd", "identity, gzip", "x-custom"])
+def test_every_encoding_but_identity_is_refused(
+    server: DownloadServer, s3: S3Client, calls: S3Calls, encoding: str
+) -> None:
+    server.routes["/video"] = serve(b"not really encoded", headers={"Content-Encoding": encoding})
+
+    with pytest.raises(DownloadRejected, match=f"Content-Encoding '{encoding}'"):
+        copy(urls(server.url("/video"))[0], s3, server)
+
+    assert calls.operations == []
+
+
+def test_an_identity_encoded_answer_is_stored(server: DownloadServer, s3: S3Client) -> None:
+    data = payload(5000)
+    server.routes["/video"] = serve(data, headers={"Content-Encoding": "Identity"})
+    stored = copy(urls(server.url("/video"))[0], s3, server)
+    assert_stored(s3, stored, data)
+
+
+def test_the_body_is_read_as_served_never_decoded(server: DownloadServer) -> None:
+    encoded = gzip.compress(b"video " * 1000)
+    server.routes["/video"] = serve(encoded, headers={"Content-Encoding": "gzip"})
+
+    with requests.get(server.url("/video"), stream=True, timeout=5) as response:
+        assert b"".join(body_chunks(response, 1000)) == encoded

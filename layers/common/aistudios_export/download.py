@@ -9,12 +9,14 @@ whose message and cause never show the URL's query string (a signed URL's secret
 
 from __future__ import annotations
 
+import functools
 import http.client
 import traceback
 from collections.abc import Callable, Iterator
 from urllib.parse import urljoin, urlsplit
 
 import requests
+import urllib3
 import urllib3.exceptions
 from aws_lambda_powertools import Logger
 
@@ -72,7 +74,8 @@ def open_download(
     DownloadInterrupted
         The connection failed or timed out, or the server answered 5xx, 408 or 429.
     DownloadRejected
-        Any other 4xx or unexpected status, a malformed URL, or too many redirects.
+        Any other 4xx or unexpected status, a malformed URL, too many redirects, or a
+        ``200`` whose ``Content-Encoding`` is not ``identity``.
     """
     refreshes = 0
     while True:
@@ -80,6 +83,7 @@ def open_download(
         response = _get_following_redirects(url, session, policy, timeout, max_redirects)
         status = response.status_code
         if status == 200:
+            _refuse_encoded(response)
             return response
         response.close()
         where = redact_url(response.url or url)
@@ -109,8 +113,7 @@ def announced_length(response: requests.Response, max_size: int) -> int | None:
     Returns
     -------
     int or None
-        ``Content-Length``, or ``None`` when there is none or the body is encoded (the
-        chunks are then decoded, so their length is not the announced one).
+        ``Content-Length``, or ``None`` when there is none.
 
     Raises
     ------
@@ -127,8 +130,6 @@ def announced_length(response: requests.Response, max_size: int) -> int | None:
     # Compare digit counts first: int() of thousands of digits is slow, then refused.
     if len(text.lstrip("0")) > len(str(max_size)) or int(text) > max_size:
         raise too_large(where, max_size, "its Content-Length header announces")
-    if response.headers.get("Content-Encoding", "identity").lower() != "identity":
-        return None
     return int(text)
 
 
@@ -162,12 +163,35 @@ def body_chunks(response: requests.Response, chunk_size: int) -> Iterator[bytes]
         URL's query string.
     """
     url = response.url
+    raw = response.raw
+    # The bytes as served, never decoded (iter_content would decode): what is stored is what
+    # was sent, and a small compressed body cannot turn into a huge one.
+    if isinstance(raw, urllib3.BaseHTTPResponse):
+        chunks: Iterator[bytes] = raw.stream(chunk_size, decode_content=False)
+    else:  # a plain file object (a canned response): nothing to decode
+        chunks = iter(functools.partial(raw.read, chunk_size), b"")
     try:
-        for chunk in response.iter_content(chunk_size):
+        for chunk in chunks:
             if chunk:
                 yield chunk
     except _NETWORK_ERRORS as e:
         raise _interrupted(e, url) from _safe_cause(e, url)
+
+
+def _refuse_encoded(response: requests.Response) -> None:
+    """Close and refuse a response whose body is encoded: it is never decoded, so never stored.
+
+    A compressed answer is not the file (its bytes would be stored, not the video's), and
+    decoding it would let a small body grow without bound (a decompression bomb).
+    """
+    encoding = response.headers.get("Content-Encoding", "identity").strip().lower()
+    if encoding in ("", "identity"):
+        return
+    response.close()
+    raise DownloadRejected(
+        f"download from {redact_url(response.url)} is refused: Content-Encoding "
+        f"{encoding[:40]!r} (only identity is accepted; nothing is decompressed)"
+    )
 
 
 def _get_following_redirects(

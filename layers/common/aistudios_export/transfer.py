@@ -18,13 +18,12 @@ import io
 import itertools
 import math
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import requests
 from aws_lambda_powertools import Logger
 
-from aistudios_export.checksums import store_checksum
+from aistudios_export.checksums import StoredObject, store_checksum
 from aistudios_export.download import announced_length, body_chunks, open_download, too_large
 from aistudios_export.errors import ConfigurationError, DownloadInterrupted, DownloadRejected
 from aistudios_export.multipart import MAX_PARTS, MIB, MIN_PART_SIZE, MultipartUpload
@@ -39,32 +38,6 @@ __all__ = ["MIB", "MIN_PART_SIZE", "StoredObject", "copy_url_to_s3"]
 logger = Logger(service="aistudios-export", child=True)
 
 _CHUNK_SIZE = 1 * MIB
-
-
-@dataclass(frozen=True)
-class StoredObject:
-    """A video stored in S3 and verified.
-
-    Attributes
-    ----------
-    bucket, key
-        Where it is.
-    size
-        Its length in bytes.
-    sha256
-        Hex SHA-256 of its bytes (also its ``sha256`` user metadata).
-    version_id
-        The object's only version, or ``None`` in an unversioned bucket.
-    content_type
-        Its ``Content-Type``.
-    """
-
-    bucket: str
-    key: str
-    size: int
-    sha256: str
-    version_id: str | None
-    content_type: str
 
 
 def copy_url_to_s3(

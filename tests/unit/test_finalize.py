@@ -15,7 +15,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 from aistudios_export import workflow
-from aistudios_export.checksums import find_verified
+from aistudios_export.checksums import previous_copy
 from aistudios_export.client import Progress
 from aistudios_export.errors import StorageError
 from aistudios_export.models import ExportRequest, Job
@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
 
 DATA = payload(6 * 1024 * 1024 + 321)
+METADATA = {"projectid": PROJECT_ID, "resolution": "1080"}
 
 
 @pytest.fixture(scope="module")
@@ -117,39 +118,54 @@ def test_a_retried_finalize_returns_the_stored_video_without_downloading_again(
     assert versions_of(s3, key_of(job)) == [first["versionId"]]
 
 
+def test_an_unverified_copy_left_by_a_dead_attempt_is_replaced_by_one_version(
+    s3: S3Client, server: DownloadServer
+) -> None:
+    job = new_job()
+    key = key_of(job)
+    # Completed, then the attempt died before storing the checksum: no sha256 metadata.
+    s3.put_object(Bucket=BUCKET, Key=key, Body=DATA[:100], Metadata=METADATA)
+
+    video, _ = finalize(job, s3, server)
+
+    assert server.hits == ["/video"]
+    assert versions_of(s3, key) == [video["versionId"]]
+    assert s3.get_object(Bucket=BUCKET, Key=key)["Body"].read() == DATA
+
+
 @pytest.mark.parametrize(
     "metadata",
     [
-        {"projectid": PROJECT_ID, "resolution": "1080"},  # no sha256: an unfinished copy
         {"projectid": "another", "resolution": "1080", "sha256": "0" * 64},
         {"projectid": PROJECT_ID, "resolution": "720", "sha256": "0" * 64},
+        {"projectid": PROJECT_ID, "resolution": "720"},
         {"projectid": PROJECT_ID, "resolution": "1080", "sha256": "not-a-digest"},
     ],
 )
-def test_an_object_that_is_not_this_jobs_verified_copy_is_replaced(
+def test_an_object_that_is_not_this_jobs_copy_is_neither_reused_nor_deleted(
     s3: S3Client, server: DownloadServer, metadata: dict[str, str]
 ) -> None:
     job = new_job()
     key = key_of(job)
-    s3.put_object(Bucket=BUCKET, Key=key, Body=b"something else", Metadata=metadata)
+    foreign = s3.put_object(Bucket=BUCKET, Key=key, Body=b"something else", Metadata=metadata)
 
     video, _ = finalize(job, s3, server)
 
     assert server.hits == ["/video"]
     assert video["sha256"] == hashlib.sha256(DATA).hexdigest()
     assert s3.get_object(Bucket=BUCKET, Key=key)["Body"].read() == DATA
+    assert sorted(versions_of(s3, key)) == sorted([foreign["VersionId"], video["versionId"]])
 
 
-def test_find_verified_reads_the_stored_copy_and_nothing_else(
+def test_previous_copy_reads_the_stored_copy_and_nothing_else(
     s3: S3Client, server: DownloadServer
 ) -> None:
     job = new_job()
     key = key_of(job)
-    metadata = {"projectid": PROJECT_ID, "resolution": "1080"}
-    assert find_verified(s3, bucket=BUCKET, key=key, metadata=metadata) is None
+    assert previous_copy(s3, bucket=BUCKET, key=key, metadata=METADATA) is None
 
     video, _ = finalize(job, s3, server)
-    found = find_verified(s3, bucket=BUCKET, key=key, metadata=metadata)
+    found = previous_copy(s3, bucket=BUCKET, key=key, metadata=METADATA)
 
     assert found is not None
     assert (found.size, found.sha256, found.version_id, found.content_type) == (
@@ -164,7 +180,7 @@ def test_find_verified_reads_the_stored_copy_and_nothing_else(
     ("code", "status", "error"),
     [("404", 404, None), ("403", 403, None), ("InternalError", 500, StorageError)],
 )
-def test_find_verified_reads_a_missing_key_as_nothing_stored(
+def test_previous_copy_reads_a_missing_key_as_nothing_stored(
     s3: S3Client,
     monkeypatch: pytest.MonkeyPatch,
     code: str,
@@ -178,7 +194,7 @@ def test_find_verified_reads_a_missing_key_as_nothing_stored(
 
     monkeypatch.setattr(s3, "head_object", head_object)
     if error is None:
-        assert find_verified(s3, bucket=BUCKET, key="k", metadata={}) is None
+        assert previous_copy(s3, bucket=BUCKET, key="k", metadata={}) is None
     else:
         with pytest.raises(error, match="HeadObject failed: InternalError"):
-            find_verified(s3, bucket=BUCKET, key="k", metadata={})
+            previous_copy(s3, bucket=BUCKET, key="k", metadata={})

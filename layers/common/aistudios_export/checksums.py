@@ -7,7 +7,7 @@ CopyObject's 5 GiB limit. S3 hashes the bytes while copying, which checks them o
 against the stream's hash. The pre-copy version (without the metadata) is then deleted, so
 one version remains; if anything fails, every version made is deleted.
 
-That metadata also marks a finished copy: :func:`find_verified` returns the object a key
+That metadata also marks a finished copy: :func:`previous_copy` returns the object a key
 already holds when an earlier attempt stored and verified it, so a retry need not copy again.
 """
 
@@ -70,32 +70,33 @@ class StoredObject:
     content_type: str
 
 
-def find_verified(
+def previous_copy(
     s3_client: S3Client, *, bucket: str, key: str, metadata: Mapping[str, str]
 ) -> StoredObject | None:
-    """Return the object at ``key`` if a copy with this ``metadata`` finished and verified it.
+    """Return an earlier attempt's verified copy at ``key``; delete an unverified one it left.
 
     Only :func:`store_checksum` writes the ``sha256`` metadata, and only once the bytes are
     verified, so an object that has it and every item of ``metadata`` is a finished copy of
-    the same file.
+    the same file. One with ``metadata`` but no ``sha256`` is what an attempt left when it died
+    between completing its upload and storing the checksum: that version is deleted, since a
+    new copy replaces it and one version must remain. Anything else is left alone.
 
     Parameters
     ----------
     s3_client, bucket, key
         The S3 client, and where the copy would be.
     metadata
-        The user metadata the copy was stored with (its job's ``projectid``, ...).
+        The user metadata the copy is stored with (its job's ``projectid``, ...).
 
     Returns
     -------
     StoredObject or None
-        The stored object (its current version), or ``None`` when the key holds nothing, or
-        something without a ``sha256`` or with other metadata.
+        The stored object (its current version), or ``None`` when there is no finished copy.
 
     Raises
     ------
     StorageError, ConfigurationError
-        S3 failed to answer (other than "no such key").
+        S3 failed to answer (other than "no such key") or to delete the unverified version.
     """
     try:
         with storage_errors():
@@ -106,15 +107,23 @@ def find_verified(
             return None
         raise
     found = head.get("Metadata", {})
-    sha256 = found.get("sha256", "")
-    if not _SHA256_HEX.fullmatch(sha256) or any(found.get(k) != v for k, v in metadata.items()):
+    if any(found.get(k) != v for k, v in metadata.items()):
+        return None  # another file's: not this call's to reuse or delete
+    sha256 = found.get("sha256")
+    version_id = head.get("VersionId")
+    if sha256 is None and version_id is not None:
+        with storage_errors():
+            s3_client.delete_object(Bucket=bucket, Key=key, VersionId=version_id)
+        logger.info("deleted an unverified copy", extra={"bucket": bucket, "key": key})
+        return None
+    if sha256 is None or not _SHA256_HEX.fullmatch(sha256):
         return None
     return StoredObject(
         bucket=bucket,
         key=key,
         size=head["ContentLength"],
         sha256=sha256,
-        version_id=head.get("VersionId"),
+        version_id=version_id,
         content_type=head.get("ContentType", ""),
     )
 

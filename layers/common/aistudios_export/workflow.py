@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools import Logger
 
-from aistudios_export.checksums import find_verified
+from aistudios_export.checksums import previous_copy
 from aistudios_export.client import AiStudiosClient
 from aistudios_export.errors import DownloadUrlMissing, ExportFailed, ExportTimedOut
 from aistudios_export.models import MAX_URL_MISSING_CHECKS, ExportRequest, Job
@@ -163,8 +163,9 @@ def finalize_export(
     :func:`~aistudios_export.observability.install_url_redaction` has run in the process (the
     FinalizeExport handler runs it).
 
-    A retry is safe: open uploads of the key left by a dead attempt are aborted first, and a
-    video an earlier attempt already stored and verified is returned without a new download.
+    A retry is safe: open uploads of the key left by a dead attempt are aborted first, a
+    video an earlier attempt already stored and verified is returned without a new download,
+    and an unverified one it left is deleted before the new copy.
     """
     job = Job.from_dict(raw_job)
     key = object_key(output.prefix, job)
@@ -181,7 +182,7 @@ def finalize_export(
     abort_open_uploads(s3_client, bucket=output.bucket, key=key)
     # The key depends only on the job, so a verified object there is an earlier attempt's
     # finished copy: return it rather than store the video a second time.
-    stored = find_verified(s3_client, bucket=output.bucket, key=key, metadata=metadata)
+    stored = previous_copy(s3_client, bucket=output.bucket, key=key, metadata=metadata)
     if stored is None:
         stored = copy_url_to_s3(
             ask_download_url,

@@ -1,10 +1,12 @@
 """Stream a finished video from its download URL into S3, verified, or leave nothing behind.
 
 The body goes through an S3 multipart upload one part at a time (memory is about one part,
-whatever the video's size), every part carries its SHA-256 so S3 verifies it, and the SHA-256
-of the whole file is computed on the way and stored as the object's ``sha256`` metadata. Any
-failure aborts the upload and deletes what was written, so a key holds either the complete
-verified video or nothing from this call.
+whatever the video's size or its headers say: a length beyond the maximum video size is
+refused before anything is written, a body that grows past it is cut off), every part
+carries its SHA-256 so S3 verifies it, and the SHA-256 of the whole file is computed on the
+way and stored as the object's ``sha256`` metadata. Any failure aborts the upload and
+deletes what was written, so a key holds either the complete verified video or nothing from
+this call.
 
 This module only puts the steps together: :mod:`~aistudios_export.download` opens and reads
 the URL, :mod:`~aistudios_export.multipart` writes the parts, and

@@ -14,7 +14,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 from aistudios_export.errors import StorageError
-from aistudios_export.multipart import MIN_PART_SIZE, MultipartUpload
+from aistudios_export.multipart import MIN_PART_SIZE, MultipartUpload, abort_open_uploads
 from tests.unit._s3 import (
     BUCKET,
     S3Calls,
@@ -169,3 +169,42 @@ def test_an_abort_failure_does_not_hide_the_original_error(
     assert [r.getMessage() for r in warnings] == ["could not abort multipart upload"]
     assert getattr(warnings[0], "error", None) == "ClientError"
     assert s3.list_object_versions(Bucket=BUCKET).get("Versions", []) == []
+
+
+# --- uploads left open by a writer that died ----------------------------------------
+
+
+def open_upload(s3: S3Client, key: str) -> str:
+    return s3.create_multipart_upload(Bucket=BUCKET, Key=key)["UploadId"]
+
+
+def test_abort_open_uploads_aborts_every_upload_of_exactly_the_key(s3: S3Client) -> None:
+    open_upload(s3, KEY)
+    open_upload(s3, KEY)
+    longer = open_upload(s3, KEY + ".part2")  # shares the prefix: another object's upload
+    other = open_upload(s3, "exports/p2/video.mp4")
+
+    assert abort_open_uploads(s3, bucket=BUCKET, key=KEY) == 2
+
+    left = s3.list_multipart_uploads(Bucket=BUCKET).get("Uploads", [])
+    assert sorted(u["UploadId"] for u in left) == sorted([longer, other])
+
+
+def test_abort_open_uploads_without_uploads_does_nothing(s3: S3Client, calls: S3Calls) -> None:
+    assert abort_open_uploads(s3, bucket=BUCKET, key=KEY) == 0
+    assert calls.operations == ["ListMultipartUploads"]
+
+
+def test_abort_open_uploads_counts_an_upload_that_is_already_gone(
+    s3: S3Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    open_upload(s3, KEY)
+
+    def gone(original: Callable[..., Any], **kwargs: Any) -> Any:
+        original(**kwargs)  # another attempt aborted it first
+        return original(**kwargs)
+
+    patch_client(monkeypatch, s3, "abort_multipart_upload", gone)
+
+    assert abort_open_uploads(s3, bucket=BUCKET, key=KEY) == 1
+    assert s3.list_multipart_uploads(Bucket=BUCKET).get("Uploads", []) == []

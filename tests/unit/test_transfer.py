@@ -6,25 +6,21 @@ would fail the test with a blocked connection.
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import io
 import logging
 import math
-import random
-import socket
-import threading
 import traceback
 from collections.abc import Callable, Iterator
-from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
 
 import pytest
 import requests
 from botocore.exceptions import ClientError
 
 from aistudios_export import checksums
+from aistudios_export.download import body_chunks
 from aistudios_export.errors import (
     ConfigurationError,
     DownloadInterrupted,
@@ -34,8 +30,18 @@ from aistudios_export.errors import (
     StorageError,
 )
 from aistudios_export.observability import install_url_redaction
-from aistudios_export.transfer import StoredObject, copy_url_to_s3
+from aistudios_export.settings import GIB
+from aistudios_export.transfer import MIB, StoredObject, copy_url_to_s3, fitted_part_size
 from aistudios_export.urlguard import UrlPolicy
+from tests.unit._downloads import (
+    SECRET,
+    DownloadServer,
+    free_port,
+    payload,
+    redirect,
+    serve,
+    status,
+)
 from tests.unit._s3 import (
     BUCKET,
     S3Calls,
@@ -51,98 +57,19 @@ if TYPE_CHECKING:
 
 PART = 5 * 1024 * 1024  # S3's (and moto's) smallest non-last part
 KEY = "exports/p1/1080p/video.mp4"
-SECRET = "X-Amz-Signature=s3cr3t"
 METADATA = {"projectid": "p1", "resolution": "1080p"}
-
-Route = Callable[[BaseHTTPRequestHandler], None]
-
-
-def payload(size: int, seed: int = 7) -> bytes:
-    return random.Random(seed).randbytes(size)
-
-
-# --- the loopback download server ---------------------------------------------------
-
-
-class DownloadServer:
-    """A threaded HTTP server on 127.0.0.1 whose paths answer as each test configures."""
-
-    def __init__(self) -> None:
-        self.routes: dict[str, Route] = {}
-        self.hits: list[str] = []
-        server = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                path = urlsplit(self.path).path
-                server.hits.append(path)
-                server.routes.get(path, status(HTTPStatus.NOT_FOUND))(self)
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.httpd.daemon_threads = True
-        self.origin = f"http://127.0.0.1:{self.httpd.server_address[1]}"
-        self.thread = threading.Thread(
-            target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        )
-
-    def url(self, path: str) -> str:
-        return f"{self.origin}{path}?{SECRET}"
-
-
-def serve(data: bytes, *, announce: int | None = -1, send: int | None = None) -> Route:
-    """200 with ``data``; ``announce`` is the Content-Length (-1: the true one, None: none);
-    ``send`` cuts the body after that many bytes and drops the connection."""
-
-    def route(h: BaseHTTPRequestHandler) -> None:
-        h.send_response(200)
-        h.send_header("Content-Type", "video/mp4")
-        if announce is not None:
-            h.send_header("Content-Length", str(len(data) if announce == -1 else announce))
-        h.end_headers()
-        h.wfile.write(data if send is None else data[:send])
-        h.wfile.flush()
-        h.close_connection = True
-
-    return route
-
-
-def redirect(location: str, code: int = 302) -> Route:
-    def route(h: BaseHTTPRequestHandler) -> None:
-        h.send_response(code)
-        h.send_header("Location", location)
-        h.send_header("Content-Length", "0")
-        h.end_headers()
-
-    return route
-
-
-def status(code: int) -> Route:
-    def route(h: BaseHTTPRequestHandler) -> None:
-        h.send_response(code)
-        h.send_header("Content-Length", "0")
-        h.end_headers()
-
-    return route
 
 
 @pytest.fixture(scope="module")
 def running_server() -> Iterator[DownloadServer]:
-    server = DownloadServer()
-    server.thread.start()
+    server = DownloadServer().start()
     yield server
-    server.httpd.shutdown()
-    server.httpd.server_close()
-    server.thread.join()
+    server.stop()
 
 
 @pytest.fixture
 def server(running_server: DownloadServer) -> DownloadServer:
-    running_server.routes.clear()
-    running_server.hits.clear()
-    return running_server
+    return running_server.reset()
 
 
 # --- S3 -----------------------------------------------------------------------------
@@ -456,10 +383,7 @@ def test_a_body_longer_than_announced_is_interrupted(s3: S3Client, calls: S3Call
 
 
 def test_a_refused_connection_is_interrupted_without_leaking_the_url(s3: S3Client) -> None:
-    with socket.socket() as probe:  # a loopback port with nobody listening
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    origin = f"http://127.0.0.1:{port}"
+    origin = f"http://127.0.0.1:{free_port()}"  # a loopback port with nobody listening
 
     with pytest.raises(DownloadInterrupted, match="ConnectionError") as info:
         copy_url_to_s3(
@@ -529,3 +453,110 @@ def test_a_part_size_below_the_s3_minimum_is_refused(server: DownloadServer, s3:
     with pytest.raises(ConfigurationError, match="part size"):
         copy(urls(server.url("/video"))[0], s3, server, part_size=PART - 1)
     assert server.hits == []
+
+
+# --- lying headers ------------------------------------------------------------------
+
+
+def test_an_absurd_content_length_is_refused_before_the_upload(
+    server: DownloadServer, s3: S3Client, calls: S3Calls
+) -> None:
+    server.routes["/video"] = serve(payload(1000), announce=10**15)
+
+    with pytest.raises(DownloadRejected, match=r"Content-Length .* maximum video size") as info:
+        copy(urls(server.url("/video"))[0], s3, server, max_size=50 * GIB)
+
+    assert f"({50 * GIB} bytes)" in str(info.value)
+    assert calls.operations == []
+    assert_nothing_stored(s3)
+
+
+@pytest.mark.parametrize("value", ["abc", "1e3", "-1", "12, 12", "1\u00b2", "9" * 5000])
+def test_a_malformed_content_length_is_rejected_naming_the_header(
+    server: DownloadServer, s3: S3Client, calls: S3Calls, value: str
+) -> None:
+    server.routes["/video"] = serve(b"x" * 12, announce=value)
+
+    with pytest.raises(DownloadRejected, match="Content-Length") as info:
+        copy(urls(server.url("/video"))[0], s3, server)
+
+    assert len(str(info.value)) < 300  # the header is named, not echoed
+    assert calls.operations == []
+
+
+def test_a_body_beyond_the_maximum_without_content_length_is_cut_off(
+    server: DownloadServer, s3: S3Client, calls: S3Calls
+) -> None:
+    server.routes["/video"] = serve(payload(3 * PART), announce=None)
+
+    with pytest.raises(DownloadRejected, match=rf"maximum video size \({PART + 10} bytes\)"):
+        copy(urls(server.url("/video"))[0], s3, server, max_size=PART + 10)
+
+    assert calls.part_sizes == [PART]  # the first part, then the cut: never the whole body
+    assert "AbortMultipartUpload" in calls.operations
+    assert_nothing_stored(s3)
+
+
+@pytest.mark.parametrize(
+    ("expected", "max_size", "part_size"),
+    [
+        (None, 50 * GIB, 8 * MIB),  # 10,000 parts of 8 MiB hold 50 GiB: no growth
+        (2 * PART, 50 * GIB, PART),
+        (50 * GIB, 50 * GIB, math.ceil(50 * GIB / 10_000)),
+        (None, 100 * GIB, math.ceil(100 * GIB / 10_000)),
+        (10**15, 50 * GIB, math.ceil(50 * GIB / 10_000)),  # never past the maximum's need
+    ],
+)
+def test_the_part_size_grows_only_to_fit_the_maximum_in_s3_parts(
+    expected: int | None, max_size: int, part_size: int
+) -> None:
+    configured = 8 * MIB if expected is None and max_size == 50 * GIB else PART
+    assert fitted_part_size(configured, expected, max_size) == part_size
+
+
+# --- encoded answers ----------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def gzip_bomb() -> bytes:
+    """About 64 KB on the wire, 64 MiB once decompressed."""
+    return gzip.compress(bytes(64 * MIB), compresslevel=9)
+
+
+def test_a_gzip_bomb_is_refused_before_the_upload_and_never_decompressed(
+    server: DownloadServer, s3: S3Client, calls: S3Calls, gzip_bomb: bytes
+) -> None:
+    server.routes["/video"] = serve(gzip_bomb, headers={"Content-Encoding": "gzip"})
+
+    with pytest.raises(DownloadRejected, match="Content-Encoding 'gzip'"):
+        copy(urls(server.url("/video"))[0], s3, server)
+
+    assert calls.operations == []
+    assert_nothing_stored(s3)
+
+
+@pytest.mark.parametrize("encoding", ["br", "deflate", "zstd", "identity, gzip", "x-custom"])
+def test_every_encoding_but_identity_is_refused(
+    server: DownloadServer, s3: S3Client, calls: S3Calls, encoding: str
+) -> None:
+    server.routes["/video"] = serve(b"not really encoded", headers={"Content-Encoding": encoding})
+
+    with pytest.raises(DownloadRejected, match=f"Content-Encoding '{encoding}'"):
+        copy(urls(server.url("/video"))[0], s3, server)
+
+    assert calls.operations == []
+
+
+def test_an_identity_encoded_answer_is_stored(server: DownloadServer, s3: S3Client) -> None:
+    data = payload(5000)
+    server.routes["/video"] = serve(data, headers={"Content-Encoding": "Identity"})
+    stored = copy(urls(server.url("/video"))[0], s3, server)
+    assert_stored(s3, stored, data)
+
+
+def test_the_body_is_read_as_served_never_decoded(server: DownloadServer) -> None:
+    encoded = gzip.compress(b"video " * 1000)
+    server.routes["/video"] = serve(encoded, headers={"Content-Encoding": "gzip"})
+
+    with requests.get(server.url("/video"), stream=True, timeout=5) as response:
+        assert b"".join(body_chunks(response, 1000)) == encoded

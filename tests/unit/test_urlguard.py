@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from aistudios_export.errors import ConfigurationError, ForbiddenDownloadUrl
-from aistudios_export.urlguard import UrlPolicy, check_url, redact_url
+from aistudios_export.urlguard import CheckedUrl, UrlPolicy, check_url, redact_url
 
 PUBLIC_IP = "93.184.216.34"
 
@@ -38,6 +38,31 @@ def test_https_to_a_public_host_is_allowed() -> None:
     resolver = FakeResolver({"cdn.example.com": [PUBLIC_IP, "2606:2800:220:1::1"]})
     check_url("https://cdn.example.com/v.mp4?X-Amz-Signature=s3cr3t", UrlPolicy(resolver=resolver))
     assert resolver.calls == [("cdn.example.com", 443)]
+
+
+@pytest.mark.parametrize(
+    ("url", "origin", "expected"),
+    [
+        (
+            "https://cdn.example.com/v",
+            None,
+            ("https", "cdn.example.com", 443, (PUBLIC_IP, "2606::1")),
+        ),
+        ("https://[2606:0::1]:8443/v", None, ("https", "2606:0::1", 8443, ("2606::1",))),
+        (
+            "http://LOCALHOST:9/v",
+            "http://localhost:9",
+            ("http", "localhost", 9, ("127.0.0.1", "::1")),
+        ),
+        ("http://[::1]:9/v", "http://[::1]:9", ("http", "::1", 9, ("::1",))),
+    ],
+)
+def test_the_checked_addresses_are_returned_for_the_connection(
+    url: str, origin: str | None, expected: tuple[str, str, int, tuple[str, ...]]
+) -> None:
+    resolver = FakeResolver({"cdn.example.com": [PUBLIC_IP, "2606:0:0::1%eth0"]})
+    checked = check_url(url, UrlPolicy(trusted_origin=origin, resolver=resolver))
+    assert checked == CheckedUrl(url, *expected)
 
 
 def test_explicit_port_is_passed_to_the_resolver() -> None:

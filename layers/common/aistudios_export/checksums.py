@@ -6,17 +6,23 @@ with the new metadata: with CopyObject, or part by part with UploadPartCopy abov
 CopyObject's 5 GiB limit. S3 hashes the bytes while copying, which checks them once more
 against the stream's hash. The pre-copy version (without the metadata) is then deleted, so
 one version remains; if anything fails, every version made is deleted.
+
+That metadata also marks a finished copy: :func:`previous_copy` returns the object a key
+already holds when an earlier attempt stored and verified it, so a retry need not copy again.
 """
 
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from aws_lambda_powertools import Logger
 
-from aistudios_export.errors import StorageError
+from aistudios_export.aws_errors import http_status
+from aistudios_export.errors import ConfigurationError, StorageError
 from aistudios_export.multipart import (
     MAX_PARTS,
     MIB,
@@ -35,6 +41,91 @@ MAX_COPY_OBJECT_SIZE = 5 * 1024 * MIB
 """The largest object ``CopyObject`` can copy; larger ones are copied with ``UploadPartCopy``."""
 COPY_PART_SIZE = 512 * MIB
 """Range size of a multipart (server-side) copy, raised when needed to stay within MAX_PARTS."""
+_SHA256_HEX = re.compile(r"[0-9a-f]{64}")
+
+
+@dataclass(frozen=True)
+class StoredObject:
+    """A video stored in S3 and verified.
+
+    Attributes
+    ----------
+    bucket, key
+        Where it is.
+    size
+        Its length in bytes.
+    sha256
+        Hex SHA-256 of its bytes (also its ``sha256`` user metadata).
+    version_id
+        The object's only version, or ``None`` in an unversioned bucket.
+    content_type
+        Its ``Content-Type``.
+    """
+
+    bucket: str
+    key: str
+    size: int
+    sha256: str
+    version_id: str | None
+    content_type: str
+
+
+def previous_copy(
+    s3_client: S3Client, *, bucket: str, key: str, metadata: Mapping[str, str]
+) -> StoredObject | None:
+    """Return an earlier attempt's verified copy at ``key``; delete an unverified one it left.
+
+    Only :func:`store_checksum` writes the ``sha256`` metadata, and only once the bytes are
+    verified, so an object that has it and every item of ``metadata`` is a finished copy of
+    the same file. One with ``metadata`` but no ``sha256`` is what an attempt left when it died
+    between completing its upload and storing the checksum: that version is deleted, since a
+    new copy replaces it and one version must remain. Anything else is left alone.
+
+    Parameters
+    ----------
+    s3_client, bucket, key
+        The S3 client, and where the copy would be.
+    metadata
+        The user metadata the copy is stored with (its job's ``projectid``, ...).
+
+    Returns
+    -------
+    StoredObject or None
+        The stored object (its current version), or ``None`` when there is no finished copy.
+
+    Raises
+    ------
+    StorageError, ConfigurationError
+        S3 failed to answer (other than "no such key") or to delete the unverified version.
+    """
+    try:
+        with storage_errors():
+            head = s3_client.head_object(Bucket=bucket, Key=key)
+    except (StorageError, ConfigurationError) as e:
+        # A missing key answers 404, or 403 to a role without s3:ListBucket: nothing stored.
+        if http_status(e.__cause__ or e) in (403, 404):
+            return None
+        raise
+    found = head.get("Metadata", {})
+    if any(found.get(k) != v for k, v in metadata.items()):
+        return None  # another file's: not this call's to reuse or delete
+    sha256 = found.get("sha256")
+    version_id = head.get("VersionId")
+    if sha256 is None and version_id is not None:
+        with storage_errors():
+            s3_client.delete_object(Bucket=bucket, Key=key, VersionId=version_id)
+        logger.info("deleted an unverified copy", extra={"bucket": bucket, "key": key})
+        return None
+    if sha256 is None or not _SHA256_HEX.fullmatch(sha256):
+        return None
+    return StoredObject(
+        bucket=bucket,
+        key=key,
+        size=head["ContentLength"],
+        sha256=sha256,
+        version_id=version_id,
+        content_type=head.get("ContentType", ""),
+    )
 
 
 def store_checksum(

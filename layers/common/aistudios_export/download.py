@@ -1,23 +1,27 @@
 """Open a third party's download URL safely and read its body as checked chunks.
 
 The URL and every redirect hop are checked by :func:`~aistudios_export.urlguard.check_url`
-before anything connects to them (redirects are followed by hand), a 403 (an expired signed
+before anything connects to them (redirects are followed by hand), each connection goes to
+the address that was checked (:mod:`~aistudios_export.pinning`), a 403 (an expired signed
 URL) asks for a fresh URL, and every failure becomes one of the library's download errors
 whose message and cause never show the URL's query string (a signed URL's secret).
 """
 
 from __future__ import annotations
 
+import functools
 import http.client
 import traceback
 from collections.abc import Callable, Iterator
 from urllib.parse import urljoin, urlsplit
 
 import requests
+import urllib3
 import urllib3.exceptions
 from aws_lambda_powertools import Logger
 
 from aistudios_export.errors import DownloadInterrupted, DownloadRejected, DownloadUrlExpired
+from aistudios_export.pinning import pinned_adapter
 from aistudios_export.urlguard import UrlPolicy, check_url, redact_url
 
 logger = Logger(service="aistudios-export", child=True)
@@ -70,7 +74,8 @@ def open_download(
     DownloadInterrupted
         The connection failed or timed out, or the server answered 5xx, 408 or 429.
     DownloadRejected
-        Any other 4xx or unexpected status, a malformed URL, or too many redirects.
+        Any other 4xx or unexpected status, a malformed URL, too many redirects, or a
+        ``200`` whose ``Content-Encoding`` is not ``identity``.
     """
     refreshes = 0
     while True:
@@ -78,6 +83,7 @@ def open_download(
         response = _get_following_redirects(url, session, policy, timeout, max_redirects)
         status = response.status_code
         if status == 200:
+            _refuse_encoded(response)
             return response
         response.close()
         where = redact_url(response.url or url)
@@ -94,24 +100,45 @@ def open_download(
         raise DownloadRejected(f"download server answered {status} for {where}")
 
 
-def announced_length(response: requests.Response) -> int | None:
-    """Return the body length the server announced, when it describes the bytes we read.
+def announced_length(response: requests.Response, max_size: int) -> int | None:
+    """Return the body length the server announced, refusing a malformed or too large one.
 
     Parameters
     ----------
     response
         An open response.
+    max_size
+        The largest video accepted, in bytes.
 
     Returns
     -------
     int or None
-        ``Content-Length``, or ``None`` when there is none or the body is encoded (the
-        chunks are then decoded, so their length is not the announced one).
+        ``Content-Length``, or ``None`` when there is none.
+
+    Raises
+    ------
+    DownloadRejected
+        ``Content-Length`` is not one decimal number, or announces more than ``max_size``.
     """
-    if response.headers.get("Content-Encoding", "identity").lower() != "identity":
+    value = response.headers.get("Content-Length")
+    if value is None:
         return None
-    value = response.headers.get("Content-Length", "")
-    return int(value) if value.isdigit() else None
+    where = redact_url(response.url)
+    text = value.strip()
+    if not (text.isascii() and text.isdigit()):
+        raise DownloadRejected(f"download from {where} has a malformed Content-Length header")
+    # Compare digit counts first: int() of thousands of digits is slow, then refused.
+    if len(text.lstrip("0")) > len(str(max_size)) or int(text) > max_size:
+        raise too_large(where, max_size, "its Content-Length header announces")
+    return int(text)
+
+
+def too_large(where: str, max_size: int, how: str = "it delivers") -> DownloadRejected:
+    """Return the error for a download larger than the maximum video size (announced or not)."""
+    return DownloadRejected(
+        f"download from {where} is refused: {how} more than the maximum video size "
+        f"({max_size} bytes)"
+    )
 
 
 def body_chunks(response: requests.Response, chunk_size: int) -> Iterator[bytes]:
@@ -136,12 +163,35 @@ def body_chunks(response: requests.Response, chunk_size: int) -> Iterator[bytes]
         URL's query string.
     """
     url = response.url
+    raw = response.raw
+    # The bytes as served, never decoded (iter_content would decode): what is stored is what
+    # was sent, and a small compressed body cannot turn into a huge one.
+    if isinstance(raw, urllib3.BaseHTTPResponse):
+        chunks: Iterator[bytes] = raw.stream(chunk_size, decode_content=False)
+    else:  # a plain file object (a canned response): nothing to decode
+        chunks = iter(functools.partial(raw.read, chunk_size), b"")
     try:
-        for chunk in response.iter_content(chunk_size):
+        for chunk in chunks:
             if chunk:
                 yield chunk
     except _NETWORK_ERRORS as e:
         raise _interrupted(e, url) from _safe_cause(e, url)
+
+
+def _refuse_encoded(response: requests.Response) -> None:
+    """Close and refuse a response whose body is encoded: it is never decoded, so never stored.
+
+    A compressed answer is not the file (its bytes would be stored, not the video's), and
+    decoding it would let a small body grow without bound (a decompression bomb).
+    """
+    encoding = response.headers.get("Content-Encoding", "identity").strip().lower()
+    if encoding in ("", "identity"):
+        return
+    response.close()
+    raise DownloadRejected(
+        f"download from {redact_url(response.url)} is refused: Content-Encoding "
+        f"{encoding[:40]!r} (only identity is accepted; nothing is decompressed)"
+    )
 
 
 def _get_following_redirects(
@@ -152,8 +202,9 @@ def _get_following_redirects(
     max_redirects: int,
 ) -> requests.Response:
     """GET ``url``, following redirects by hand so each hop is checked before connecting."""
+    adapter = pinned_adapter(session)
     for _ in range(max_redirects + 1):
-        check_url(url, policy)
+        checked = check_url(url, policy)
         try:
             # Identity encoding: store the file's own bytes and compare Content-Length with them.
             request = session.prepare_request(
@@ -162,7 +213,9 @@ def _get_following_redirects(
         except requests.RequestException as e:
             raise DownloadRejected(f"download URL {redact_url(url)} is malformed") from e
         if request.url != url:  # requests normalised it: check what is actually sent
-            check_url(request.url or "", policy)
+            checked = check_url(request.url or "", policy)
+        # Connect to the address just checked: resolving the host again could answer another.
+        adapter.pin(checked)
         logger.info("downloading", extra={"url": redact_url(url)})
         try:
             response = session.send(

@@ -4,7 +4,9 @@ Both ways this library writes an object in parts (streaming a download, and copy
 object onto itself above CopyObject's limit) create an upload, add parts in order, and
 complete it, and must abort it on any failure, since an open upload keeps its parts (and
 their cost) invisibly. The context manager holds that pattern once; :func:`storage_errors`
-turns botocore's errors into the library's.
+turns botocore's errors into the library's. An upload whose writer died (a Lambda timed out
+or ran out of memory) cannot abort itself: :func:`abort_open_uploads` clears a key's before
+it is written again.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from typing import TYPE_CHECKING, Self, TypedDict
 from aws_lambda_powertools import Logger
 from botocore.exceptions import BotoCoreError, ClientError
 
-from aistudios_export.aws_errors import translate
+from aistudios_export.aws_errors import error_code, translate
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -52,6 +54,49 @@ def storage_errors() -> Iterator[None]:
         raise translate(e, f"S3 {e.operation_name} failed") from e
     except BotoCoreError as e:
         raise translate(e, "S3 call failed") from e
+
+
+def abort_open_uploads(s3_client: S3Client, *, bucket: str, key: str) -> int:
+    """Abort every open multipart upload of exactly ``key``; return how many there were.
+
+    Parameters
+    ----------
+    s3_client, bucket
+        The S3 client and the bucket.
+    key
+        The key whose uploads are aborted; a longer key that starts with it is another
+        object's and is left alone.
+
+    Returns
+    -------
+    int
+        The number of uploads aborted (one already gone counts as aborted).
+
+    Raises
+    ------
+    StorageError, ConfigurationError
+        S3 refused to list or abort (``s3:ListBucketMultipartUploads`` is needed).
+    """
+    aborted = 0
+    with storage_errors():
+        pages = s3_client.get_paginator("list_multipart_uploads").paginate(
+            Bucket=bucket, Prefix=key
+        )
+        for page in pages:
+            for upload in page.get("Uploads", []):
+                if upload.get("Key") != key:
+                    continue
+                try:
+                    s3_client.abort_multipart_upload(
+                        Bucket=bucket, Key=key, UploadId=upload.get("UploadId", "")
+                    )
+                except ClientError as e:
+                    if error_code(e) != "NoSuchUpload":  # gone already: what we wanted
+                        raise
+                aborted += 1
+    if aborted:
+        logger.info("aborted open uploads", extra={"bucket": bucket, "key": key, "count": aborted})
+    return aborted
 
 
 def b64_digest(digest: bytes) -> str:

@@ -22,6 +22,7 @@ OUTPUT_BUCKET = "OUTPUT_BUCKET"
 OUTPUT_PREFIX = "OUTPUT_PREFIX"
 TRUSTED_DOWNLOAD_ORIGIN = "TRUSTED_DOWNLOAD_ORIGIN"
 DOWNLOAD_PART_SIZE_MIB = "DOWNLOAD_PART_SIZE_MIB"
+MAX_VIDEO_SIZE_GIB = "MAX_VIDEO_SIZE_GIB"
 STATE_MACHINE_ARN = "STATE_MACHINE_ARN"
 DEDUPE_WINDOW_SECONDS = "DEDUPE_WINDOW_SECONDS"
 DOWNLOAD_LINK_SECONDS = "DOWNLOAD_LINK_SECONDS"
@@ -31,6 +32,10 @@ DEFAULT_API_URL = "https://app.aistudios.com"
 DEFAULT_OUTPUT_PREFIX = "exports/"
 DEFAULT_PART_SIZE_MIB = 8
 PART_SIZE_MIB_BOUNDS = (5, 512)
+DEFAULT_MAX_VIDEO_SIZE_GIB = 50
+MAX_VIDEO_SIZE_GIB_BOUNDS = (1, 5120)
+"""Up to S3's largest object, 5 TiB (whose parts would be 525 MiB each: memory follows)."""
+GIB = 1024 * 1024 * 1024
 DEFAULT_DEDUPE_WINDOW_SECONDS = 600
 DEFAULT_DOWNLOAD_LINK_SECONDS = 900
 TOKEN_CACHE_SECONDS = 300
@@ -143,6 +148,8 @@ class OutputSettings:
     prefix: str
     trusted_download_origin: str | None
     part_size: int
+    max_video_size: int = DEFAULT_MAX_VIDEO_SIZE_GIB * GIB
+    """Bytes; a download announcing or delivering more is refused (DownloadRejected)."""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> OutputSettings:
@@ -163,6 +170,15 @@ class OutputSettings:
             prefix=prefix,
             trusted_download_origin=resolve(TRUSTED_DOWNLOAD_ORIGIN, env=env) or None,
             part_size=part_mib * 1024 * 1024,
+            max_video_size=whole_number(
+                MAX_VIDEO_SIZE_GIB,
+                env=env,
+                default=DEFAULT_MAX_VIDEO_SIZE_GIB,
+                minimum=MAX_VIDEO_SIZE_GIB_BOUNDS[0],
+                maximum=MAX_VIDEO_SIZE_GIB_BOUNDS[1],
+                unit="GiB",
+            )
+            * GIB,
         )
 
 

@@ -1,10 +1,12 @@
 """Stream a finished video from its download URL into S3, verified, or leave nothing behind.
 
 The body goes through an S3 multipart upload one part at a time (memory is about one part,
-whatever the video's size), every part carries its SHA-256 so S3 verifies it, and the SHA-256
-of the whole file is computed on the way and stored as the object's ``sha256`` metadata. Any
-failure aborts the upload and deletes what was written, so a key holds either the complete
-verified video or nothing from this call.
+whatever the video's size or its headers say: a length beyond the maximum video size is
+refused before anything is written, a body that grows past it is cut off), every part
+carries its SHA-256 so S3 verifies it, and the SHA-256 of the whole file is computed on the
+way and stored as the object's ``sha256`` metadata. Any failure aborts the upload and
+deletes what was written, so a key holds either the complete verified video or nothing from
+this call.
 
 This module only puts the steps together: :mod:`~aistudios_export.download` opens and reads
 the URL, :mod:`~aistudios_export.multipart` writes the parts, and
@@ -18,16 +20,16 @@ import io
 import itertools
 import math
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import requests
 from aws_lambda_powertools import Logger
 
-from aistudios_export.checksums import store_checksum
-from aistudios_export.download import announced_length, body_chunks, open_download
+from aistudios_export.checksums import StoredObject, store_checksum
+from aistudios_export.download import announced_length, body_chunks, open_download, too_large
 from aistudios_export.errors import ConfigurationError, DownloadInterrupted, DownloadRejected
 from aistudios_export.multipart import MAX_PARTS, MIB, MIN_PART_SIZE, MultipartUpload
+from aistudios_export.settings import DEFAULT_MAX_VIDEO_SIZE_GIB, GIB
 from aistudios_export.urlguard import UrlPolicy, redact_url
 
 if TYPE_CHECKING:
@@ -38,32 +40,6 @@ __all__ = ["MIB", "MIN_PART_SIZE", "StoredObject", "copy_url_to_s3"]
 logger = Logger(service="aistudios-export", child=True)
 
 _CHUNK_SIZE = 1 * MIB
-
-
-@dataclass(frozen=True)
-class StoredObject:
-    """A video stored in S3 and verified.
-
-    Attributes
-    ----------
-    bucket, key
-        Where it is.
-    size
-        Its length in bytes.
-    sha256
-        Hex SHA-256 of its bytes (also its ``sha256`` user metadata).
-    version_id
-        The object's only version, or ``None`` in an unversioned bucket.
-    content_type
-        Its ``Content-Type``.
-    """
-
-    bucket: str
-    key: str
-    size: int
-    sha256: str
-    version_id: str | None
-    content_type: str
 
 
 def copy_url_to_s3(
@@ -80,6 +56,7 @@ def copy_url_to_s3(
     timeout: tuple[float, float] = (5.0, 60.0),
     max_url_refreshes: int = 2,
     max_redirects: int = 5,
+    max_size: int = DEFAULT_MAX_VIDEO_SIZE_GIB * GIB,
 ) -> StoredObject:
     """Stream the file behind a download URL into ``s3://bucket/key``, verified.
 
@@ -101,13 +78,17 @@ def copy_url_to_s3(
     content_type
         The object's ``Content-Type``.
     part_size
-        Bytes per uploaded part (at least 5 MiB); memory use is about one part.
+        Bytes per uploaded part (at least 5 MiB); memory use is about one part. It grows only
+        as far as S3's 10,000 parts need for the announced length, or for ``max_size`` when
+        no length is announced.
     timeout
         ``(connect, read)`` timeout in seconds of every HTTP request.
     max_url_refreshes
         How many fresh URLs to ask for after 403s before giving up.
     max_redirects
         How many redirects to follow.
+    max_size
+        The largest video accepted, in bytes.
 
     Returns
     -------
@@ -124,7 +105,9 @@ def copy_url_to_s3(
         The download was cut, timed out, answered 5xx/408/429, delivered no bytes, or
         delivered a byte count other than its Content-Length.
     DownloadRejected
-        The server answered another 4xx or an unexpected status, or redirected too often.
+        The server answered another 4xx or an unexpected status, redirected too often, sent
+        a malformed Content-Length, or announced or delivered more than ``max_size`` bytes
+        (an announced excess is refused before anything is written).
     StorageError
         S3 refused a step, or stored bytes whose checksum differs from the stream's.
     ConfigurationError
@@ -151,6 +134,7 @@ def copy_url_to_s3(
                 metadata=metadata,
                 content_type=content_type,
                 part_size=part_size,
+                max_size=max_size,
             )
     finally:
         if session is None:
@@ -166,12 +150,12 @@ def _upload(
     metadata: Mapping[str, str],
     content_type: str,
     part_size: int,
+    max_size: int,
 ) -> StoredObject:
     """Stream ``response`` into a multipart upload, then store the whole-file checksum."""
     where = redact_url(response.url)
-    expected = announced_length(response)
-    if expected is not None:
-        part_size = max(part_size, math.ceil(expected / MAX_PARTS))
+    expected = announced_length(response, max_size)
+    part_size = fitted_part_size(part_size, expected, max_size)
     chunks = body_chunks(response, min(_CHUNK_SIZE, part_size))
     # Read the first bytes before creating anything in S3, so an empty answer costs nothing.
     first = next(chunks, None)
@@ -191,6 +175,8 @@ def _upload(
                 raise DownloadInterrupted(
                     f"download from {where} delivered more than the announced {expected} bytes"
                 )
+            if size > max_size:
+                raise too_large(where, max_size)
             view = memoryview(chunk)
             while view:
                 room = part_size - part.tell()
@@ -230,6 +216,28 @@ def _upload(
         version_id=version_id,
         content_type=content_type,
     )
+
+
+def fitted_part_size(part_size: int, expected: int | None, max_size: int) -> int:
+    """Return ``part_size``, grown only as far as needed to fit the video in S3's parts.
+
+    Parameters
+    ----------
+    part_size
+        The configured part size in bytes.
+    expected
+        The announced length (at most ``max_size``), or ``None``.
+    max_size
+        The largest video accepted: what an unannounced body must fit.
+
+    Returns
+    -------
+    int
+        At least ``part_size``; above it only when ``MAX_PARTS`` parts of ``part_size``
+        cannot hold ``expected`` (or ``max_size``). Headers cannot raise it past that.
+    """
+    length = max_size if expected is None else min(expected, max_size)
+    return max(part_size, math.ceil(length / MAX_PARTS))
 
 
 def _upload_part(upload: MultipartUpload, body: io.BytesIO) -> None:

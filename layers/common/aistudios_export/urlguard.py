@@ -6,8 +6,9 @@ loopback, VPC hosts) and store the answer in S3. :func:`check_url` therefore all
 ``https`` to hosts whose every address is public, with one exception: the exact origin of a
 local simulator, named in :class:`UrlPolicy`.
 
-Known limit: the host is resolved here and again by the HTTP client when it connects, so a
-DNS answer that changes between the two (DNS rebinding) is not caught.
+The check returns the addresses it approved (:class:`CheckedUrl`): the HTTP client must connect
+to one of them (:mod:`~aistudios_export.pinning`) instead of resolving the host again, or a DNS
+answer that changes between the check and the connection (DNS rebinding) would get through.
 """
 
 from __future__ import annotations
@@ -27,6 +28,8 @@ type IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 _TRUSTED_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
+# What a trusted ``localhost`` origin is connected to: loopback, whatever the resolver says.
+_LOCALHOST_ADDRESSES = ("127.0.0.1", "::1")
 
 # Instance-metadata and host-service endpoints of the clouds. Most are already non-global;
 # they are listed so the refusal names them, and for the public ones (Azure's wire server).
@@ -65,6 +68,28 @@ def _origin_of(parts: SplitResult) -> tuple[str, str, int]:
     host = (parts.hostname or "").lower()
     port = parts.port  # raises ValueError on a malformed port
     return scheme, host, port if port is not None else _DEFAULT_PORTS.get(scheme, -1)
+
+
+@dataclass(frozen=True)
+class CheckedUrl:
+    """A URL that :func:`check_url` allowed, with the addresses it allowed for its host.
+
+    Attributes
+    ----------
+    url
+        The URL as checked.
+    scheme, host, port
+        Its scheme and host (lower case) and its port (the scheme's default filled in).
+    addresses
+        The host's addresses that were checked, in the resolver's order (never empty); the
+        connection must go to one of these, not to a fresh resolution of ``host``.
+    """
+
+    url: str
+    scheme: str
+    host: str
+    port: int
+    addresses: tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -214,8 +239,8 @@ def _address_problem(address: IPAddress) -> str | None:
     return None
 
 
-def check_url(url: str, policy: UrlPolicy) -> None:
-    """Refuse a URL that the exporter must not fetch.
+def check_url(url: str, policy: UrlPolicy) -> CheckedUrl:
+    """Refuse a URL that the exporter must not fetch; return the addresses it may connect to.
 
     Allowed: ``https`` with no user info, a host that is a name or a canonical IP literal,
     and every address it resolves to public. Also allowed, and nothing else: a URL whose
@@ -227,6 +252,12 @@ def check_url(url: str, policy: UrlPolicy) -> None:
         The download URL or a redirect's absolute target.
     policy
         The trusted origin (if any) and the resolver.
+
+    Returns
+    -------
+    CheckedUrl
+        The URL with the addresses that were checked (the trusted origin's loopback address;
+        an IP literal itself; else every address the resolver gave).
 
     Raises
     ------
@@ -259,8 +290,11 @@ def check_url(url: str, policy: UrlPolicy) -> None:
     if ((theirs.host or "").strip("[]").lower(), their_port) != (host, port):
         raise refuse("the URL is ambiguous")
 
+    def checked(addresses: list[str] | tuple[str, ...]) -> CheckedUrl:
+        return CheckedUrl(url, scheme, host, port, tuple(addresses))
+
     if (scheme, host, port) == policy.trusted_key():
-        return
+        return checked(_LOCALHOST_ADDRESSES if host == "localhost" else (host,))
     if scheme != "https":
         raise refuse("only https is allowed")
     if ":" not in host and _is_noncanonical_ipv4(host):
@@ -279,6 +313,7 @@ def check_url(url: str, policy: UrlPolicy) -> None:
             raise refuse("the host does not resolve") from e
         if not addresses:
             raise refuse("the host does not resolve")
+    allowed: list[str] = []
     for text in addresses:
         try:
             address = ipaddress.ip_address(text.partition("%")[0])
@@ -287,3 +322,5 @@ def check_url(url: str, policy: UrlPolicy) -> None:
         problem = _address_problem(address)
         if problem is not None:
             raise refuse(f"the host's address {address} is {problem}")
+        allowed.append(str(address))
+    return checked(allowed)

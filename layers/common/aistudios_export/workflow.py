@@ -15,9 +15,11 @@ from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools import Logger
 
+from aistudios_export.checksums import previous_copy
 from aistudios_export.client import AiStudiosClient
 from aistudios_export.errors import DownloadUrlMissing, ExportFailed, ExportTimedOut
 from aistudios_export.models import MAX_URL_MISSING_CHECKS, ExportRequest, Job
+from aistudios_export.multipart import abort_open_uploads
 from aistudios_export.settings import OutputSettings
 from aistudios_export.transfer import copy_url_to_s3
 from aistudios_export.urlguard import UrlPolicy
@@ -160,6 +162,10 @@ def finalize_export(
     Its query string stays out of urllib3's logs once
     :func:`~aistudios_export.observability.install_url_redaction` has run in the process (the
     FinalizeExport handler runs it).
+
+    A retry is safe: open uploads of the key left by a dead attempt are aborted first, a
+    video an earlier attempt already stored and verified is returned without a new download,
+    and an unverified one it left is deleted before the new copy.
     """
     job = Job.from_dict(raw_job)
     key = object_key(output.prefix, job)
@@ -170,16 +176,25 @@ def finalize_export(
             raise DownloadUrlMissing(f"project {job.projectId} has no downloadUrl any more")
         return answer.download_url
 
-    stored = copy_url_to_s3(
-        ask_download_url,
-        s3_client=s3_client,
-        bucket=output.bucket,
-        key=key,
-        metadata={"projectid": job.projectId, "resolution": job.resolution},
-        policy=UrlPolicy.from_trusted_origin(output.trusted_download_origin),
-        session=session,
-        part_size=output.part_size,
-    )
+    metadata = {"projectid": job.projectId, "resolution": job.resolution}
+    # An attempt that died mid-copy (timeout, out of memory) left its upload open: clear it now
+    # rather than pay for its parts until the lifecycle rule does.
+    abort_open_uploads(s3_client, bucket=output.bucket, key=key)
+    # The key depends only on the job, so a verified object there is an earlier attempt's
+    # finished copy: return it rather than store the video a second time.
+    stored = previous_copy(s3_client, bucket=output.bucket, key=key, metadata=metadata)
+    if stored is None:
+        stored = copy_url_to_s3(
+            ask_download_url,
+            s3_client=s3_client,
+            bucket=output.bucket,
+            key=key,
+            metadata=metadata,
+            policy=UrlPolicy.from_trusted_origin(output.trusted_download_origin),
+            session=session,
+            part_size=output.part_size,
+            max_size=output.max_video_size,
+        )
     logger.info(
         "video stored",
         extra={

@@ -1,0 +1,309 @@
+"""The pinned transport: a download connects to the address the guard checked, nothing else.
+
+A rebinding DNS answers a public address to the guard and ``127.0.0.2`` to anyone who asks
+again; a loopback server listens on ``127.0.0.2`` to catch a connection that resolved again.
+Only loopback can be reached, and a blocked connection is recorded and refused, so a guard bug
+fails the test instead of sending traffic.
+"""
+
+from __future__ import annotations
+
+import datetime
+import socket
+import ssl
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, HTTPServer
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+import requests
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+from pytest_socket import SocketConnectBlockedError
+
+from aistudios_export.errors import DownloadInterrupted, ForbiddenDownloadUrl
+from aistudios_export.pinning import pinned_adapter
+from aistudios_export.transfer import copy_url_to_s3
+from aistudios_export.urlguard import CheckedUrl, UrlPolicy
+from tests.unit._downloads import SECRET, DownloadServer, payload, redirect, serve
+from tests.unit._s3 import BUCKET, assert_nothing_stored, fresh_buckets, moto_s3
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+
+HOST = "cdn.example.test"
+PUBLIC = "93.184.216.34"
+REBOUND = "127.0.0.2"
+KEY = "exports/p1/1080p/video.mp4"
+METADATA = {"projectid": "p1", "resolution": "1080p"}
+LOOPBACKS = pytest.mark.allow_hosts(["127.0.0.1", REBOUND])
+BLOCKED_IS_EXPECTED = pytest.mark.filterwarnings("ignore:A test tried to use socket")
+
+
+class RebindingDns:
+    """Answers ``public`` at a name's first lookup and ``rebound`` at every later one."""
+
+    def __init__(self, names: set[str], public: str, rebound: str = REBOUND) -> None:
+        self.names, self.public, self.rebound = names, public, rebound
+        self.lookups: list[str] = []
+
+    def resolve(self, host: str, port: int) -> list[str]:
+        """The guard's resolver (``UrlPolicy.resolver``)."""
+        first = host not in self.lookups
+        self.lookups.append(host)
+        return [self.public if first else self.rebound]
+
+    def install(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        """Answer the HTTP client's own lookups (``socket.getaddrinfo``) of ``names`` too."""
+        real = socket.getaddrinfo
+
+        def getaddrinfo(host: Any, port: Any, *args: Any, **kwargs: Any) -> Any:
+            if host in self.names:
+                return real(self.resolve(host, port)[0], port, *args, **kwargs)
+            return real(host, port, *args, **kwargs)
+
+        monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+
+
+@pytest.fixture
+def connects(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Every address a socket connects to; a blocked one is refused like a closed port."""
+    attempts: list[str] = []
+    guarded = socket.socket.connect  # pytest-socket's, which blocks all but the loopbacks
+
+    def connect(sock: socket.socket, address: Any) -> None:
+        attempts.append(address[0])
+        try:
+            guarded(sock, address)
+        except SocketConnectBlockedError as e:
+            raise ConnectionRefusedError(f"blocked: {address[0]}") from e
+
+    monkeypatch.setattr(socket.socket, "connect", connect)
+    return attempts
+
+
+@pytest.fixture(scope="module")
+def s3_client() -> Iterator[S3Client]:
+    with moto_s3() as client:
+        yield client
+
+
+@pytest.fixture
+def s3(s3_client: S3Client) -> S3Client:
+    return fresh_buckets(s3_client)
+
+
+@pytest.fixture
+def servers() -> Iterator[tuple[DownloadServer, DownloadServer]]:
+    """The real origin on 127.0.0.1 and the rebinding target on 127.0.0.2, on one port."""
+    origin = DownloadServer().start()
+    rebound = DownloadServer(REBOUND, origin.port).start()
+    yield origin, rebound
+    origin.stop()
+    rebound.stop()
+
+
+def copy(url: str, s3: S3Client, policy: UrlPolicy) -> Any:
+    return copy_url_to_s3(
+        lambda: url,
+        s3_client=s3,
+        bucket=BUCKET,
+        key=KEY,
+        metadata=METADATA,
+        policy=policy,
+        part_size=5 * 1024 * 1024,
+    )
+
+
+@LOOPBACKS
+@BLOCKED_IS_EXPECTED
+def test_a_rebinding_host_is_connected_only_at_the_checked_address(
+    servers: tuple[DownloadServer, DownloadServer],
+    s3: S3Client,
+    connects: list[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    _, rebound = servers
+    rebound.routes["/video"] = serve(b"internal answer")
+    dns = RebindingDns({HOST}, PUBLIC)
+    dns.install(monkeypatch)
+
+    with pytest.raises(DownloadInterrupted, match="ConnectionError"):
+        copy(f"https://{HOST}:{rebound.port}/video?{SECRET}", s3, UrlPolicy(resolver=dns.resolve))
+
+    assert connects == [PUBLIC]  # the checked address, and it alone
+    assert dns.lookups == [HOST]  # nobody resolved the host again
+    assert rebound.connections == 0
+    assert_nothing_stored(s3)
+
+
+@LOOPBACKS
+@BLOCKED_IS_EXPECTED
+def test_every_redirect_hop_is_connected_at_its_checked_address(
+    servers: tuple[DownloadServer, DownloadServer],
+    s3: S3Client,
+    connects: list[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    origin, rebound = servers
+    origin.routes["/start"] = redirect(f"https://{HOST}:{origin.port}/video")
+    dns = RebindingDns({HOST}, PUBLIC)
+    dns.install(monkeypatch)
+    policy = UrlPolicy(trusted_origin=origin.origin, resolver=dns.resolve)
+
+    with pytest.raises(DownloadInterrupted):
+        copy(origin.url("/start"), s3, policy)
+
+    assert connects == ["127.0.0.1", PUBLIC]
+    assert rebound.connections == 0
+
+
+@LOOPBACKS
+def test_the_trusted_localhost_origin_downloads_through_the_pinned_address(
+    servers: tuple[DownloadServer, DownloadServer],
+    s3: S3Client,
+    connects: list[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    origin, rebound = servers
+    data = payload(70_000)
+    origin.routes["/video"] = serve(data)
+    rebound.routes["/video"] = serve(b"internal answer")
+    RebindingDns({"localhost"}, REBOUND).install(monkeypatch)  # the OS would say 127.0.0.2
+    trusted = f"http://localhost:{origin.port}"
+
+    stored = copy(f"{trusted}/video?{SECRET}", s3, UrlPolicy.from_trusted_origin(trusted))
+
+    assert s3.get_object(Bucket=BUCKET, Key=KEY)["Body"].read() == data
+    assert stored.size == len(data)
+    assert connects == ["127.0.0.1"]
+    assert origin.host_headers == [f"localhost:{origin.port}"]
+    assert rebound.connections == 0
+
+
+def test_a_url_that_was_not_pinned_is_refused_without_connecting(connects: list[str]) -> None:
+    session = requests.Session()
+    adapter = pinned_adapter(session)
+    adapter.pin(CheckedUrl("https://a.example.test/v", "https", "a.example.test", 443, (PUBLIC,)))
+
+    with pytest.raises(ForbiddenDownloadUrl, match="not checked"):
+        session.get("https://b.example.test/v", timeout=1)
+
+    assert connects == []
+
+
+def test_the_pinned_transport_replaces_every_http_transport_once() -> None:
+    session = requests.Session()
+    session.mount("https://cdn.example.test/", requests.adapters.HTTPAdapter())
+
+    adapter = pinned_adapter(session)
+
+    assert {prefix: a is adapter for prefix, a in session.adapters.items()} == {
+        "https://": True,
+        "http://": True,
+    }
+    assert pinned_adapter(session) is adapter
+
+
+# --- TLS: the host name is kept for SNI and the certificate check --------------------
+
+
+def self_signed(directory: Path, name: str) -> tuple[Path, Path]:
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(days=1))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_file, key_file = directory / "cert.pem", directory / "key.pem"
+    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return cert_file, key_file
+
+
+class TlsServer:
+    """An HTTPS server on 127.0.0.1 with a certificate for ``name``; records SNI and Host."""
+
+    def __init__(self, directory: Path, name: str) -> None:
+        self.cert_file, key_file = self_signed(directory, name)
+        self.sni: list[str | None] = []
+        self.host_headers: list[str] = []
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                server.host_headers.append(self.headers.get("Host", ""))
+                self.send_response(200)
+                self.send_header("Content-Length", "2")
+                self.end_headers()
+                self.wfile.write(b"ok")
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(self.cert_file, key_file)
+        context.sni_callback = lambda sock, sni, ctx: self.sni.append(sni)
+        self.httpd = HTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.socket = context.wrap_socket(self.httpd.socket, server_side=True)
+        self.port = self.httpd.server_address[1]
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread.start()
+
+    def stop(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+        self.thread.join()
+
+
+@pytest.fixture
+def tls_server(tmp_path: Path) -> Iterator[TlsServer]:
+    server = TlsServer(tmp_path, HOST)
+    yield server
+    server.stop()
+
+
+def pinned_get(server: TlsServer, name: str) -> requests.Response:
+    url = f"https://{name}:{server.port}/video"
+    session = requests.Session()
+    pinned_adapter(session).pin(CheckedUrl(url, "https", name, server.port, ("127.0.0.1",)))
+    return session.get(url, timeout=5, verify=str(server.cert_file))
+
+
+def test_tls_to_a_pinned_address_keeps_the_host_name_for_sni_and_the_certificate(
+    tls_server: TlsServer,
+) -> None:
+    response = pinned_get(tls_server, HOST)
+
+    assert (response.status_code, response.content) == (200, b"ok")
+    assert tls_server.sni == [HOST]
+    assert tls_server.host_headers == [f"{HOST}:{tls_server.port}"]
+
+
+def test_tls_refuses_a_certificate_for_another_name_at_the_pinned_address(
+    tls_server: TlsServer,
+) -> None:
+    with pytest.raises(requests.exceptions.SSLError, match=r"match|mismatch"):
+        pinned_get(tls_server, "other.example.test")
+
+    assert tls_server.sni == ["other.example.test"]
+    assert tls_server.host_headers == []

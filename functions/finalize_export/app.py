@@ -26,7 +26,7 @@ class Dependencies(NamedTuple):
 
 @cache
 def _dependencies() -> Dependencies:
-    # Once per container, before the first download: urllib3 would log signed URLs' queries.
+    # Once per container: the SDK logs bodies at DEBUG, urllib3 signed URLs' queries.
     observability.install_log_hygiene()
     return Dependencies(api=runtime.api_client(), s3=clients.s3(), output=OutputSettings.from_env())
 

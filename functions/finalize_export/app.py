@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from aistudios_export import clients, runtime, workflow
+from aistudios_export import clients, observability, runtime, workflow
 from aistudios_export.client import AiStudiosClient
 from aistudios_export.settings import OutputSettings
 
@@ -26,6 +26,8 @@ class Dependencies(NamedTuple):
 
 @cache
 def _dependencies() -> Dependencies:
+    # Once per container, before the first download: urllib3 would log signed URLs' queries.
+    observability.install_url_redaction()
     return Dependencies(api=runtime.api_client(), s3=clients.s3(), output=OutputSettings.from_env())
 
 

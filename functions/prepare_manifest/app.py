@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Any
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from aistudios_export import clients, manifests
+from aistudios_export import batches, clients
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -26,12 +26,12 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     ``request`` is the batch input (``{"bucket", "key"}``); the rest comes from the template
     through the state machine. Returns the batch plan.
     """
-    settings = manifests.BatchSettings(
+    settings = batches.BatchSettings(
         bucket=str(event.get("bucket", "")),
         manifest_prefix=str(event.get("manifestPrefix", "")),
         results_prefix=str(event.get("resultsPrefix", "")),
     )
-    plan = manifests.prepare_batch(
+    plan = batches.prepare_batch(
         event.get("request"), settings=settings, defaults=event.get("defaults"), s3_client=_s3()
     )
     logger.info("manifest prepared", extra={"manifest": plan["manifest"], "counts": plan["counts"]})

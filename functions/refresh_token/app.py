@@ -1,38 +1,32 @@
-"""RefreshToken: mint a fresh API token when one was refused; also the token secret's rotation."""
+"""RefreshToken: replace an API token that was refused; also the token secret's rotation."""
 
 from functools import cache
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import Any
 
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from aistudios_export import clients, tokens
+from aistudios_export import clients
 from aistudios_export.client import AiStudiosClient
-from aistudios_export.settings import ApiSettings, credentials_secret_id
-
-if TYPE_CHECKING:
-    from mypy_boto3_secretsmanager import SecretsManagerClient
+from aistudios_export.errors import Unauthorized
+from aistudios_export.settings import (
+    RATE_LIMIT_WAIT_SECONDS,
+    ApiSettings,
+    credentials_secret_id,
+)
+from aistudios_export.token_refresh import TokenRefresher
 
 logger = Logger()
 
 
-class Dependencies(NamedTuple):
-    """What a warm container reuses: the API client, the secrets and their client."""
-
-    api: AiStudiosClient
-    token_secret_id: str
-    credentials_secret_id: str
-    secrets: "SecretsManagerClient"
-
-
 @cache
-def _dependencies() -> Dependencies:
+def _refresher() -> TokenRefresher:
     settings = ApiSettings.from_env()
-    return Dependencies(
-        api=AiStudiosClient(settings.api_url),
+    return TokenRefresher(
+        api=AiStudiosClient(settings.api_url, rate_limit_wait=RATE_LIMIT_WAIT_SECONDS),
+        client=clients.secretsmanager(),
         token_secret_id=settings.token_secret_id,
         credentials_secret_id=credentials_secret_id(),
-        secrets=clients.secretsmanager(),
     )
 
 
@@ -40,26 +34,18 @@ def _dependencies() -> Dependencies:
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     """Refresh after an ``Unauthorized`` (state machine) or run one rotation step (Secrets Manager).
 
-    From the state machine: ``{"refreshes": n, "resume": "StateName"}`` returns
-    ``{"refreshes": n + 1, "resume": ..., "minted": bool}``. From Secrets Manager:
-    ``{"Step", "SecretId", "ClientRequestToken"}``.
+    From the state machine: ``{"refreshes": n, "resume": "StateName", "refusedCause": cause,
+    "holder": execution name}`` returns ``{"refreshes": n + 1, "resume": ..., "minted": bool}``;
+    the cause of the ``Unauthorized`` error names the refused token by fingerprint. From Secrets
+    Manager: ``{"Step", "SecretId", "ClientRequestToken"}``.
     """
-    deps = _dependencies()
+    refresher = _refresher()
     if "Step" in event:
-        tokens.rotate(
-            event["Step"],
-            event["SecretId"],
-            event["ClientRequestToken"],
-            api=deps.api,
-            credentials_secret_id=deps.credentials_secret_id,
-            client=deps.secrets,
-        )
+        refresher.rotate(event["Step"], event["SecretId"], event["ClientRequestToken"])
         return {}
-    result = tokens.refresh_token(
-        api=deps.api,
-        token_secret_id=deps.token_secret_id,
-        credentials_secret_id=deps.credentials_secret_id,
-        client=deps.secrets,
+    result = refresher.refresh(
+        Unauthorized.refused_fingerprint(event.get("refusedCause")),
+        holder=str(event.get("holder") or context.aws_request_id),
     )
     return {
         "refreshes": int(event.get("refreshes", 0)) + 1,

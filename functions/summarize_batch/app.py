@@ -7,7 +7,7 @@ from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from botocore.config import Config
 
-from aistudios_export import clients, manifests
+from aistudios_export import batches, clients
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -39,7 +39,7 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     Returns ``{"status", "reportKey", "counts", "error"?, "cause"?}``.
     """
     deps = _dependencies()
-    summary = manifests.summarize_batch(
+    summary = batches.summarize_batch(
         event.get("batch") or {},
         event.get("mapRun"),
         tolerated_failure_percentage=float(event.get("toleratedFailurePercentage", 0)),

@@ -17,9 +17,16 @@ from urllib.parse import quote_plus
 import boto3
 from botocore.exceptions import ClientError
 
+from aistudios_export.batches import REPORT_FILE, BatchSettings, batch_location
 from aistudios_export.errors import readable_cause
-from aistudios_export.manifests import BatchSettings, batch_location
 from aistudios_local.stack import LocalStack, wait_for_execution
+
+
+class NoRuleMatched(Exception):
+    """The upload started no batch: no rule of the template matches its key.
+
+    Reported in :class:`BatchRun` by its name, as a batch's own errors are; never raised.
+    """
 
 
 @dataclass
@@ -74,7 +81,7 @@ def upload_manifest(stack: LocalStack, data: bytes, file_name: str) -> tuple[str
     return key, (started[0] if started else None)
 
 
-def run_batch(
+def upload_and_wait(
     stack: LocalStack,
     data: bytes,
     file_name: str,
@@ -88,7 +95,7 @@ def run_batch(
     if execution_arn is None:
         return BatchRun(
             status="NOT_STARTED",
-            error="NoRuleMatched",
+            error=NoRuleMatched.__name__,
             cause=f"no rule of the template starts a batch for {key}",
             manifest_key=key,
             execution_arn=None,
@@ -129,7 +136,7 @@ def wait_batch(
         results_prefix=stack.parameter("ResultsKeyPrefix"),
     )
     _, prefix = batch_location(settings, manifest_key, manifest_sha256, scope)
-    report_key = prefix + "report.json"
+    report_key = prefix + REPORT_FILE
     report = _read_report(stack, report_key)
     return BatchRun(
         status=description["status"],

@@ -33,6 +33,18 @@ LOCAL_DEADLINE_MARGIN = 120
 """Seconds the local runner waits beyond the export's budget before stopping the execution."""
 
 
+def api_url(value: str) -> str:
+    """Accept what the template's ``ApiBaseUrl`` accepts: an https origin, or http on loopback."""
+    from aistudios_local.template import parameter_pattern
+
+    if not parameter_pattern("ApiBaseUrl").fullmatch(value):
+        raise argparse.ArgumentTypeError(
+            f"{value[:100]!r} is not an AI Studios API origin: give https://HOST[:PORT], "
+            "or http://127.0.0.1:PORT / http://localhost:PORT for a local server"
+        )
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Return the parser of every subcommand."""
     parser = argparse.ArgumentParser(prog="aistudios-export", description=__doc__.split("\n\n")[0])
@@ -46,7 +58,9 @@ def build_parser() -> argparse.ArgumentParser:
     local.add_argument("--project-id", help="the AI Studios project (24 hex characters)")
     local.add_argument("--resolution", help="4k | 1080 | 720 | 480 (default 1080)")
     local.add_argument(
-        "--api-url", help="an AI Studios-compatible server (default: a built-in simulator)"
+        "--api-url",
+        type=api_url,
+        help="an AI Studios-compatible server (default: a built-in simulator)",
     )
     local.add_argument("--poll-seconds", type=int, default=2, help="seconds between progress polls")
     local.add_argument(
@@ -98,6 +112,7 @@ def _add_stack_options(parser: argparse.ArgumentParser, prefix: str, *, poll_def
     """
     parser.add_argument(
         "--api-url",
+        type=api_url,
         dest=f"{prefix}_api_url",
         metavar="URL",
         help="an AI Studios-compatible server (default: a built-in simulator)",
@@ -137,17 +152,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command == "local" and args.local_command == "serve":
-        return run_serve(args)
+        return serve_command(args)
     if args.command == "local" and args.local_command == "batch":
-        return run_batch(args)
+        return batch_command(args)
     if args.command == "local" and args.local_command is None:
         if args.project_id is None:
             parser.error("local: the following arguments are required: --project-id")
-        return run_local(args)
+        return export_command(args)
     return 2  # pragma: no cover - argparse rejects unknown commands
 
 
-def run_local(args: argparse.Namespace) -> int:
+def export_command(args: argparse.Namespace) -> int:
     """Run one export on the local stack and report it."""
     # Imported here: moto is heavy and only the local commands need it.
     from aistudios_local.stack import LocalStack
@@ -186,7 +201,7 @@ def run_local(args: argparse.Namespace) -> int:
     return 0 if run.status == "SUCCEEDED" else 1
 
 
-def run_serve(args: argparse.Namespace) -> int:
+def serve_command(args: argparse.Namespace) -> int:
     """Serve the HTTP API on the local stack until Ctrl-C."""
     from aistudios_local.serve import serve
     from aistudios_local.stack import LocalStack
@@ -205,9 +220,9 @@ def run_serve(args: argparse.Namespace) -> int:
     return 0
 
 
-def run_batch(args: argparse.Namespace) -> int:
+def batch_command(args: argparse.Namespace) -> int:
     """Upload a manifest to the local stack, wait for its batch, and report every row."""
-    from aistudios_local.batch import run_batch as run_local_batch
+    from aistudios_local.batch import upload_and_wait
     from aistudios_local.stack import LocalStack
 
     path: Path = args.batch_file
@@ -230,7 +245,7 @@ def run_batch(args: argparse.Namespace) -> int:
         LocalStack(api_url=api_url, parameters=parameters) as stack,
     ):
         _announce(stack, api_url)
-        run = run_local_batch(stack, data, path.name, deadline_seconds=args.batch_timeout_seconds)
+        run = upload_and_wait(stack, data, path.name, deadline_seconds=args.batch_timeout_seconds)
     result = run.to_json()
     if args.batch_json:
         out.write(json.dumps(result) + "\n")

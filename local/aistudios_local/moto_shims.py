@@ -6,7 +6,10 @@ without it. Nothing here touches what the product or the tests send and receive:
 
 - the botocore hooks are registered on the clients that moto's Step Functions engine creates
   for its ``states:*`` and ``aws-sdk:*`` integrations, never on boto3's default session;
-- the EventBridge shim only adds what moto's rules lack (delivery to Step Functions targets).
+- the EventBridge shim only adds what moto's rules lack (delivery to Step Functions targets);
+- one lock makes each request atomic, as each AWS API call is: moto checks a condition
+  (``ClientRequestToken`` already used, a DynamoDB condition expression) and then writes, and two
+  threads can both pass the check in between.
 """
 
 from __future__ import annotations
@@ -15,12 +18,15 @@ import copy
 import datetime
 import json
 import logging
+import threading
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from types import ModuleType
 from typing import TYPE_CHECKING, Any, cast
 
+from moto.core.botocore_stubber import BotocoreStubber
 from moto.events import models as events_models
 from moto.events.utils import EventTemplateParser
 from moto.stepfunctions.parser.asl.component.state.exec.state_task.service import (
@@ -162,6 +168,38 @@ def _start_target(
     on_delivery(RuleDelivery(rule.name, arn, text, execution.execution_arn))
 
 
+# --- one request at a time -------------------------------------------------------------------
+
+_REQUEST_LOCK = threading.RLock()
+"""Held while moto answers a request (re-entrant: an answer may make requests of its own)."""
+
+
+def _atomic(original: Callable[..., Any]) -> Callable[..., Any]:
+    """Wrap ``BotocoreStubber.process_request`` so that moto answers one request at a time.
+
+    moto's backends read and then write without a lock: two threads calling ``PutSecretValue``
+    with the same ``ClientRequestToken`` can both create the version, where AWS refuses the
+    second. Serialising requests gives each the atomicity AWS gives it.
+    """
+
+    def process_request(self: BotocoreStubber, request: Any) -> Any:
+        with _REQUEST_LOCK:
+            return original(self, request)
+
+    return process_request
+
+
+@contextmanager
+def atomic_requests() -> Iterator[None]:
+    """Make every moto request atomic for the length of the block (unit tests with threads)."""
+    original = BotocoreStubber.process_request
+    BotocoreStubber.process_request = _atomic(original)  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        BotocoreStubber.process_request = original  # type: ignore[method-assign]
+
+
 # --- installation -----------------------------------------------------------------------------
 
 
@@ -195,6 +233,7 @@ class MotoShims:
             "send_to_targets",
             _deliver_to_state_machines(events_models.Rule.send_to_targets, self._on_delivery),
         )
+        self._patch(BotocoreStubber, "process_request", _atomic(BotocoreStubber.process_request))
 
     def uninstall(self) -> None:
         """Restore moto as it was."""

@@ -16,6 +16,9 @@ from typing import Any
 
 import yaml
 
+ROOT = Path(__file__).resolve().parents[2]
+"""The repository: template.yaml, functions/ and statemachine/ are read from here."""
+
 _SHORT_TAGS = (
     "Ref",
     "Condition",
@@ -63,6 +66,15 @@ def _tag_constructor(tag: str) -> Callable[[yaml.SafeLoader, yaml.Node], dict[st
 
 for _tag in _SHORT_TAGS:
     _CfnLoader.add_constructor(f"!{_tag}", _tag_constructor(_tag))
+
+
+def parameter_pattern(name: str, path: Path | None = None) -> re.Pattern[str]:
+    """Return the ``AllowedPattern`` of a template parameter, compiled.
+
+    The command line checks its arguments against the very rule CloudFormation applies.
+    """
+    parameters = load_template(path or ROOT / "template.yaml")["Parameters"]
+    return re.compile(str(parameters[name]["AllowedPattern"]))
 
 
 def load_template(path: Path) -> dict[str, Any]:

@@ -16,7 +16,7 @@ from typing import Any
 import boto3
 import pytest
 
-from aistudios_local.batch import BatchRun, run_batch, upload_manifest, wait_batch
+from aistudios_local.batch import BatchRun, upload_and_wait, upload_manifest, wait_batch
 from aistudios_local.simulator import AiStudiosSimulator, video_bytes
 from aistudios_local.stack import LocalStack
 
@@ -40,7 +40,7 @@ def stack(simulator: AiStudiosSimulator, capfd: pytest.CaptureFixture[str]) -> I
 
 def batch(stack: LocalStack, text: str | bytes, name: str = "batch.csv") -> BatchRun:
     data = text.encode() if isinstance(text, str) else text
-    return run_batch(stack, data, name, deadline_seconds=DEADLINE)
+    return upload_and_wait(stack, data, name, deadline_seconds=DEADLINE)
 
 
 def export_posts(sim: AiStudiosSimulator) -> list[Any]:

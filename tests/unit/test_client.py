@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 from collections.abc import Iterator
 from typing import Any
 
@@ -13,13 +14,16 @@ import responses
 from aistudios_export.client import (
     DEFAULT_TIMEOUT,
     EXPORT_PATH,
+    PROBE_PROJECT_ID,
     PROGRESS_PATH,
     TOKEN_PATH,
     AiStudiosClient,
     Progress,
+    token_fingerprint,
 )
 from aistudios_export.errors import (
     ApiError,
+    ConfigurationError,
     NetworkError,
     RateLimited,
     RequestRejected,
@@ -466,3 +470,142 @@ def test_no_token_or_credential_in_any_error(
             call()
         no_secret_in(info.value)
         assert "?" not in info.value.path
+
+
+# --- an API that cannot be reached, or is not a URL -----------------------------------------
+
+
+def test_a_host_that_does_not_resolve_is_a_network_error_naming_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def no_dns(host: Any, *args: Any, **kwargs: Any) -> Any:
+        raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+
+    monkeypatch.setattr(socket, "getaddrinfo", no_dns)
+    with pytest.raises(NetworkError) as info:
+        AiStudiosClient("https://app.aistudios.invalid").mint_token(APP_ID, USER_KEY)
+    assert str(info.value) == (
+        "POST https://app.aistudios.invalid/api/odin/v3/auth/token failed: "
+        "the host name does not resolve (ConnectionError)"
+    )
+    no_secret_in(info.value)
+
+
+def test_a_closed_port_is_a_network_error_saying_so() -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    with pytest.raises(NetworkError) as info:
+        AiStudiosClient(f"http://127.0.0.1:{port}").mint_token(APP_ID, USER_KEY)
+    assert str(info.value) == (
+        f"POST http://127.0.0.1:{port}/api/odin/v3/auth/token failed: the connection was "
+        "refused (nothing listens on that port) (ConnectionError)"
+    )
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["notaurl", "", "ftp://app.aistudios.com", "https://", "https://u:p@host", "https://h/x?y"],
+)
+def test_a_base_url_that_is_not_an_origin_is_a_configuration_error(url: str) -> None:
+    with pytest.raises(ConfigurationError, match="is not an http\\(s\\) origin"):
+        AiStudiosClient(url)
+
+
+def test_a_base_url_keeps_its_origin_only() -> None:
+    assert AiStudiosClient("https://app.aistudios.com/").base_url == "https://app.aistudios.com"
+
+
+def test_accepts_token_asks_once_with_that_token(api: responses.RequestsMock) -> None:
+    probe = BASE + PROGRESS_PATH.format(project_id=PROBE_PROJECT_ID)
+    api.get(probe, status=404, json={"success": False, "error": {"code": "NOT_FOUND"}})
+    assert client(Tokens()).accepts_token("tok-probe") is True
+    api.replace(responses.GET, probe, status=401, json={"success": False})
+    assert client(Tokens()).accepts_token("tok-probe") is False
+    assert [c.request.headers["Authorization"] for c in api.calls] == ["tok-probe"] * 2
+
+
+def test_unauthorized_names_the_refused_token_by_fingerprint(api: responses.RequestsMock) -> None:
+    api.get(PROGRESS_URL, status=401, json={"success": False})
+    with pytest.raises(Unauthorized) as info:
+        client(Tokens(cached=OLD_TOKEN, fresh=NEW_TOKEN)).get_progress(PROJECT_ID)
+    # The cached token was refused, the re-read one too: the fresh one is the one to replace.
+    assert info.value.token_fingerprint == token_fingerprint(NEW_TOKEN)
+    assert str(info.value).endswith(f"(refused token {token_fingerprint(NEW_TOKEN)})")
+    cause = json.dumps({"errorMessage": str(info.value), "errorType": "Unauthorized"})
+    assert Unauthorized.refused_fingerprint(cause) == token_fingerprint(NEW_TOKEN)
+    no_secret_in(info.value)
+
+
+def test_no_token_yet_is_refused_without_a_call(api: responses.RequestsMock) -> None:
+    with pytest.raises(Unauthorized) as info:
+        client(Tokens(cached="")).get_progress(PROJECT_ID)
+    assert info.value.token_fingerprint == "none"
+    assert len(api.calls) == 0
+
+
+# --- Retry-After -----------------------------------------------------------------------------
+
+
+def throttled_client(budget: float, slept: list[float]) -> AiStudiosClient:
+    return AiStudiosClient(BASE, Tokens(), rate_limit_wait=budget, sleep=slept.append)
+
+
+def test_retry_after_within_the_budget_is_waited_out_and_the_call_repeated(
+    api: responses.RequestsMock,
+) -> None:
+    api.get(PROGRESS_URL, status=429, headers={"Retry-After": "2"}, body="slow down")
+    api.get(PROGRESS_URL, json=progress_answer(state="exporting", progress=5))
+    slept: list[float] = []
+    assert throttled_client(10, slept).get_progress(PROJECT_ID).progress == 5
+    assert slept == [2.0]
+    assert len(api.calls) == 2
+
+
+@pytest.mark.parametrize(
+    ("header", "why"),
+    [
+        ("30", "beyond the budget"),
+        ("99999999999999999999", "a lie, read as an hour"),
+        ("soon", "unreadable"),
+        ("-5", "negative"),
+        ("Thu, 01 Jan 2099 00:00:00", "a date without a zone"),
+    ],
+)
+def test_retry_after_that_cannot_be_honoured_raises_at_once(
+    api: responses.RequestsMock, header: str, why: str
+) -> None:
+    api.get(PROGRESS_URL, status=429, headers={"Retry-After": header}, body="slow down")
+    slept: list[float] = []
+    with pytest.raises(RateLimited):
+        throttled_client(10, slept).get_progress(PROJECT_ID)
+    assert slept == [], why
+    assert len(api.calls) == 1
+
+
+def test_a_service_that_always_says_retry_now_is_tried_a_bounded_number_of_times(
+    api: responses.RequestsMock,
+) -> None:
+    past = "Thu, 01 Jan 1970 00:00:00 GMT"
+    api.get(PROGRESS_URL, status=429, headers={"Retry-After": past}, body="slow down")
+    slept: list[float] = []
+    with pytest.raises(RateLimited) as info:
+        throttled_client(10, slept).get_progress(PROJECT_ID)
+    assert info.value.retry_after == 0.0
+    assert slept == [0.0, 0.0]
+    assert len(api.calls) == 3
+
+
+def test_retry_after_as_an_http_date_is_read_as_seconds_from_now(
+    api: responses.RequestsMock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("aistudios_export.client.time.time", lambda: 1_767_225_600.0)
+    api.get(
+        PROGRESS_URL,
+        status=429,
+        headers={"Retry-After": "Thu, 01 Jan 2026 00:00:04 GMT"},
+        body="slow down",
+    )
+    with pytest.raises(RateLimited) as info:
+        client().get_progress(PROJECT_ID)
+    assert info.value.retry_after == 4.0

@@ -1,9 +1,10 @@
-"""The four thin handlers with their sample events: AWS on moto, AI Studios on ``responses``."""
+"""The thin handlers with their sample events: AWS on moto, AI Studios on ``responses``."""
 
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -12,8 +13,9 @@ import boto3
 import pytest
 import responses
 
-from aistudios_export.client import EXPORT_PATH, PROGRESS_PATH, TOKEN_PATH
-from aistudios_export.errors import ConfigurationError, InvalidRequest
+from aistudios_export.client import EXPORT_PATH, PROBE_PROJECT_ID, PROGRESS_PATH, TOKEN_PATH
+from aistudios_export.errors import ConfigurationError, InvalidRequest, ManifestInvalid
+from aistudios_export.observability import URLLIB3_LOGGERS, strip_query_strings
 from aistudios_export.tokens import token_record
 from tests.events import load_event
 from tests.unit._fixtures import (
@@ -160,7 +162,7 @@ def test_check_progress_without_a_job(stack: Stack) -> None:
 # --- FinalizeExport ------------------------------------------------------------------------
 
 
-def test_finalize_export_stores_the_verified_video(stack: Stack) -> None:
+def serve_finished_video(stack: Stack) -> None:
     stack.api.get(
         PROGRESS_URL, json=progress(state="completed", progress=100, downloadUrl=SIGNED_URL)
     )
@@ -170,6 +172,10 @@ def test_finalize_export_stores_the_verified_video(stack: Stack) -> None:
         headers={"Content-Length": str(len(VIDEO))},
         content_type="video/mp4",
     )
+
+
+def test_finalize_export_stores_the_verified_video(stack: Stack) -> None:
+    serve_finished_video(stack)
     video = run("finalize_export", load_event("finalize_export"))
     key = f"exports/team-a/{PROJECT_ID}/1080/20260101T000000Z.mp4"
     assert T0 == 1_767_225_600.0  # the sample event's submittedAt
@@ -185,6 +191,55 @@ def test_finalize_export_stores_the_verified_video(stack: Stack) -> None:
     assert stored["Body"].read() == VIDEO
     assert stored["Metadata"]["sha256"] == video["sha256"]
     no_secret_in(video)
+
+
+def test_finalize_export_keeps_signed_url_queries_out_of_urllib3_logs(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    loggers = [logging.getLogger(name) for name in URLLIB3_LOGGERS]
+    for logger in loggers:  # as in a new container: nothing installed yet
+        monkeypatch.setattr(logger, "filters", [])
+    serve_finished_video(stack)
+
+    run("finalize_export", load_event("finalize_export"))
+
+    assert all(logger.filters == [strip_query_strings] for logger in loggers)
+
+
+# --- PrepareManifest and SummarizeBatch ----------------------------------------------------
+
+
+def stored_json(stack: Stack, key: str) -> Any:
+    return json.loads(stack.s3.get_object(Bucket=BUCKET, Key=key)["Body"].read())
+
+
+def test_prepare_manifest(stack: Stack) -> None:
+    event = load_event("prepare_manifest")
+    data = f"projectId,resolution\n{PROJECT_ID},720\nbad,720\n".encode()
+    stack.s3.put_object(Bucket=BUCKET, Key=event["request"]["key"], Body=data)
+    plan = run("prepare_manifest", event)
+    assert plan["counts"] == {"rows": 2, "accepted": 1, "rejected": 1, "duplicates": 0}
+    assert stored_json(stack, plan["itemsKey"])[0]["input"]["pollSeconds"] == 15
+
+
+def test_prepare_manifest_raises_manifest_invalid(stack: Stack) -> None:
+    event = load_event("prepare_manifest")
+    stack.s3.put_object(Bucket=BUCKET, Key=event["request"]["key"], Body=b"")
+    with pytest.raises(ManifestInvalid, match="is empty"):
+        run("prepare_manifest", event)
+
+
+def test_summarize_batch(stack: Stack) -> None:
+    event = load_event("summarize_batch")
+    request = {"projectId": PROJECT_ID, "resolution": "1080"}
+    rows = [{"name": f"{PROJECT_ID}-1080-{'0' * 20}", "input": request}]
+    stack.s3.put_object(Bucket=BUCKET, Key=event["batch"]["itemsKey"], Body=json.dumps(rows))
+    stack.s3.put_object(Bucket=BUCKET, Key=event["batch"]["rejectedKey"], Body=b"[]")
+    summary = run("summarize_batch", event)
+    # The export never ran on this (empty) account: the row is reported, the batch fails.
+    assert summary["status"] == "FAILED" and summary["error"] == "ExportsFailed"
+    report = stored_json(stack, event["batch"]["reportKey"])
+    assert report["rows"][0]["status"] == "NOT_STARTED"
 
 
 # --- RefreshToken --------------------------------------------------------------------------
@@ -216,6 +271,10 @@ def test_refresh_token_as_the_rotation_function(
     stack.api.post(
         API + TOKEN_PATH, json={"success": True, "data": {"token": "tok-ROTATED-5ecret"}}
     )
+    # testSecret asks AI Studios whether it accepts the pending token (an unknown project is
+    # an answer: the token was accepted).
+    probe = API + PROGRESS_PATH.format(project_id=PROBE_PROJECT_ID)
+    stack.api.get(probe, status=404, json={"success": False, "error": {"code": "NOT_FOUND"}})
     handler = load_handler("refresh_token")
     results: list[Any] = []
 
@@ -237,7 +296,8 @@ def test_refresh_token_as_the_rotation_function(
     assert current_token(stack) == "tok-ROTATED-5ecret"
     stages = stack.secrets.describe_secret(SecretId=stack.token_secret)["VersionIdsToStages"]
     assert "AWSCURRENT" in stages[version]
-    assert len(stack.api.calls) == 1
+    assert [c.request.url for c in stack.api.calls] == [API + TOKEN_PATH, probe]
+    assert stack.api.calls[1].request.headers["Authorization"] == "tok-ROTATED-5ecret"
 
 
 def test_rotation_event_is_routed_to_rotation(stack: Stack) -> None:

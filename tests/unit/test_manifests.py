@@ -1,54 +1,30 @@
-"""aistudios_export.manifests and the PrepareManifest/SummarizeBatch handlers.
+"""aistudios_export.manifests: a manifest's bytes to rows, rejections, duplicates and bounds.
 
-Parsing is checked on bytes; the batch steps run against moto's S3 and a fake Step Functions
-that answers DescribeExecution from a table.
+Everything here is checked on bytes; reading and writing S3 is tests/unit/test_batches.py's.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any, cast
+from typing import Any
 
-import boto3
 import pytest
-from botocore.exceptions import ClientError
 from hypothesis import given
 from hypothesis import strategies as st
 
 from aistudios_export.errors import ManifestInvalid, readable_cause
-from aistudios_export.manifests import (
-    MAX_MANIFEST_BYTES,
-    MAX_ROWS,
-    BatchSettings,
-    batch_location,
-    parse_manifest,
-    prepare_batch,
-    summarize_batch,
-)
+from aistudios_export.manifests import MAX_MANIFEST_BYTES, MAX_ROWS, parse_manifest
 from aistudios_export.naming import is_export_id
-from tests.events import load_event
-from tests.unit._fixtures import LambdaContextStub, fake_aws, load_handler
-
-if TYPE_CHECKING:
-    from mypy_boto3_s3 import S3Client
-    from mypy_boto3_stepfunctions import SFNClient
 
 P1 = "65fa6b07dca2e367461a2925"
 P2 = "65fa6b07dca2e367461a2926"
 P3 = "65fa6b07dca2e367461a2927"
 DEFAULTS = {"pollSeconds": "15", "timeoutSeconds": "1800", "stallSeconds": "600"}
-BUCKET = "aistudios-export-output"
-SETTINGS = BatchSettings(bucket=BUCKET, manifest_prefix="manifests/", results_prefix="results/")
-ARN_PREFIX = "arn:aws:states:us-east-1:123456789012:execution:stack-export:"
 
 
 def parse(text: str | bytes, key: str = "manifests/m.csv", **kwargs: Any) -> Any:
     data = text.encode() if isinstance(text, str) else text
     return parse_manifest(data, key, defaults=DEFAULTS, **kwargs)
-
-
-# --- parsing -------------------------------------------------------------------------------
 
 
 def test_csv_columns_in_any_order_and_subset() -> None:
@@ -79,6 +55,21 @@ def test_every_csv_column() -> None:
     assert item["input"]["outputPrefix"] == "team-a/"
     assert item["input"]["resolution"] == "4k"
     assert item["name"].startswith(f"{P1}-4k-")
+
+
+@pytest.mark.parametrize("written", ["team-a", "team-a/", "team-a/jan", "team-a/jan/"])
+def test_a_rows_output_prefix_ends_in_exactly_one_slash(written: str) -> None:
+    [from_csv] = parse(f"projectId,outputPrefix\n{P1},{written}\n").items
+    body = json.dumps([{"projectId": P1, "outputPrefix": written}])
+    [from_json] = parse(body, key="manifests/m.json").items
+    expected = written.removesuffix("/") + "/"
+    assert from_csv["input"]["outputPrefix"] == from_json["input"]["outputPrefix"] == expected
+
+
+def test_a_prefix_with_and_without_its_slash_is_one_export() -> None:
+    manifest = parse(f"projectId,outputPrefix\n{P1},team-a\n{P1},team-a/\n")
+    assert [i["input"]["outputPrefix"] for i in manifest.items] == ["team-a/"]
+    assert manifest.duplicates == 1
 
 
 def test_bom_crlf_blank_lines_and_padding_are_tolerated() -> None:
@@ -238,324 +229,3 @@ def test_readable_cause() -> None:
     assert readable_cause('["json", "list"]') == '["json", "list"]'
     assert readable_cause(None) is None
     assert readable_cause("") is None
-
-
-# --- PrepareManifest -----------------------------------------------------------------------
-
-
-@pytest.fixture
-def s3(monkeypatch: pytest.MonkeyPatch) -> Iterator[S3Client]:
-    with fake_aws(monkeypatch):
-        client = boto3.client("s3")
-        client.create_bucket(Bucket=BUCKET)
-        yield client
-
-
-def stored(s3: S3Client, key: str) -> Any:
-    return json.loads(s3.get_object(Bucket=BUCKET, Key=key)["Body"].read())
-
-
-def prepare(s3: S3Client, key: str, **request: Any) -> dict[str, Any]:
-    return prepare_batch(
-        {"bucket": BUCKET, "key": key, **request},
-        settings=SETTINGS,
-        defaults=DEFAULTS,
-        s3_client=s3,
-    )
-
-
-def test_prepare_writes_the_rows_and_returns_a_small_plan(s3: S3Client) -> None:
-    data = f"projectId,resolution\n{P1},720\nbad,720\n{P1},720\n".encode()
-    s3.put_object(Bucket=BUCKET, Key="manifests/jan/a.csv", Body=data)
-    plan = prepare(s3, "manifests/jan/a.csv")
-    manifest = parse_manifest(data, "manifests/jan/a.csv", defaults=DEFAULTS)
-    batch_id, prefix = batch_location(SETTINGS, "manifests/jan/a.csv", manifest.sha256)
-    assert prefix == f"results/jan/a.csv/{batch_id}/"
-    assert plan["batchId"] == batch_id == manifest.sha256[:16]
-    assert plan["manifest"]["sha256"] == manifest.sha256
-    assert plan["manifest"]["key"] == "manifests/jan/a.csv"
-    assert plan["itemsKey"] == prefix + "items.json"
-    assert plan["reportKey"] == prefix + "report.json"
-    assert plan["counts"] == {"rows": 3, "accepted": 1, "rejected": 1, "duplicates": 1}
-    assert plan["rejected"] == [r.to_dict() for r in manifest.rejected]
-    assert stored(s3, plan["itemsKey"]) == list(manifest.items)
-    assert stored(s3, plan["rejectedKey"]) == plan["rejected"]
-    assert len(json.dumps(plan)) < 2048
-
-
-def test_prepare_with_a_scope_uses_its_own_place_and_names(s3: S3Client) -> None:
-    s3.put_object(Bucket=BUCKET, Key="manifests/a.csv", Body=f"projectId\n{P1}\n".encode())
-    first = prepare(s3, "manifests/a.csv", scope="2026-01-01T03:00:00Z")
-    second = prepare(s3, "manifests/a.csv", scope="2026-01-02T03:00:00Z")
-    plain = prepare(s3, "manifests/a.csv")
-    assert len({first["itemsKey"], second["itemsKey"], plain["itemsKey"]}) == 3
-    names = {stored(s3, p["itemsKey"])[0]["name"] for p in (first, second, plain)}
-    assert len(names) == 3
-    assert first["manifest"]["scope"] == "2026-01-01T03:00:00Z"
-
-
-def test_prepare_reports_an_invalid_manifest_then_fails(s3: S3Client) -> None:
-    s3.put_object(Bucket=BUCKET, Key="manifests/a.csv", Body=b"projectId,colour\n")
-    with pytest.raises(ManifestInvalid, match="unknown column"):
-        prepare(s3, "manifests/a.csv")
-    [report_key] = [
-        o["Key"]
-        for o in s3.list_objects_v2(Bucket=BUCKET)["Contents"]
-        if o["Key"].startswith("results/")
-    ]
-    report = stored(s3, report_key)
-    assert report["status"] == "FAILED" and report["error"] == "ManifestInvalid"
-    assert "unknown column(s) 'colour'" in report["cause"]
-    assert report["rows"] == []
-
-
-def test_prepare_finds_a_url_encoded_key(s3: S3Client) -> None:
-    s3.put_object(Bucket=BUCKET, Key="manifests/team a/b+c.csv", Body=f"projectId\n{P1}\n".encode())
-    plan = prepare(s3, "manifests/team+a/b%2Bc.csv")
-    assert plan["manifest"]["key"] == "manifests/team a/b+c.csv"
-
-
-@pytest.mark.parametrize(
-    ("request_", "message"),
-    [
-        ("manifests/a.csv", 'the batch input must be a JSON object {"bucket", "key"}'),
-        ({"bucket": BUCKET}, 'the batch input must name the manifest: {"bucket", "key"}'),
-        (
-            {"bucket": "other", "key": "manifests/a.csv"},
-            "manifest bucket other is not this stack's",
-        ),
-        (
-            {"bucket": BUCKET, "key": "uploads/a.csv"},
-            "manifest uploads/a.csv is not under manifests/",
-        ),
-        (
-            {"bucket": BUCKET, "key": "manifests/a.csv", "scope": "x" * 129},
-            "scope: must be a string",
-        ),
-        ({"bucket": BUCKET, "key": "manifests/a.txt"}, "manifest manifests/a.txt: the file name"),
-        (
-            {"bucket": BUCKET, "key": "manifests/gone.csv"},
-            "manifest s3://aistudios-export-output/manifests/gone.csv does not exist",
-        ),
-    ],
-)
-def test_prepare_refuses_what_is_not_a_manifest_of_this_stack(
-    s3: S3Client, request_: Any, message: str
-) -> None:
-    with pytest.raises(ManifestInvalid) as raised:
-        prepare_batch(request_, settings=SETTINGS, defaults=DEFAULTS, s3_client=s3)
-    assert str(raised.value).startswith(message)
-    assert "Contents" not in s3.list_objects_v2(Bucket=BUCKET)  # no report, no work file
-
-
-def test_prepare_never_reads_its_own_files_even_when_prefixes_nest(s3: S3Client) -> None:
-    nested = BatchSettings(bucket=BUCKET, manifest_prefix="data/", results_prefix="data/results/")
-    s3.put_object(Bucket=BUCKET, Key="data/results/x/report.json", Body=b"[]")
-    with pytest.raises(ManifestInvalid, match="is a batch file under data/results/"):
-        prepare_batch(
-            {"bucket": BUCKET, "key": "data/results/x/report.json"},
-            settings=nested,
-            defaults=DEFAULTS,
-            s3_client=s3,
-        )
-    assert [o["Key"] for o in s3.list_objects_v2(Bucket=BUCKET)["Contents"]] == [
-        "data/results/x/report.json"
-    ]
-
-
-def test_prepare_refuses_a_too_big_object_without_reading_it(s3: S3Client) -> None:
-    s3.put_object(Bucket=BUCKET, Key="manifests/big.csv", Body=b"x" * (MAX_MANIFEST_BYTES + 1))
-    with pytest.raises(ManifestInvalid, match=f"is {MAX_MANIFEST_BYTES + 1} bytes"):
-        prepare(s3, "manifests/big.csv")
-
-
-# --- SummarizeBatch ------------------------------------------------------------------------
-
-
-class FakeStepFunctions:
-    """Answers DescribeExecution from a table of execution name → description."""
-
-    def __init__(self, executions: dict[str, dict[str, Any]]) -> None:
-        self.executions = executions
-        self.described: list[str] = []
-
-    def describe_execution(self, executionArn: str) -> dict[str, Any]:  # noqa: N803 - boto3's name
-        self.described.append(executionArn)
-        name = executionArn.removeprefix(ARN_PREFIX)
-        if name not in self.executions:
-            error = {"Error": {"Code": "ExecutionDoesNotExist", "Message": "no"}}
-            raise ClientError(error, "DescribeExecution")  # type: ignore[arg-type]
-        return {"executionArn": executionArn, **self.executions[name]}
-
-
-def video(project_id: str) -> dict[str, Any]:
-    return {
-        "bucket": BUCKET,
-        "key": f"exports/{project_id}/1080/20260101T000000Z.mp4",
-        "size": 3,
-        "sha256": "ab" * 32,
-        "contentType": "video/mp4",
-        "s3Uri": f"s3://{BUCKET}/exports/{project_id}/1080/20260101T000000Z.mp4",
-        "versionId": "v1",
-    }
-
-
-def summarize(
-    s3: S3Client,
-    executions: dict[str, dict[str, Any]],
-    *,
-    rows: str = f"projectId\n{P1}\n{P2}\n{P3}\nbad\n",
-    map_run: dict[str, Any] | None = None,
-    tolerance: float = 10,
-) -> tuple[dict[str, Any], dict[str, Any], list[str]]:
-    """Prepare a batch of P1..P3, then summarize it with the given executions."""
-    s3.put_object(Bucket=BUCKET, Key="manifests/a.csv", Body=rows.encode())
-    plan = prepare(s3, "manifests/a.csv")
-    names = [i["name"] for i in stored(s3, plan["itemsKey"])]
-    table = {names[int(k)]: v for k, v in executions.items()}
-    sfn = FakeStepFunctions(table)
-    summary = summarize_batch(
-        plan,
-        map_run,
-        tolerated_failure_percentage=tolerance,
-        execution_arn_prefix=ARN_PREFIX,
-        s3_client=s3,
-        sfn_client=cast("SFNClient", sfn),
-    )
-    assert sfn.described == [ARN_PREFIX + n for n in names]
-    return summary, stored(s3, plan["reportKey"]), names
-
-
-def succeeded(project_id: str) -> dict[str, Any]:
-    return {
-        "status": "SUCCEEDED",
-        "output": json.dumps(
-            {"projectId": project_id, "resolution": "1080", "video": video(project_id)}
-        ),
-    }
-
-
-def test_summary_reports_every_row_from_its_export(s3: S3Client) -> None:
-    failure = {
-        "status": "FAILED",
-        "error": "ExportFailed",
-        "cause": json.dumps(
-            {"errorMessage": "AI Studios reported state 'failed'", "errorType": "X"}
-        ),
-    }
-    summary, report, names = summarize(
-        s3, {"0": succeeded(P1), "1": failure, "2": succeeded(P3)}, tolerance=50
-    )
-    assert summary == {
-        "status": "SUCCEEDED",
-        "reportKey": summary["reportKey"],
-        "counts": {
-            "rows": 4,
-            "accepted": 3,
-            "rejected": 1,
-            "duplicates": 0,
-            "succeeded": 2,
-            "failed": 1,
-        },
-    }
-    assert report["status"] == "SUCCEEDED"
-    assert report["rows"] == [
-        {
-            "projectId": P1,
-            "resolution": "1080",
-            "exportId": names[0],
-            "status": "SUCCEEDED",
-            "video": video(P1),
-        },
-        {
-            "projectId": P2,
-            "resolution": "1080",
-            "exportId": names[1],
-            "status": "FAILED",
-            "error": "ExportFailed",
-            "cause": "AI Studios reported state 'failed'",
-        },
-        {
-            "projectId": P3,
-            "resolution": "1080",
-            "exportId": names[2],
-            "status": "SUCCEEDED",
-            "video": video(P3),
-        },
-    ]
-    assert report["rejected"] == [
-        {
-            "row": 4,
-            "projectId": "bad",
-            "error": "invalid request: projectId: must be a 24-character hexadecimal ObjectId",
-        }
-    ]
-    assert report["manifest"]["key"] == "manifests/a.csv"
-
-
-def test_summary_fails_the_batch_beyond_the_tolerated_share(s3: S3Client) -> None:
-    timed_out = {"status": "TIMED_OUT"}
-    summary, report, _ = summarize(s3, {"0": succeeded(P1), "1": timed_out, "2": succeeded(P3)})
-    assert summary["status"] == "FAILED"
-    assert summary["error"] == "ExportsFailed"
-    assert summary["cause"] == "1 of 3 exports did not succeed (more than the tolerated 10%)"
-    assert report["status"] == "FAILED" and report["cause"] == summary["cause"]
-    assert report["rows"][1]["status"] == "TIMED_OUT" and report["rows"][1]["error"] == "TIMED_OUT"
-
-
-def test_summary_of_a_failed_map_names_the_batch_failure(s3: S3Client) -> None:
-    map_error = {"Error": "States.ExceedToleratedFailureThreshold", "Cause": "too many failed"}
-    summary, report, _ = summarize(s3, {"0": succeeded(P1)}, map_run=map_error, tolerance=100)
-    assert summary["error"] == "BatchFailed"
-    assert summary["cause"] == (
-        "the exports stopped with States.ExceedToleratedFailureThreshold: too many failed"
-    )
-    assert [r["status"] for r in report["rows"]] == ["SUCCEEDED", "NOT_STARTED", "NOT_STARTED"]
-    assert report["rows"][1]["cause"] == "the batch ended before this export started"
-
-
-def test_summary_keeps_the_result_writer_location(s3: S3Client) -> None:
-    map_run = load_event("summarize_batch")["mapRun"]
-    _, report, _ = summarize(
-        s3, {str(i): succeeded(p) for i, p in enumerate((P1, P2, P3))}, map_run=map_run
-    )
-    assert report["status"] == "SUCCEEDED"
-    assert report["mapRun"] == map_run
-
-
-# --- handlers ------------------------------------------------------------------------------
-
-
-def test_prepare_manifest_handler(s3: S3Client) -> None:
-    event = load_event("prepare_manifest")
-    data = f"projectId,resolution\n{P1},720\nbad,720\n".encode()
-    s3.put_object(Bucket=BUCKET, Key=event["request"]["key"], Body=data)
-    plan = load_handler("prepare_manifest")(event, LambdaContextStub())
-    json.dumps(plan)
-    assert plan["counts"] == {"rows": 2, "accepted": 1, "rejected": 1, "duplicates": 0}
-    assert stored(s3, plan["itemsKey"])[0]["input"]["pollSeconds"] == 15
-
-
-def test_prepare_manifest_handler_raises_manifest_invalid(s3: S3Client) -> None:
-    event = load_event("prepare_manifest")
-    s3.put_object(Bucket=BUCKET, Key=event["request"]["key"], Body=b"")
-    with pytest.raises(ManifestInvalid, match="is empty"):
-        load_handler("prepare_manifest")(event, LambdaContextStub())
-
-
-def test_summarize_batch_handler(s3: S3Client) -> None:
-    event = load_event("summarize_batch")
-    s3.put_object(
-        Bucket=BUCKET,
-        Key=event["batch"]["itemsKey"],
-        Body=json.dumps(
-            [{"name": f"{P1}-1080-{'0' * 20}", "input": {"projectId": P1, "resolution": "1080"}}]
-        ),
-    )
-    s3.put_object(Bucket=BUCKET, Key=event["batch"]["rejectedKey"], Body=b"[]")
-    summary = load_handler("summarize_batch")(event, LambdaContextStub())
-    json.dumps(summary)
-    # The export never ran on this (empty) account: the row is reported, the batch fails.
-    assert summary["status"] == "FAILED" and summary["error"] == "ExportsFailed"
-    report = stored(s3, event["batch"]["reportKey"])
-    assert report["rows"][0]["status"] == "NOT_STARTED"

@@ -7,14 +7,17 @@ upload through a rule with a Step Functions target, with and without it.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import threading
 from collections.abc import Iterator
 from typing import Any, Literal
 
 import boto3
 import pytest
-from botocore.exceptions import ParamValidationError
+from botocore.exceptions import ClientError, ParamValidationError
 from moto import mock_aws
+from moto.secretsmanager.models import SecretsManagerBackend
 
 from aistudios_local import moto_shims
 from aistudios_local.moto_shims import ENGINE_HOOKS, MotoShims, RuleDelivery
@@ -248,3 +251,56 @@ def test_without_the_shim_an_upload_starts_nothing(engine: None) -> None:
     machine = make_rule()
     boto3.client("s3").put_object(Bucket=BUCKET, Key="manifests/jan.csv", Body=b"projectId\n")
     assert executions(machine) == []
+
+
+# --- one request at a time ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("shimmed", [True, False])
+def test_each_request_is_atomic_only_with_the_shim(
+    engine: None, monkeypatch: pytest.MonkeyPatch, shimmed: bool
+) -> None:
+    """Two PutSecretValue calls with one ClientRequestToken: AWS creates one version, refuses one.
+
+    moto checks for the token and then adds the version; a barrier in between lets two threads
+    both pass the check unless each request holds the shim's lock for its whole length.
+    """
+    sm = boto3.client("secretsmanager")
+    sm.create_secret(Name="leased", SecretString="{}")
+    both_checked = threading.Barrier(2)
+    original = SecretsManagerBackend._check_with_existing_secrets_and_versions
+
+    def check_then_wait(self: Any, *args: Any, **kwargs: Any) -> Any:
+        answer = original(self, *args, **kwargs)
+        # A bound, not a timing: with the lock held, the other thread never arrives.
+        with contextlib.suppress(threading.BrokenBarrierError):
+            both_checked.wait(timeout=1)
+        return answer
+
+    monkeypatch.setattr(
+        SecretsManagerBackend, "_check_with_existing_secrets_and_versions", check_then_wait
+    )
+    outcomes: list[str] = []
+
+    def put(value: str) -> None:
+        client = boto3.client("secretsmanager")
+        try:
+            client.put_secret_value(
+                SecretId="leased",
+                ClientRequestToken="11111111-2222-4333-8444-555555555555",
+                SecretString=value,
+            )
+            outcomes.append("created")
+        except ClientError as e:
+            outcomes.append(e.response["Error"]["Code"])
+
+    with moto_shims.atomic_requests() if shimmed else contextlib.nullcontext():
+        threads = [threading.Thread(target=put, args=(v,)) for v in ('{"a": 1}', '{"b": 2}')]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=30)
+    if shimmed:
+        assert sorted(outcomes) == ["ResourceExistsException", "created"]
+    else:
+        assert outcomes == ["created", "created"], "moto alone lets both writers through"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import itertools
+import json
 import signal
 import subprocess
 import sys
@@ -22,6 +23,9 @@ from aistudios_local.simulator import (
     video_bytes,
     video_sha256,
 )
+from aistudios_local.simulator.endpoints import SimulatedApi
+from aistudios_local.simulator.messages import Request
+from aistudios_local.simulator.state import SimulatorState
 
 TIMEOUT = 5
 SAMPLE_ID = "65fa6b07dca2e367461a2925"
@@ -484,6 +488,69 @@ def test_unknown_route_answers_404(sim: AiStudiosSimulator) -> None:
     resp = requests.get(f"{sim.base_url}/api/odin/v3/nothing", timeout=TIMEOUT)
     assert resp.status_code == 404
     assert error_code(resp) == "NOT_FOUND"
+
+
+# -- the endpoints without a server -------------------------------------------------------------
+
+
+def offline_api(**scenario: Any) -> SimulatedApi:
+    state = SimulatorState(
+        app_id="app", user_key="key", default_scenario=Scenario(**scenario), video_size=100
+    )
+    return SimulatedApi(state)
+
+
+def request(method: str, target: str, token: str | None = None, body: object = None) -> Request:
+    parts = urlsplit(target)
+    raw = json.dumps(body).encode() if body is not None else b""
+    return Request(method, parts.path, parts.query, token, raw, "http://localhost:9")
+
+
+def test_endpoints_answer_and_record_a_whole_export_without_a_server() -> None:
+    api = offline_api(progress_steps=(100.0,))
+    minted = api.dispatch(request("POST", TOKEN_PATH, body={"appId": "app", "userKey": "key"}))
+    token = json.loads(minted.body)["data"]["token"]
+    accepted = api.dispatch(request("POST", EXPORT_PATH, token, {"projectId": SAMPLE_ID}))
+    assert json.loads(accepted.body) == {"success": True, "data": {"projectId": SAMPLE_ID}}
+    done = api.dispatch(request("GET", f"/api/odin/v3/editor/progress/{SAMPLE_ID}", token))
+    url: str = json.loads(done.body)["data"]["downloadUrl"]
+    assert url.startswith("http://localhost:9/downloads/")
+    video = api.dispatch(request("GET", url.removeprefix("http://localhost:9")))
+    assert (video.status, video.content_type, video.cut) == (200, "video/mp4", False)
+    assert video.video is not None
+    assert (video.video.project_id, video.video.resolution, video.video.size) == (
+        SAMPLE_ID,
+        "1080",
+        100,
+    )
+    calls = api.state.answered()
+    assert [(c.method, c.status, c.project_id, c.authorized) for c in calls] == [
+        ("POST", 200, None, False),
+        ("POST", 200, SAMPLE_ID, True),
+        ("GET", 200, SAMPLE_ID, True),
+        ("GET", 200, SAMPLE_ID, False),
+    ]
+    assert api.state.counts(SAMPLE_ID) == (1, 1)
+    assert api.state.minted_over_http() == 1
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("POST", f"/api/odin/v3/editor/progress/{SAMPLE_ID}"),
+        ("HEAD", f"/api/odin/v3/editor/project/{SAMPLE_ID}"),
+        ("GET", TOKEN_PATH),
+        ("GET", "/downloads/abc.mp4/more"),
+    ],
+)
+def test_a_route_answers_only_its_own_methods_and_whole_paths(method: str, path: str) -> None:
+    api = offline_api()
+    answer = api.dispatch(request(method, path, api.state.issue_token(), {"projectId": SAMPLE_ID}))
+    assert answer.status == 404
+    assert json.loads(answer.body)["error"]["code"] == "NOT_FOUND"
+    assert [(c.status, c.project_id, c.authorized) for c in api.state.answered()] == [
+        (404, None, True)
+    ]
 
 
 @pytest.mark.parametrize("size", [0, 5, 32, 40, 41, 65_536 + 40, 200_001])

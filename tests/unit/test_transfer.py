@@ -20,13 +20,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-import boto3
 import pytest
 import requests
 from botocore.exceptions import ClientError
-from moto import mock_aws
 
-from aistudios_export import transfer
+from aistudios_export import checksums
 from aistudios_export.errors import (
     ConfigurationError,
     DownloadInterrupted,
@@ -35,14 +33,23 @@ from aistudios_export.errors import (
     ForbiddenDownloadUrl,
     StorageError,
 )
+from aistudios_export.observability import install_url_redaction
 from aistudios_export.transfer import StoredObject, copy_url_to_s3
 from aistudios_export.urlguard import UrlPolicy
+from tests.unit._s3 import (
+    BUCKET,
+    S3Calls,
+    assert_nothing_stored,
+    failing,
+    fresh_buckets,
+    moto_s3,
+    patch_client,
+)
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
 
 PART = 5 * 1024 * 1024  # S3's (and moto's) smallest non-last part
-BUCKET = "videos"
 KEY = "exports/p1/1080p/video.mp4"
 SECRET = "X-Amz-Signature=s3cr3t"
 METADATA = {"projectid": "p1", "resolution": "1080p"}
@@ -141,51 +148,17 @@ def server(running_server: DownloadServer) -> DownloadServer:
 # --- S3 -----------------------------------------------------------------------------
 
 
-class S3Calls:
-    """What the code under test asked of S3, seen through botocore's event hooks."""
-
-    def __init__(self, client: S3Client) -> None:
-        self.operations: list[str] = []
-        self.part_sizes: list[int] = []
-        self.client = client
-        client.meta.events.register("before-parameter-build.s3", self._record)
-
-    def close(self) -> None:
-        self.client.meta.events.unregister("before-parameter-build.s3", self._record)
-
-    def _record(self, params: dict[str, Any], model: Any, **_: Any) -> None:
-        self.operations.append(model.name)
-        if model.name == "UploadPart":
-            self.part_sizes.append(len(params["Body"].getvalue()))
-
-
 @pytest.fixture(scope="module")
 def s3_client() -> Iterator[S3Client]:
     """One moto S3 for the module (starting moto per test would dominate the run time)."""
-    with pytest.MonkeyPatch.context() as mp:
-        for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"):
-            mp.setenv(name, "testing")
-        mp.setenv("AWS_DEFAULT_REGION", "us-east-1")
-        with mock_aws():
-            yield boto3.client("s3", region_name="us-east-1")
+    with moto_s3() as client:
+        yield client
 
 
 @pytest.fixture
 def s3(s3_client: S3Client) -> S3Client:
     """The module's client with a fresh, empty, versioned BUCKET."""
-    for bucket in (BUCKET, "plain"):
-        if bucket in {b["Name"] for b in s3_client.list_buckets().get("Buckets", [])}:
-            versions = s3_client.list_object_versions(Bucket=bucket)
-            for item in [*versions.get("Versions", []), *versions.get("DeleteMarkers", [])]:
-                s3_client.delete_object(Bucket=bucket, Key=item["Key"], VersionId=item["VersionId"])
-            for upload in s3_client.list_multipart_uploads(Bucket=bucket).get("Uploads", []):
-                s3_client.abort_multipart_upload(
-                    Bucket=bucket, Key=upload["Key"], UploadId=upload["UploadId"]
-                )
-            s3_client.delete_bucket(Bucket=bucket)
-    s3_client.create_bucket(Bucket=BUCKET)
-    s3_client.put_bucket_versioning(Bucket=BUCKET, VersioningConfiguration={"Status": "Enabled"})
-    return s3_client
+    return fresh_buckets(s3_client, "plain")
 
 
 @pytest.fixture
@@ -196,22 +169,22 @@ def calls(s3: S3Client) -> Iterator[S3Calls]:
 
 
 def urls(*values: str) -> tuple[Callable[[], str], list[str]]:
-    """A fresh_url that hands out ``values`` in turn (the last one forever) and logs calls."""
+    """An ask_download_url handing out ``values`` in turn (the last one forever), logging calls."""
     handed: list[str] = []
 
-    def fresh_url() -> str:
+    def ask_download_url() -> str:
         handed.append(values[min(len(handed), len(values) - 1)])
         return handed[-1]
 
-    return fresh_url, handed
+    return ask_download_url, handed
 
 
 def copy(
-    fresh_url: Callable[[], str], s3: S3Client, server: DownloadServer, **kwargs: Any
+    ask_download_url: Callable[[], str], s3: S3Client, server: DownloadServer, **kwargs: Any
 ) -> StoredObject:
     kwargs.setdefault("part_size", PART)
     return copy_url_to_s3(
-        fresh_url,
+        ask_download_url,
         s3_client=s3,
         bucket=kwargs.pop("bucket", BUCKET),
         key=KEY,
@@ -219,13 +192,6 @@ def copy(
         policy=UrlPolicy.from_trusted_origin(server.origin),
         **kwargs,
     )
-
-
-def assert_nothing_stored(s3: S3Client, bucket: str = BUCKET) -> None:
-    versions = s3.list_object_versions(Bucket=bucket)
-    assert versions.get("Versions", []) == []
-    assert versions.get("DeleteMarkers", []) == []
-    assert s3.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
 
 
 def assert_stored(s3: S3Client, stored: StoredObject, data: bytes) -> None:
@@ -256,9 +222,9 @@ def test_streams_the_video_into_one_verified_version(
 ) -> None:
     data = payload(size)
     server.routes["/video"] = serve(data)
-    fresh_url, handed = urls(server.url("/video"))
+    ask_download_url, handed = urls(server.url("/video"))
 
-    stored = copy(fresh_url, s3, server)
+    stored = copy(ask_download_url, s3, server)
 
     assert_stored(s3, stored, data)
     assert stored.version_id is not None
@@ -292,8 +258,8 @@ def test_an_unversioned_bucket_keeps_the_object(server: DownloadServer, s3: S3Cl
 def test_objects_over_the_copy_limit_get_a_multipart_copy(
     server: DownloadServer, s3: S3Client, calls: S3Calls, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(transfer, "MAX_COPY_OBJECT_SIZE", PART)
-    monkeypatch.setattr(transfer, "COPY_PART_SIZE", PART)
+    monkeypatch.setattr(checksums, "MAX_COPY_OBJECT_SIZE", PART)
+    monkeypatch.setattr(checksums, "COPY_PART_SIZE", PART)
     data = payload(2 * PART + 99)
     server.routes["/video"] = serve(data)
 
@@ -311,6 +277,7 @@ def test_logs_show_only_redacted_urls(
     server.routes["/video"] = serve(payload(100))
     caplog.set_level(logging.DEBUG, logger="aistudios-export")
     caplog.set_level(logging.DEBUG, logger="urllib3")
+    install_url_redaction()
 
     copy(urls(server.url("/start"))[0], s3, server)
 
@@ -361,9 +328,9 @@ def test_a_redirect_to_a_forbidden_host_is_refused_before_connecting(
 
 
 def test_a_forbidden_first_url_is_never_fetched(server: DownloadServer, s3: S3Client) -> None:
-    fresh_url, handed = urls("https://10.0.0.1/video.mp4")
+    ask_download_url, handed = urls("https://10.0.0.1/video.mp4")
     with pytest.raises(ForbiddenDownloadUrl, match="private address"):
-        copy(fresh_url, s3, server)
+        copy(ask_download_url, s3, server)
     assert handed == ["https://10.0.0.1/video.mp4"]
 
 
@@ -384,9 +351,9 @@ def test_a_403_asks_for_a_fresh_url(server: DownloadServer, s3: S3Client) -> Non
     data = payload(4000)
     server.routes["/expired"] = status(403)
     server.routes["/video"] = serve(data)
-    fresh_url, handed = urls(server.url("/expired"), server.url("/video"))
+    ask_download_url, handed = urls(server.url("/expired"), server.url("/video"))
 
-    stored = copy(fresh_url, s3, server)
+    stored = copy(ask_download_url, s3, server)
 
     assert_stored(s3, stored, data)
     assert len(handed) == 2
@@ -397,10 +364,10 @@ def test_403_forever_is_download_url_expired(
     server: DownloadServer, s3: S3Client, calls: S3Calls
 ) -> None:
     server.routes["/expired"] = status(403)
-    fresh_url, handed = urls(server.url("/expired"))
+    ask_download_url, handed = urls(server.url("/expired"))
 
     with pytest.raises(DownloadUrlExpired) as info:
-        copy(fresh_url, s3, server, max_url_refreshes=2)
+        copy(ask_download_url, s3, server, max_url_refreshes=2)
 
     assert len(handed) == 3
     assert "s3cr3t" not in str(info.value)
@@ -421,10 +388,10 @@ def test_error_statuses_are_translated(
     server: DownloadServer, s3: S3Client, calls: S3Calls, code: int, error: type[Exception]
 ) -> None:
     server.routes["/video"] = status(code)
-    fresh_url, handed = urls(server.url("/video"))
+    ask_download_url, handed = urls(server.url("/video"))
 
     with pytest.raises(error, match=str(code)):
-        copy(fresh_url, s3, server)
+        copy(ask_download_url, s3, server)
 
     assert len(handed) == 1
     assert calls.operations == []
@@ -510,30 +477,6 @@ def test_a_refused_connection_is_interrupted_without_leaking_the_url(s3: S3Clien
 
 
 # --- S3 failures --------------------------------------------------------------------
-
-
-def failing(operation: str, *, after: int = 0) -> Callable[..., Any]:
-    """A client method that succeeds ``after`` times, then raises S3's InternalError."""
-    count = 0
-
-    def call(original: Callable[..., Any], **kwargs: Any) -> Any:
-        nonlocal count
-        count += 1
-        if count > after:
-            raise ClientError({"Error": {"Code": "InternalError", "Message": "boom"}}, operation)
-        return original(**kwargs)
-
-    return call
-
-
-def patch_client(
-    monkeypatch: pytest.MonkeyPatch,
-    s3: S3Client,
-    name: str,
-    wrapper: Callable[..., Any],
-) -> None:
-    original = getattr(s3, name)
-    monkeypatch.setattr(s3, name, lambda **kwargs: wrapper(original, **kwargs))
 
 
 def test_an_upload_part_failure_aborts_and_leaves_nothing(

@@ -8,15 +8,20 @@ so that the state machine refreshes the token exactly once.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import email.utils
+import hashlib
+import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
+from urllib.parse import urlsplit
 
 import requests
 from aws_lambda_powertools import Logger
 
 from aistudios_export.errors import (
     ApiError,
+    ConfigurationError,
     NetworkError,
     RateLimited,
     RequestRejected,
@@ -32,6 +37,51 @@ PROGRESS_PATH = "/api/odin/v3/editor/progress/{project_id}"
 
 DEFAULT_TIMEOUT = (3.05, 15.0)
 """(connect, read) seconds for every API call."""
+PROBE_PROJECT_ID = "0" * 24
+"""A project id no account has: asking for its progress proves only that a token is accepted."""
+
+
+def token_fingerprint(token: str) -> str:
+    """Name a token without revealing it: 16 hex digits of its SHA-256 (``"none"`` for no token).
+
+    Examples
+    --------
+    >>> token_fingerprint("")
+    'none'
+    >>> len(token_fingerprint("a-token"))
+    16
+    """
+    return hashlib.sha256(token.encode()).hexdigest()[:16] if token else "none"
+
+
+def check_base_url(base_url: str) -> str:
+    """Return ``base_url`` without its trailing ``/``, or refuse what is not an http(s) origin.
+
+    Raises
+    ------
+    ConfigurationError
+        Naming the value when it has no http(s) scheme or host, or carries a path, query or
+        user info.
+    """
+    try:
+        parts = urlsplit(base_url.strip())
+        parts.port  # noqa: B018 - raises ValueError on a malformed port
+    except ValueError:
+        parts = None
+    if (
+        parts is None
+        or parts.scheme not in ("http", "https")
+        or not parts.hostname
+        or "@" in parts.netloc
+        or parts.path not in ("", "/")
+        or parts.query
+        or parts.fragment
+    ):
+        raise ConfigurationError(
+            f"the AI Studios API URL {base_url[:200]!r} is not an http(s) origin "
+            "such as https://app.aistudios.com"
+        )
+    return f"{parts.scheme}://{parts.netloc}"
 
 
 class TokenSource(Protocol):
@@ -71,6 +121,11 @@ class AiStudiosClient:
         A ``requests.Session`` to reuse connections; a new one by default.
     timeout
         ``(connect, read)`` seconds applied to every call.
+    rate_limit_wait
+        Seconds this client may spend in all waiting out ``Retry-After`` of 429 answers before
+        it raises :class:`RateLimited` (0: raise at once, and let the state machine back off).
+    sleep
+        Pauses between a 429 and the next try (tests pass a fake).
     """
 
     def __init__(
@@ -80,11 +135,15 @@ class AiStudiosClient:
         *,
         session: requests.Session | None = None,
         timeout: tuple[float, float] = DEFAULT_TIMEOUT,
+        rate_limit_wait: float = 0.0,
+        sleep: Callable[[float], None] = time.sleep,
     ) -> None:
-        self.base_url = base_url.rstrip("/")
+        self.base_url = check_base_url(base_url)
         self._token = token
         self._session = session or requests.Session()
         self._timeout = timeout
+        self._rate_limit_wait = rate_limit_wait
+        self._sleep = sleep
 
     # --- endpoints ------------------------------------------------------------------------
 
@@ -99,6 +158,26 @@ class AiStudiosClient:
                 "token answer has no data.token", method="POST", path=TOKEN_PATH
             )
         return token
+
+    def accepts_token(self, token: str) -> bool:
+        """Tell whether the API accepts ``token``, with one harmless authenticated call.
+
+        The call asks for the progress of :data:`PROBE_PROJECT_ID`: any answer but a refusal
+        of the token (401/403), an unknown project included, means the token works.
+
+        Raises
+        ------
+        NetworkError, RateLimited, ServiceUnavailable
+            When the API could not give an answer either way.
+        """
+        path = PROGRESS_PATH.format(project_id=PROBE_PROJECT_ID)
+        try:
+            self._once("GET", path, None, token=token)
+        except Unauthorized:
+            return False
+        except RequestRejected:
+            return True
+        return True
 
     def submit_export(self, body: Mapping[str, str]) -> str:
         """Ask AI Studios to export a project; return the project id it answers with."""
@@ -135,6 +214,24 @@ class AiStudiosClient:
     def _call(
         self, method: str, path: str, *, json: Mapping[str, Any] | None = None, auth: bool = True
     ) -> dict[str, Any]:
+        """Make one call, waiting out what ``Retry-After`` asks for within the wait budget."""
+        waited = 0.0
+        for attempt in range(MAX_THROTTLED_TRIES):
+            try:
+                return self._call_authorized(method, path, json=json, auth=auth)
+            except RateLimited as throttled:
+                delay = throttled.retry_after
+                last = attempt == MAX_THROTTLED_TRIES - 1
+                if delay is None or last or waited + delay > self._rate_limit_wait:
+                    raise
+            logger.info("throttled by AI Studios; waiting as asked", extra={"seconds": delay})
+            self._sleep(delay)
+            waited += delay
+        raise AssertionError("unreachable: the last try raises")  # pragma: no cover
+
+    def _call_authorized(
+        self, method: str, path: str, *, json: Mapping[str, Any] | None, auth: bool
+    ) -> dict[str, Any]:
         if not auth:
             return self._once(method, path, json, token=None)
         if self._token is None:
@@ -142,12 +239,15 @@ class AiStudiosClient:
         token = self._token()
         try:
             return self._once(method, path, json, token=token)
-        except Unauthorized:
+        except Unauthorized as refused:
             fresh = self._token(fresh=True)
             if not fresh or fresh == token:
-                raise
-            logger.info("token was replaced since it was cached; repeating the call once")
+                raise _naming_token(refused, token) from None
+        logger.info("token was replaced since it was cached; repeating the call once")
+        try:
             return self._once(method, path, json, token=fresh)
+        except Unauthorized as refused:
+            raise _naming_token(refused, fresh) from None
 
     def _once(
         self, method: str, path: str, json: Mapping[str, Any] | None, *, token: str | None
@@ -157,15 +257,16 @@ class AiStudiosClient:
             if not token:
                 raise Unauthorized("the token secret holds no token yet", method=method, path=path)
             headers["Authorization"] = token
+        url = self.base_url + path
         try:
             response = self._session.request(
-                method, self.base_url + path, json=json, headers=headers, timeout=self._timeout
+                method, url, json=json, headers=headers, timeout=self._timeout
             )
-        except requests.Timeout as e:
-            raise NetworkError(f"{method} {path} timed out", method=method, path=path) from e
         except requests.RequestException as e:
             raise NetworkError(
-                f"{method} {path} failed: {type(e).__name__}", method=method, path=path
+                f"{method} {url} failed: {_network_failure(e)} ({type(e).__name__})",
+                method=method,
+                path=path,
             ) from e
         return self._raise_for_error(method, path, response)
 
@@ -190,7 +291,9 @@ class AiStudiosClient:
             retry_after = response.headers.get("Retry-After")
             if retry_after:
                 detail += f", Retry-After {retry_after[:20]}"
-            exc = RateLimited
+            throttled = RateLimited(detail, **kwargs)
+            throttled.retry_after = _seconds_to_wait(retry_after, time.time())
+            raise throttled
         elif status >= 500:
             exc = ServiceUnavailable
         elif status >= 400:
@@ -206,3 +309,65 @@ class AiStudiosClient:
         if not isinstance(data, dict):
             raise ServiceUnavailable(f"{where} without a data object", **kwargs)
         return data
+
+
+def _naming_token(refused: Unauthorized, token: str) -> Unauthorized:
+    """Return ``refused`` again, now naming the token that was refused (by fingerprint)."""
+    return Unauthorized(
+        str(refused),
+        method=refused.method,
+        path=refused.path,
+        status=refused.status,
+        code=refused.code,
+        token_fingerprint=token_fingerprint(token),
+    )
+
+
+def _network_failure(error: requests.RequestException) -> str:
+    """Say in words what failed on the way to the API: the reason, not the exception's text."""
+    text = repr(error)
+    if isinstance(error, requests.ConnectTimeout):
+        return "the connection timed out"
+    if isinstance(error, requests.Timeout):
+        return "the answer timed out"
+    if "NameResolutionError" in text or "Name or service not known" in text or "gaierror" in text:
+        return "the host name does not resolve"
+    if "Connection refused" in text or "ConnectionRefusedError" in text:
+        return "the connection was refused (nothing listens on that port)"
+    if isinstance(error, requests.exceptions.SSLError):
+        return "the TLS handshake failed"
+    if "reset" in text.lower() or "RemoteDisconnected" in text or "aborted" in text.lower():
+        return "the connection was reset before an answer arrived"
+    return "the connection failed"
+
+
+MAX_THROTTLED_TRIES = 3
+"""Tries of one call within one invocation, whatever ``Retry-After`` says (a past date is 0 s)."""
+MAX_RETRY_AFTER_SECONDS = 3600.0
+"""A ``Retry-After`` beyond this is a lie or a mistake: it is read as this."""
+
+
+def _seconds_to_wait(retry_after: str | None, now: float) -> float | None:
+    """Read ``Retry-After`` (delay seconds or an HTTP date) as seconds; None when unreadable.
+
+    Examples
+    --------
+    >>> _seconds_to_wait("7", 0.0)
+    7.0
+    >>> _seconds_to_wait("-3", 0.0) is None
+    True
+    >>> _seconds_to_wait("Thu, 01 Jan 1970 00:00:10 GMT", 4.0)
+    6.0
+    """
+    text = (retry_after or "").strip()
+    if not text:
+        return None
+    if text.isascii() and text.isdigit():
+        return min(float(text[:8]), MAX_RETRY_AFTER_SECONDS)
+    try:
+        when = email.utils.parsedate_to_datetime(text)
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
+    if when.tzinfo is None:
+        return None
+    return min(max(when.timestamp() - now, 0.0), MAX_RETRY_AFTER_SECONDS)

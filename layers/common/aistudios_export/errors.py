@@ -11,6 +11,7 @@ token, an appId/userKey, or a signed URL's query string.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable
 
 type Problem = tuple[str, str]
@@ -116,7 +117,36 @@ class ApiError(ExportError):
 
 
 class Unauthorized(ApiError, FinalError):
-    """The API refused the token (HTTP 401/403) even after re-reading the token secret."""
+    """The API refused the token (HTTP 401/403) even after re-reading the token secret.
+
+    ``token_fingerprint`` (see :func:`aistudios_export.client.token_fingerprint`) names the
+    refused token without revealing it; it ends the message, so that the refresher the state
+    machine runs next learns from the error's cause which token to replace.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        method: str = "",
+        path: str = "",
+        status: int | None = None,
+        code: str | None = None,
+        token_fingerprint: str | None = None,
+    ) -> None:
+        if token_fingerprint is not None:
+            message = f"{message} (refused token {token_fingerprint})"
+        super().__init__(message, method=method, path=path, status=status, code=code)
+        self.token_fingerprint = token_fingerprint
+
+    @classmethod
+    def refused_fingerprint(cls, cause: object) -> str | None:
+        """Return the refused token's fingerprint from a Step Functions cause, if it names one."""
+        found = _REFUSED_TOKEN.search(readable_cause(cause) or "")
+        return found[1] if found else None
+
+
+_REFUSED_TOKEN = re.compile(r"\(refused token ([0-9a-f]{16}|none)\)$")
 
 
 class RequestRejected(ApiError, FinalError):
@@ -124,7 +154,9 @@ class RequestRejected(ApiError, FinalError):
 
 
 class RateLimited(ApiError, TransientError):
-    """The API answered 429."""
+    """The API answered 429; ``retry_after`` is its ``Retry-After`` in seconds, when it gave one."""
+
+    retry_after: float | None = None
 
 
 class ServiceUnavailable(ApiError, TransientError):

@@ -12,8 +12,8 @@ same file uploaded twice names the same executions and exports nothing twice), p
 rejected rows with their errors. A file that cannot be read as rows at all raises
 :class:`~aistudios_export.errors.ManifestInvalid`, whose message says exactly what is wrong.
 
-:func:`prepare_batch` and :func:`summarize_batch` are the batch state machine's first and last
-steps: they read and write S3 and describe executions, and know nothing of Lambda events.
+This module only reads bytes; :mod:`aistudios_export.batches` fetches them from S3 and writes
+what the batch state machine needs.
 """
 
 from __future__ import annotations
@@ -24,39 +24,18 @@ import io
 import json
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
-from urllib.parse import unquote_plus
+from typing import Any
 
-from botocore.exceptions import BotoCoreError, ClientError
-
-from aistudios_export.aws_errors import error_code, translate
-from aistudios_export.errors import (
-    BatchFailed,
-    ExportsFailed,
-    InvalidRequest,
-    ManifestInvalid,
-    NotStarted,
-    readable_cause,
-)
+from aistudios_export.errors import InvalidRequest, ManifestInvalid
 from aistudios_export.models import ExportRequest
 from aistudios_export.naming import execution_name
-
-if TYPE_CHECKING:
-    from mypy_boto3_s3 import S3Client
-    from mypy_boto3_stepfunctions import SFNClient
 
 CSV_COLUMNS = ("projectId", "resolution", "workspaceId", "outputPrefix")
 """The columns a CSV manifest may have; only ``projectId`` is required."""
 MAX_MANIFEST_BYTES = 5 * 1024 * 1024
 MAX_ROWS = 10_000
 """Bounds of one manifest: the batch stays one Distributed Map run of bounded cost."""
-MAX_SCOPE_LENGTH = 128
-REPORTED_REJECTIONS = 25
-"""Rejected rows carried in the state machine's data; the report in S3 lists them all."""
 _JSON_TYPES = {dict: "object", str: "string", int: "number", float: "number", bool: "boolean"}
-
-
-# --- parsing ---------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -133,6 +112,17 @@ def manifest_format(key: str) -> str:
     raise ManifestInvalid(f"manifest {key}: the file name must end in .csv or .json")
 
 
+def too_big(key: str, size: int) -> ManifestInvalid:
+    """Return the error of a manifest of ``size`` bytes, over :data:`MAX_MANIFEST_BYTES`.
+
+    One message whether the size is known before reading (S3's ``ContentLength``) or after.
+    """
+    return ManifestInvalid(
+        f"manifest {key} is {size} bytes; at most {MAX_MANIFEST_BYTES} are allowed "
+        "(split it into several files)"
+    )
+
+
 def parse_manifest(
     data: bytes,
     key: str,
@@ -161,10 +151,7 @@ def parse_manifest(
     """
     fmt = manifest_format(key)
     if len(data) > MAX_MANIFEST_BYTES:
-        raise ManifestInvalid(
-            f"manifest {key} is {len(data)} bytes; at most {MAX_MANIFEST_BYTES} are allowed "
-            "(split it into several files)"
-        )
+        raise too_big(key, len(data))
     text = _decode(data, key)
     if not text.strip():
         raise ManifestInvalid(f"manifest {key} is empty")
@@ -282,286 +269,3 @@ def _json_rows(text: str, key: str) -> Iterator[_Row]:
 def _project_hint(raw: Any) -> str | None:
     value = raw.get("projectId") if isinstance(raw, Mapping) else None
     return value if isinstance(value, str) and 0 < len(value) <= 64 else None
-
-
-# --- the batch state machine's steps -----------------------------------------------------
-
-
-@dataclass(frozen=True)
-class BatchSettings:
-    """Where a batch reads and writes (template parameters, through the state machine).
-
-    Attributes
-    ----------
-    bucket
-        The stack's bucket: manifests, results and videos live there.
-    manifest_prefix
-        Manifests are read only under this prefix.
-    results_prefix
-        Work files and reports go under it, never under ``manifest_prefix``.
-    """
-
-    bucket: str
-    manifest_prefix: str
-    results_prefix: str
-
-
-def prepare_batch(
-    request: Any,
-    *,
-    settings: BatchSettings,
-    defaults: Mapping[str, Any] | None,
-    s3_client: S3Client,
-) -> dict[str, Any]:
-    """Read and check the manifest named by ``request``; write the rows for the Map.
-
-    Parameters
-    ----------
-    request
-        The batch input, ``{"bucket", "key"}`` (from the S3 rule or a schedule), optionally
-        with ``"scope"``: a schedule's run, so that each run exports again.
-    settings
-        Where the stack keeps manifests and results.
-    defaults
-        The export defaults for rows that do not set them.
-    s3_client
-        Reads the manifest, writes ``items.json`` and ``rejected.json``.
-
-    Returns
-    -------
-    dict
-        The batch plan: manifest, keys of the work files and report, counts, and the first
-        rejected rows.
-
-    Raises
-    ------
-    ManifestInvalid
-        When the input or the file is not a usable manifest (also written as the batch report
-        when the file could be read).
-    StorageError
-        When S3 fails in a way worth retrying.
-    """
-    bucket, key, scope = _batch_input(request, settings)
-    data, key, version = _read_manifest(s3_client, bucket, key)
-    digest = hashlib.sha256(data).hexdigest()
-    batch_id, prefix = batch_location(settings, key, digest, scope)
-    manifest_info: dict[str, Any] = {"bucket": bucket, "key": key, "sha256": digest}
-    if version:
-        manifest_info["versionId"] = version
-    if scope:
-        manifest_info["scope"] = scope
-    plan: dict[str, Any] = {
-        "manifest": manifest_info,
-        "batchId": batch_id,
-        "bucket": bucket,
-        "resultsPrefix": prefix,
-        "itemsKey": prefix + "items.json",
-        "rejectedKey": prefix + "rejected.json",
-        "reportKey": prefix + "report.json",
-    }
-    try:
-        manifest = parse_manifest(data, key, defaults=defaults, scope=scope)
-    except ManifestInvalid as e:
-        report = {"manifest": manifest_info, "status": "FAILED", "error": ManifestInvalid.__name__}
-        _put_json(s3_client, bucket, plan["reportKey"], {**report, "cause": str(e), "rows": []})
-        raise
-    rejected = [r.to_dict() for r in manifest.rejected]
-    _put_json(s3_client, bucket, plan["itemsKey"], list(manifest.items))
-    _put_json(s3_client, bucket, plan["rejectedKey"], rejected)
-    plan["counts"] = {
-        "rows": manifest.rows,
-        "accepted": len(manifest.items),
-        "rejected": len(rejected),
-        "duplicates": manifest.duplicates,
-    }
-    plan["rejected"] = rejected[:REPORTED_REJECTIONS]
-    return plan
-
-
-def batch_location(
-    settings: BatchSettings, key: str, sha256: str, scope: str = ""
-) -> tuple[str, str]:
-    """Return ``(batch id, prefix)`` of a manifest's batch files: items, rejected rows, report.
-
-    The same bytes at the same key (and the same schedule run) always land in the same place,
-    ``{results prefix}{key below the manifest prefix}/{batch id}/``.
-    """
-    batch_id = (
-        hashlib.sha256(f"{sha256}:{scope}".encode()).hexdigest()[:16] if scope else sha256[:16]
-    )
-    relative = (
-        key[len(settings.manifest_prefix) :] if key.startswith(settings.manifest_prefix) else key
-    )
-    return batch_id, f"{settings.results_prefix}{relative}/{batch_id}/"
-
-
-def summarize_batch(
-    batch: Mapping[str, Any],
-    map_run: Mapping[str, Any] | None,
-    *,
-    tolerated_failure_percentage: float,
-    execution_arn_prefix: str,
-    s3_client: S3Client,
-    sfn_client: SFNClient,
-) -> dict[str, Any]:
-    """Write the batch report (every row's outcome) and decide whether the batch succeeded.
-
-    Each row's outcome is read from its export execution, found by its deterministic name, so
-    a row answered from an earlier upload reports that upload's video.
-
-    Parameters
-    ----------
-    batch
-        The plan :func:`prepare_batch` returned.
-    map_run
-        The Map state's result, or its error (``{"Error", "Cause"}``) when the Map failed.
-    tolerated_failure_percentage
-        The batch fails when a larger share of its exports did not succeed.
-    execution_arn_prefix
-        ``arn:...:execution:{export state machine}:``; a row's name completes it.
-    s3_client, sfn_client
-        Read the work files and write the report; describe the exports.
-
-    Returns
-    -------
-    dict
-        ``{"status", "reportKey", "counts", "error"?, "cause"?}``.
-    """
-    bucket = str(batch["bucket"])
-    items = _get_json(s3_client, bucket, str(batch["itemsKey"]))
-    rejected = _get_json(s3_client, bucket, str(batch["rejectedKey"]))
-    rows = [_row_outcome(sfn_client, execution_arn_prefix, item) for item in items]
-    failed = sum(1 for r in rows if r["status"] != "SUCCEEDED")
-    counts = {
-        **batch.get("counts", {}),
-        "succeeded": len(rows) - failed,
-        "failed": failed,
-    }
-    summary: dict[str, Any] = {"status": "SUCCEEDED", "reportKey": batch["reportKey"]}
-    if map_run and map_run.get("Error"):
-        # Error names under "States." are reserved: name the batch's failure, keep the cause.
-        cause = readable_cause(map_run.get("Cause")) or "no cause given"
-        summary |= {
-            "status": "FAILED",
-            "error": BatchFailed.__name__,
-            "cause": f"the exports stopped with {map_run['Error']}: {cause}",
-        }
-    elif rows and failed * 100 > tolerated_failure_percentage * len(rows):
-        summary |= {
-            "status": "FAILED",
-            "error": ExportsFailed.__name__,
-            "cause": (
-                f"{failed} of {len(rows)} exports did not succeed "
-                f"(more than the tolerated {tolerated_failure_percentage:g}%)"
-            ),
-        }
-    report = {
-        "manifest": batch.get("manifest"),
-        "batchId": batch.get("batchId"),
-        **{k: v for k, v in summary.items() if k != "reportKey"},
-        "counts": counts,
-        "rows": rows,
-        "rejected": rejected,
-    }
-    if map_run and map_run.get("ResultWriterDetails"):
-        report["mapRun"] = map_run
-    _put_json(s3_client, bucket, str(batch["reportKey"]), report)
-    return {**summary, "counts": counts}
-
-
-def _batch_input(request: Any, settings: BatchSettings) -> tuple[str, str, str]:
-    if not isinstance(request, Mapping):
-        raise ManifestInvalid('the batch input must be a JSON object {"bucket", "key"}')
-    bucket, key, scope = request.get("bucket"), request.get("key"), request.get("scope", "")
-    if not isinstance(bucket, str) or not isinstance(key, str) or not bucket or not key:
-        raise ManifestInvalid('the batch input must name the manifest: {"bucket", "key"}')
-    if not isinstance(scope, str) or len(scope) > MAX_SCOPE_LENGTH:
-        raise ManifestInvalid(f"scope: must be a string of at most {MAX_SCOPE_LENGTH} characters")
-    if bucket != settings.bucket:
-        raise ManifestInvalid(f"manifest bucket {bucket} is not this stack's bucket")
-    if not key.startswith(settings.manifest_prefix) or key == settings.manifest_prefix:
-        raise ManifestInvalid(f"manifest {key} is not under {settings.manifest_prefix}")
-    if key.startswith(settings.results_prefix):
-        # A batch's own files are never a manifest, even where the prefixes nest.
-        raise ManifestInvalid(f"{key} is a batch file under {settings.results_prefix}")
-    manifest_format(key)
-    return bucket, key, scope
-
-
-def _read_manifest(s3_client: S3Client, bucket: str, key: str) -> tuple[bytes, str, str | None]:
-    # EventBridge may hand over the key URL-encoded (as S3 notifications do): try it decoded.
-    candidates = [key] + ([unquote_plus(key)] if unquote_plus(key) != key else [])
-    for candidate in candidates:
-        try:
-            answer = s3_client.get_object(Bucket=bucket, Key=candidate)
-        except ClientError as e:
-            # Without s3:ListBucket, S3 answers a missing key with AccessDenied.
-            if error_code(e) in ("NoSuchKey", "404", "AccessDenied", "403"):
-                continue
-            raise translate(e, f"could not read manifest {candidate}") from None
-        except BotoCoreError as e:
-            raise translate(e, f"could not read manifest {candidate}") from None
-        size = int(answer.get("ContentLength", 0))
-        if size > MAX_MANIFEST_BYTES:
-            answer["Body"].close()
-            raise ManifestInvalid(
-                f"manifest {candidate} is {size} bytes; at most {MAX_MANIFEST_BYTES} are allowed "
-                "(split it into several files)"
-            )
-        return answer["Body"].read(MAX_MANIFEST_BYTES + 1), candidate, answer.get("VersionId")
-    raise ManifestInvalid(f"manifest s3://{bucket}/{key} does not exist (or may not be read)")
-
-
-def _row_outcome(sfn_client: SFNClient, arn_prefix: str, item: Mapping[str, Any]) -> dict[str, Any]:
-    request = item.get("input", {})
-    row: dict[str, Any] = {
-        "projectId": request.get("projectId"),
-        "resolution": request.get("resolution"),
-        "exportId": item.get("name"),
-    }
-    try:
-        described = sfn_client.describe_execution(executionArn=arn_prefix + str(item["name"]))
-    except ClientError as e:
-        if error_code(e) != "ExecutionDoesNotExist":
-            raise translate(e, f"could not describe export {item.get('name')}") from None
-        return {
-            **row,
-            "status": "NOT_STARTED",
-            "error": NotStarted.__name__,
-            "cause": "the batch ended before this export started",
-        }
-    except BotoCoreError as e:
-        raise translate(e, f"could not describe export {item.get('name')}") from None
-    row["status"] = described["status"]
-    if described["status"] == "SUCCEEDED":
-        output = json.loads(described.get("output") or "{}")
-        video = output.get("video") if isinstance(output, dict) else None
-        if isinstance(video, dict):
-            row["video"] = {
-                k: video[k]
-                for k in ("bucket", "key", "size", "sha256", "contentType", "s3Uri", "versionId")
-                if k in video
-            }
-    elif described["status"] != "RUNNING":
-        row["error"] = described.get("error") or described["status"]
-        row["cause"] = readable_cause(described.get("cause")) or ""
-    return row
-
-
-def _get_json(s3_client: S3Client, bucket: str, key: str) -> Any:
-    try:
-        return json.loads(s3_client.get_object(Bucket=bucket, Key=key)["Body"].read())
-    except (BotoCoreError, ClientError) as e:
-        raise translate(e, f"could not read {key}") from None
-
-
-def _put_json(s3_client: S3Client, bucket: str, key: str, value: Any) -> None:
-    try:
-        s3_client.put_object(
-            Bucket=bucket,
-            Key=key,
-            Body=json.dumps(value, separators=(",", ":")).encode(),
-            ContentType="application/json",
-        )
-    except (BotoCoreError, ClientError) as e:
-        raise translate(e, f"could not write {key}") from None

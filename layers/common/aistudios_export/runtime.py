@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 from aistudios_export.client import AiStudiosClient
-from aistudios_export.settings import ApiSettings
+from aistudios_export.settings import RATE_LIMIT_WAIT_SECONDS, ApiSettings
 from aistudios_export.tokens import TokenStore
 
 if TYPE_CHECKING:
@@ -19,5 +19,7 @@ def api_client(
     """Return an API client whose token comes, cached, from the token secret."""
     settings = ApiSettings.from_env(env)
     return AiStudiosClient(
-        settings.api_url, TokenStore(settings.token_secret_id, client=secrets).get
+        settings.api_url,
+        TokenStore(settings.token_secret_id, client=secrets).get,
+        rate_limit_wait=RATE_LIMIT_WAIT_SECONDS,
     )

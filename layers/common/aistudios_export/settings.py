@@ -35,6 +35,9 @@ DEFAULT_DEDUPE_WINDOW_SECONDS = 600
 DEFAULT_DOWNLOAD_LINK_SECONDS = 900
 TOKEN_CACHE_SECONDS = 300
 """How long a warm function trusts its cached copy of the token secret."""
+RATE_LIMIT_WAIT_SECONDS = 8.0
+"""How long a function waits out AI Studios' ``Retry-After`` before the state machine backs off:
+8 s plus one call's (3 + 15) s timeout fit the API functions' 30 s timeout."""
 
 
 def resolve(

@@ -157,18 +157,21 @@ def finalize_export(
     """Stream the finished video into S3 and return its location and checksum.
 
     The download URL is asked for afresh (it may be signed and expiring) and again after a 403.
+    Its query string stays out of urllib3's logs once
+    :func:`~aistudios_export.observability.install_url_redaction` has run in the process (the
+    FinalizeExport handler runs it).
     """
     job = Job.from_dict(raw_job)
     key = object_key(output.prefix, job)
 
-    def fresh_url() -> str:
+    def ask_download_url() -> str:
         answer = api.get_progress(job.projectId)
         if not answer.download_url:
             raise DownloadUrlMissing(f"project {job.projectId} has no downloadUrl any more")
         return answer.download_url
 
     stored = copy_url_to_s3(
-        fresh_url,
+        ask_download_url,
         s3_client=s3_client,
         bucket=output.bucket,
         key=key,

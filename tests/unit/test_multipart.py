@@ -1,0 +1,171 @@
+"""MultipartUpload on moto S3: complete with the parts in order, or leave nothing behind."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import io
+import logging
+import random
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any
+
+import pytest
+from botocore.exceptions import ClientError
+
+from aistudios_export.errors import StorageError
+from aistudios_export.multipart import MIN_PART_SIZE, MultipartUpload
+from tests.unit._s3 import (
+    BUCKET,
+    S3Calls,
+    assert_nothing_stored,
+    failing,
+    fresh_buckets,
+    moto_s3,
+    patch_client,
+)
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+
+KEY = "exports/p1/video.mp4"
+METADATA = {"projectid": "p1"}
+
+
+class Boom(Exception):
+    """The error a test raises inside the block."""
+
+
+@pytest.fixture(scope="module")
+def s3_client() -> Iterator[S3Client]:
+    with moto_s3() as client:
+        yield client
+
+
+@pytest.fixture
+def s3(s3_client: S3Client) -> S3Client:
+    return fresh_buckets(s3_client)
+
+
+@pytest.fixture
+def calls(s3: S3Client) -> Iterator[S3Calls]:
+    recorder = S3Calls(s3)
+    yield recorder
+    recorder.close()
+
+
+def upload(s3: S3Client) -> MultipartUpload:
+    return MultipartUpload(s3, bucket=BUCKET, key=KEY, content_type="video/mp4", metadata=METADATA)
+
+
+def parts_of(*sizes: int) -> list[bytes]:
+    rng = random.Random(11)
+    return [rng.randbytes(size) for size in sizes]
+
+
+def test_completes_with_the_parts_in_order(s3: S3Client) -> None:
+    parts = parts_of(MIN_PART_SIZE, MIN_PART_SIZE, 1234)
+
+    with upload(s3) as up:
+        for part in parts:
+            up.upload_part(io.BytesIO(part))
+
+    stored = s3.get_object(Bucket=BUCKET, Key=KEY)
+    assert stored["Body"].read() == b"".join(parts)
+    assert (stored["ContentType"], stored["Metadata"]) == ("video/mp4", METADATA)
+    assert stored["ETag"] == up.etag
+    assert stored["VersionId"] == up.version_id
+    assert [p["PartNumber"] for p in up.parts] == [1, 2, 3]
+    assert [p["ChecksumSHA256"] for p in up.parts] == [
+        base64.b64encode(hashlib.sha256(part).digest()).decode() for part in parts
+    ]
+    assert s3.list_multipart_uploads(Bucket=BUCKET).get("Uploads", []) == []
+
+
+def test_copied_parts_keep_the_order_they_were_added_in(s3: S3Client) -> None:
+    first, second = parts_of(MIN_PART_SIZE, MIN_PART_SIZE)
+    written = s3.put_object(Bucket=BUCKET, Key="source.bin", Body=first + second)
+    source: Any = {"Bucket": BUCKET, "Key": "source.bin", "VersionId": written["VersionId"]}
+
+    with upload(s3) as up:  # the halves swapped
+        up.copy_part(
+            source, if_match=written["ETag"], first=MIN_PART_SIZE, last=2 * MIN_PART_SIZE - 1
+        )
+        up.copy_part(source, if_match=written["ETag"], first=0, last=MIN_PART_SIZE - 1)
+
+    assert s3.get_object(Bucket=BUCKET, Key=KEY)["Body"].read() == second + first
+    assert [p["PartNumber"] for p in up.parts] == [1, 2]
+
+
+@pytest.mark.parametrize("error", [Boom("in the block"), KeyboardInterrupt()])
+def test_an_exception_in_the_block_aborts_and_leaves_nothing(
+    s3: S3Client, calls: S3Calls, error: BaseException
+) -> None:
+    with pytest.raises(type(error)) as info, upload(s3) as up:
+        up.upload_part(io.BytesIO(parts_of(MIN_PART_SIZE)[0]))
+        raise error
+
+    assert info.value is error
+    assert calls.operations == [
+        "CreateMultipartUpload",
+        "UploadPart",
+        "AbortMultipartUpload",
+    ]
+    assert_nothing_stored(s3)
+
+
+@pytest.mark.parametrize(
+    ("method", "operation", "asked"),
+    [
+        ("upload_part", "UploadPart", ["CreateMultipartUpload", "AbortMultipartUpload"]),
+        (
+            "complete_multipart_upload",
+            "CompleteMultipartUpload",
+            ["CreateMultipartUpload", "UploadPart", "AbortMultipartUpload"],
+        ),
+    ],
+)
+def test_a_refused_step_is_the_error_raised_and_the_upload_is_aborted(
+    s3: S3Client,
+    calls: S3Calls,
+    monkeypatch: pytest.MonkeyPatch,
+    method: str,
+    operation: str,
+    asked: list[str],
+) -> None:
+    patch_client(monkeypatch, s3, method, failing(operation))
+
+    with (
+        pytest.raises(StorageError, match=f"{operation} failed: InternalError") as info,
+        upload(s3) as up,
+    ):
+        up.upload_part(io.BytesIO(b"the only part"))
+
+    assert isinstance(info.value.__cause__, ClientError)
+    assert calls.operations == asked  # the refused call never reached botocore's hooks
+    assert (up.etag, up.version_id) == ("", None)
+    assert_nothing_stored(s3)
+
+
+def test_an_abort_failure_does_not_hide_the_original_error(
+    s3: S3Client, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    aborts: list[dict[str, Any]] = []
+    refuse = failing("AbortMultipartUpload")
+
+    def recorded(original: Callable[..., Any], **kwargs: Any) -> Any:
+        aborts.append(kwargs)
+        return refuse(original, **kwargs)
+
+    patch_client(monkeypatch, s3, "abort_multipart_upload", recorded)
+    caplog.set_level(logging.WARNING, logger="aistudios-export")
+
+    with pytest.raises(Boom, match="the original") as info, upload(s3):
+        raise Boom("the original")
+
+    assert info.value.__context__ is None
+    assert [a["Key"] for a in aborts] == [KEY]
+    warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert [r.getMessage() for r in warnings] == ["could not abort multipart upload"]
+    assert getattr(warnings[0], "error", None) == "ClientError"
+    assert s3.list_object_versions(Bucket=BUCKET).get("Versions", []) == []

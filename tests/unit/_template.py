@@ -16,21 +16,13 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from aistudios_local.stack import LocalStack
+from aistudios_local.resources import _identify, resolver_for
 from aistudios_local.template import Resolver, load_template
-from tests.unit._fixtures import ACCOUNT, REGION, ROOT
+from tests.unit._fixtures import ROOT
 
 TEMPLATE = ROOT / "template.yaml"
 FUNCTION = "AWS::Serverless::Function"
 STATE_MACHINE = "AWS::Serverless::StateMachine"
-PSEUDO = {
-    "AWS::Region": REGION,
-    "AWS::AccountId": ACCOUNT,
-    "AWS::Partition": "aws",
-    "AWS::StackName": "aistudios-export-test",
-    "AWS::URLSuffix": "amazonaws.com",
-    "AWS::NoValue": "",
-}
 SUB_VARIABLE = re.compile(r"\$\{(?!!)([^}]+)\}")
 """A ``${Name}`` or ``${Name.Attribute}`` of ``Fn::Sub`` (``${!Literal}`` is not one)."""
 PLACEHOLDER = re.compile(r"\$\{([A-Za-z0-9]+)\}")
@@ -135,15 +127,15 @@ def object_prefix(resource: Any, template: dict[str, Any]) -> str | None:
 
 @cache
 def resolver() -> Resolver:
-    """A Resolver of the template's parameter defaults that names resources as the local stack.
+    """The local stack's Resolver of the template's parameter defaults.
 
-    A LocalStack that is never started lends its naming of resources (ARNs, names), so that
-    no test keeps a copy of it.
+    It names the resources (ARNs, names) and pseudo parameters as the local stack does, so
+    that no test keeps a copy of that naming.
     """
-    resolved = Resolver(_loaded(), pseudo=PSEUDO)
-    namer = LocalStack(api_url="http://127.0.0.1:9")
+    default_api = str(_loaded()["Parameters"]["ApiBaseUrl"]["Default"])
+    resolved = resolver_for(_loaded(), default_api, {})
     for logical, resource in _loaded()["Resources"].items():
-        namer._identify(resolved, logical, resource["Type"])
+        _identify(resolved, logical, resource["Type"])
     return resolved
 
 

@@ -29,7 +29,6 @@ from aistudios_local.template import Resolver
 from tests.unit._fixtures import ROOT
 from tests.unit._template import (
     FUNCTION,
-    PSEUDO,
     STATE_MACHINE,
     SUB_VARIABLE,
     TEMPLATE,
@@ -351,7 +350,7 @@ def test_the_settings_parse_from_the_template_whatever_its_parameters_allow(
 def test_local_stack_fragments_use_only_intrinsics_it_resolves(
     template: dict[str, Any], resources: dict[str, Any]
 ) -> None:
-    known = set(template["Parameters"]) | set(resources) | set(PSEUDO)
+    known = set(template["Parameters"]) | set(resources) | set(resolver().pseudo)
     machines = of_type(resources, STATE_MACHINE)
     fragments: list[Any] = [template["Globals"]["Function"]["Environment"]]
     fragments += [f["Properties"].get("Environment", {}) for f in resources.values()]
@@ -462,7 +461,7 @@ def test_trusted_download_origin_cannot_be_set_in_aws(template: dict[str, Any]) 
 def test_every_output_names_something_that_exists_whenever_it_is_shown(
     template: dict[str, Any], resources: dict[str, Any]
 ) -> None:
-    known = set(template["Parameters"]) | set(resources) | set(PSEUDO)
+    known = set(template["Parameters"]) | set(resources) | set(resolver().pseudo)
     for name, output in template["Outputs"].items():
         value = output["Value"]
         named = references(value)

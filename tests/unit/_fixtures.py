@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import sys
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
@@ -128,9 +129,13 @@ class LambdaContextStub:
 def load_handler(function_dir: str) -> Any:
     """Import ``functions/<function_dir>/app.py`` under a name of its own; return the handler.
 
-    A fresh module per call means fresh ``functools.cache`` state (clients, settings).
+    A fresh module per call means fresh ``functools.cache`` state (clients, settings). As in
+    Lambda (and the local stack), the handler's directory is on ``sys.path``, so modules beside
+    ``app.py`` import by their own names.
     """
     path = ROOT / "functions" / function_dir / "app.py"
+    if str(path.parent) not in sys.path:
+        sys.path.append(str(path.parent))
     spec = importlib.util.spec_from_file_location(
         f"_handler_{function_dir}_{uuid.uuid4().hex}", path
     )

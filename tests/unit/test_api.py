@@ -11,6 +11,7 @@ import json
 import uuid
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -21,12 +22,11 @@ from cfnlint.decode import decode
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from aistudios_export.exports import Exports
+from aistudios_export.exports import ExportStarter, Status, StatusReader, Video
 from tests.events import load_event
 from tests.unit._fixtures import (
     ACCOUNT,
     PROJECT_ID,
-    REGION,
     LambdaContextStub,
     fake_aws,
     load_handler,
@@ -153,7 +153,7 @@ def api(loaded_api: Api, monkeypatch: pytest.MonkeyPatch) -> Iterator[Api]:
         roleArn=f"arn:aws:iam::{ACCOUNT}:role/r",
     )["stateMachineArn"]
     monkeypatch.setenv("STATE_MACHINE_ARN", arn)
-    loaded_api.module["_exports"].cache_clear()
+    loaded_api.module["_services"].cache_clear()
     yield Api(loaded_api.handler, sfn, arn, loaded_api.module)
 
 
@@ -226,6 +226,14 @@ def test_invalid_body_is_422_naming_each_field_and_starts_nothing(
     assert api.executions() == []
 
 
+def test_snake_case_names_are_unknown_fields(api: Api) -> None:
+    answer = api.post({"project_id": PROJECT_ID, "output_prefix": "a"})
+    assert answer.status == 422
+    named = sorted(d["loc"][1] for d in answer.body["detail"])
+    assert named == ["output_prefix", "projectId", "project_id"]
+    assert api.executions() == []
+
+
 @pytest.mark.parametrize(
     "raw", ["", None, "not json", "[1, 2]", '"projectId"', "{", "[" * 100_000, "null"]
 )
@@ -270,6 +278,63 @@ def test_get_reports_the_export(api: Api) -> None:
     )
     assert body["startedAt"].endswith("Z") or body["startedAt"].endswith("+00:00")
     assert body["video"] is None and body["error"] is None
+
+
+def test_get_of_a_finished_export_answers_every_field_in_camel_case(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    export_id = f"{PROJECT_ID}-720-{'b' * 20}"
+    started, stopped = datetime(2026, 1, 1, 12, tzinfo=UTC), datetime(2026, 1, 1, 12, 5, tzinfo=UTC)
+    video = Video(
+        s3_uri=f"s3://{BUCKET}/exports/v.mp4",
+        bucket=BUCKET,
+        key="exports/v.mp4",
+        size=123,
+        sha256="ab" * 32,
+        content_type="video/mp4",
+        download_url="https://videos.s3.amazonaws.com/exports/v.mp4?X-Amz-Signature=s",
+        download_url_expires_at=datetime(2026, 1, 1, 12, 20, tzinfo=UTC),
+    )
+    status = Status(
+        export_id=export_id,
+        project_id=PROJECT_ID,
+        resolution="720",
+        status="SUCCEEDED",
+        started_at=started,
+        stopped_at=stopped,
+        progress=100.0,
+        state="completed",
+        error=None,
+        cause=None,
+        video=video,
+    )
+
+    def read(self: StatusReader, wanted: str) -> Status | None:
+        return status if wanted == export_id else None
+
+    monkeypatch.setattr(StatusReader, "read", read)
+    answer = api.get(f"/exports/{export_id}")
+    assert answer.status == 200
+    assert answer.body == {
+        "exportId": export_id,
+        "projectId": PROJECT_ID,
+        "resolution": "720",
+        "status": "SUCCEEDED",
+        "progress": 100.0,
+        "state": "completed",
+        "startedAt": "2026-01-01T12:00:00Z",
+        "stoppedAt": "2026-01-01T12:05:00Z",
+        "error": None,
+        "cause": None,
+        "video": {
+            "s3Uri": f"s3://{BUCKET}/exports/v.mp4",
+            "size": 123,
+            "sha256": "ab" * 32,
+            "contentType": "video/mp4",
+            "downloadUrl": "https://videos.s3.amazonaws.com/exports/v.mp4?X-Amz-Signature=s",
+            "downloadUrlExpiresAt": "2026-01-01T12:20:00Z",
+        },
+    }
 
 
 @pytest.mark.parametrize(
@@ -335,19 +400,15 @@ def test_list_with_bad_parameters_is_422_naming_them(
 # --- errors of the platform -------------------------------------------------------------
 
 
-def _failing_exports(code: str) -> Callable[[], Exports]:
-    class Failing(Exports):
-        def start(self, raw_request: Any, *, idempotency_key: str | None = None) -> Any:
-            raise ClientError({"Error": {"Code": code, "Message": "arn:aws:... details"}}, "X")
+def _failing_starts(monkeypatch: pytest.MonkeyPatch, code: str) -> None:
+    def start(self: ExportStarter, raw_request: Any, *, idempotency_key: str | None = None) -> Any:
+        raise ClientError({"Error": {"Code": code, "Message": "arn:aws:... details"}}, "X")
 
-    def make() -> Exports:
-        return Failing(f"arn:aws:states:{REGION}:{ACCOUNT}:stateMachine:m")
-
-    return make
+    monkeypatch.setattr(ExportStarter, "start", start)
 
 
 def test_throttling_is_503_with_retry_after(api: Api, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setitem(api.module, "_exports", _failing_exports("ThrottlingException"))
+    _failing_starts(monkeypatch, "ThrottlingException")
     answer = api.post({"projectId": PROJECT_ID})
     assert answer.status == 503
     assert answer.headers["Retry-After"] == "2"
@@ -355,14 +416,14 @@ def test_throttling_is_503_with_retry_after(api: Api, monkeypatch: pytest.Monkey
 
 
 def test_other_aws_errors_are_a_plain_500(api: Api, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setitem(api.module, "_exports", _failing_exports("AccessDeniedException"))
+    _failing_starts(monkeypatch, "AccessDeniedException")
     answer = api.post({"projectId": PROJECT_ID})
     assert (answer.status, answer.body) == (500, {"statusCode": 500, "message": "internal error"})
 
 
 def test_missing_configuration_is_a_plain_500(api: Api, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("STATE_MACHINE_ARN")
-    api.module["_exports"].cache_clear()
+    api.module["_services"].cache_clear()
     answer = api.get("/exports")
     assert (answer.status, answer.body["message"]) == (500, "internal error")
 
@@ -382,6 +443,19 @@ def test_cors_allows_the_configured_origin(aws: None, monkeypatch: pytest.Monkey
     assert answer.headers["Access-Control-Allow-Origin"] == origin
     other = api.call(_with_headers(get_event("/exports"), {"Origin": "https://evil.example"}))
     assert "Access-Control-Allow-Origin" not in other.headers
+
+
+def test_cors_is_read_at_the_first_request_and_kept(
+    aws: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    origin = "https://app.example.com"
+    api = _load_api(monkeypatch)  # importing the handler reads no setting
+    monkeypatch.setenv("CORS_ALLOW_ORIGIN", origin)
+    first = api.call(_with_headers(get_event("/exports"), {"Origin": origin}))
+    monkeypatch.delenv("CORS_ALLOW_ORIGIN")
+    later = api.call(_with_headers(get_event("/exports"), {"Origin": origin}))
+    assert first.headers["Access-Control-Allow-Origin"] == origin
+    assert later.headers["Access-Control-Allow-Origin"] == origin  # once per container
 
 
 # --- never a 5xx ------------------------------------------------------------------------

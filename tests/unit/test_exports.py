@@ -1,8 +1,9 @@
-"""exports.Exports: start (dedupe by window or key), describe, list, over moto or a Stubber."""
+"""exports: start (dedupe by window or key), read a status, list; over moto or a Stubber."""
 
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -13,11 +14,17 @@ import pytest
 from botocore.config import Config
 from botocore.stub import Stubber
 
-from aistudios_export import exports
 from aistudios_export.errors import ConfigurationError, InvalidRequest
-from aistudios_export.exports import Exports, parse_request
+from aistudios_export.exports import (
+    ExportLister,
+    ExportStarter,
+    StatusReader,
+    listing,
+    parse_request,
+)
 from aistudios_export.models import ExportRequest
 from aistudios_export.naming import execution_name, is_export_id
+from aistudios_export.settings import HttpApiSettings
 from tests.unit._fixtures import ACCOUNT, PROJECT_ID, REGION, T0, Clock, fake_aws
 
 if TYPE_CHECKING:
@@ -49,16 +56,23 @@ def clock() -> Clock:
     return Clock(T0 + WINDOW / 2)
 
 
-def make(sfn: SFNClient, clock: Clock, **kwargs: Any) -> Exports:
-    return Exports(
-        MACHINE_ARN,
-        sfn=sfn,
-        s3=boto3.client("s3"),
-        output_bucket=BUCKET,
-        dedupe_window_seconds=WINDOW,
-        clock=clock,
-        **kwargs,
-    )
+SETTINGS = HttpApiSettings(
+    state_machine_arn=MACHINE_ARN, output_bucket=BUCKET, dedupe_window_seconds=WINDOW
+)
+MACHINE_ONLY = HttpApiSettings(state_machine_arn=MACHINE_ARN)
+"""Every other setting at its default: links for a video in any bucket."""
+
+
+def make(sfn: SFNClient, clock: Clock) -> ExportStarter:
+    return ExportStarter(SETTINGS, sfn=sfn, clock=clock)
+
+
+def reader(sfn: SFNClient, clock: Clock) -> StatusReader:
+    return StatusReader(SETTINGS, sfn=sfn, s3=boto3.client("s3"), clock=clock)
+
+
+def lister(sfn: SFNClient) -> ExportLister:
+    return ExportLister(SETTINGS, sfn=sfn)
 
 
 def executions(sfn: SFNClient) -> list[dict[str, Any]]:
@@ -91,14 +105,16 @@ def test_start_names_the_execution_after_the_request_and_the_window(
 def test_execution_input_leaves_the_polling_knobs_to_the_deployment(
     sfn: SFNClient, clock: Clock
 ) -> None:
-    api = make(sfn, clock)
-    plain = api.start({"projectId": PROJECT_ID.upper(), "resolution": "720", "outputPrefix": "a"})
+    starter = make(sfn, clock)
+    plain = starter.start(
+        {"projectId": PROJECT_ID.upper(), "resolution": "720", "outputPrefix": "a"}
+    )
     assert execution_input(sfn, plain.export_id) == {
         "projectId": PROJECT_ID,
         "resolution": "720",
         "outputPrefix": "a/",
     }
-    tuned = api.start({"projectId": PROJECT_ID, "pollSeconds": 5})
+    tuned = starter.start({"projectId": PROJECT_ID, "pollSeconds": 5})
     assert execution_input(sfn, tuned.export_id) == {
         "projectId": PROJECT_ID,
         "resolution": "1080",
@@ -107,11 +123,11 @@ def test_execution_input_leaves_the_polling_knobs_to_the_deployment(
 
 
 def test_equal_requests_in_the_window_start_one_execution(sfn: SFNClient, clock: Clock) -> None:
-    api = make(sfn, clock)
-    first = api.start({"projectId": PROJECT_ID})
+    starter = make(sfn, clock)
+    first = starter.start({"projectId": PROJECT_ID})
     clock.advance(WINDOW / 2 - 1)
     # Equal once validated: default resolution spelled out, upper-case id, other key order.
-    second = api.start({"resolution": "1080", "projectId": PROJECT_ID.upper()})
+    second = starter.start({"resolution": "1080", "projectId": PROJECT_ID.upper()})
     assert second == first
     assert len(executions(sfn)) == 1
 
@@ -119,16 +135,16 @@ def test_equal_requests_in_the_window_start_one_execution(sfn: SFNClient, clock:
 def test_the_next_window_still_finds_an_export_started_less_than_a_window_ago(
     sfn: SFNClient, clock: Clock
 ) -> None:
-    api = make(sfn, clock)
-    first = api.start({"projectId": PROJECT_ID})
+    starter = make(sfn, clock)
+    first = starter.start({"projectId": PROJECT_ID})
     clock.advance(WINDOW / 2 + 1)  # the next window, and moto's clock says "just now"
-    assert api.start({"projectId": PROJECT_ID}) == first
+    assert starter.start({"projectId": PROJECT_ID}) == first
     assert len(executions(sfn)) == 1
 
 
 def test_an_export_started_over_a_window_ago_does_not_dedupe(sfn: SFNClient, clock: Clock) -> None:
-    api = make(sfn, clock)
-    first = api.start({"projectId": PROJECT_ID})
+    starter = make(sfn, clock)
+    first = starter.start({"projectId": PROJECT_ID})
     # moto dates executions with the real clock: run the next request a window and more later.
     later = Clock(datetime.now(UTC).timestamp() + WINDOW + 1)
     second = make(sfn, later).start({"projectId": PROJECT_ID})
@@ -137,24 +153,24 @@ def test_an_export_started_over_a_window_ago_does_not_dedupe(sfn: SFNClient, clo
 
 
 def test_different_requests_are_different_exports(sfn: SFNClient, clock: Clock) -> None:
-    api = make(sfn, clock)
+    starter = make(sfn, clock)
     ids = {
-        api.start({"projectId": PROJECT_ID}).export_id,
-        api.start({"projectId": PROJECT_ID, "resolution": "720"}).export_id,
-        api.start({"projectId": OTHER_PROJECT}).export_id,
-        api.start({"projectId": PROJECT_ID, "workspaceId": "w1"}).export_id,
+        starter.start({"projectId": PROJECT_ID}).export_id,
+        starter.start({"projectId": PROJECT_ID, "resolution": "720"}).export_id,
+        starter.start({"projectId": OTHER_PROJECT}).export_id,
+        starter.start({"projectId": PROJECT_ID, "workspaceId": "w1"}).export_id,
     }
     assert len(ids) == 4
     assert len(executions(sfn)) == 4
 
 
 def test_idempotency_key_names_the_export_whenever_it_is_sent(sfn: SFNClient, clock: Clock) -> None:
-    api = make(sfn, clock)
-    first = api.start({"projectId": PROJECT_ID}, idempotency_key="order-42")
+    starter = make(sfn, clock)
+    first = starter.start({"projectId": PROJECT_ID}, idempotency_key="order-42")
     clock.advance(10 * WINDOW)
-    again = api.start({"projectId": PROJECT_ID}, idempotency_key="order-42")
-    other = api.start({"projectId": PROJECT_ID}, idempotency_key="order-43")
-    windowed = api.start({"projectId": PROJECT_ID})
+    again = starter.start({"projectId": PROJECT_ID}, idempotency_key="order-42")
+    other = starter.start({"projectId": PROJECT_ID}, idempotency_key="order-43")
+    windowed = starter.start({"projectId": PROJECT_ID})
     assert again == first
     assert len({first.export_id, other.export_id, windowed.export_id}) == 3
     assert len(executions(sfn)) == 3
@@ -170,11 +186,11 @@ def test_bad_idempotency_key_is_refused_and_starts_nothing(
 
 
 def test_a_finished_export_is_reported_not_restarted(sfn: SFNClient, clock: Clock) -> None:
-    api = make(sfn, clock)
-    first = api.start({"projectId": PROJECT_ID}, idempotency_key="k")
-    sfn.stop_execution(executionArn=api.execution_arn(first.export_id))
+    starter = make(sfn, clock)
+    first = starter.start({"projectId": PROJECT_ID}, idempotency_key="k")
+    sfn.stop_execution(executionArn=starter.machine.execution_arn(first.export_id))
     # StartExecution of a closed execution's name raises ExecutionAlreadyExists.
-    again = api.start({"projectId": PROJECT_ID}, idempotency_key="k")
+    again = starter.start({"projectId": PROJECT_ID}, idempotency_key="k")
     assert again.export_id == first.export_id
     assert again.status == "ABORTED"
     assert len(executions(sfn)) == 1
@@ -183,10 +199,10 @@ def test_a_finished_export_is_reported_not_restarted(sfn: SFNClient, clock: Cloc
 def test_a_running_export_started_with_other_knobs_is_reported(
     sfn: SFNClient, clock: Clock
 ) -> None:
-    api = make(sfn, clock)
-    first = api.start({"projectId": PROJECT_ID}, idempotency_key="k")
+    starter = make(sfn, clock)
+    first = starter.start({"projectId": PROJECT_ID}, idempotency_key="k")
     # pollSeconds 15 is the default: the same name, another input (ExecutionAlreadyExists).
-    again = api.start({"projectId": PROJECT_ID, "pollSeconds": 15}, idempotency_key="k")
+    again = starter.start({"projectId": PROJECT_ID, "pollSeconds": 15}, idempotency_key="k")
     assert again == first
     assert len(executions(sfn)) == 1
 
@@ -234,18 +250,17 @@ def test_parse_request_is_the_rules_of_start() -> None:
 def test_describe_of_a_malformed_id_asks_nothing(export_id: str) -> None:
     sfn = _client("stepfunctions")
     with Stubber(sfn) as stub:  # no responses: any call would raise
-        assert Exports(MACHINE_ARN, sfn=sfn, s3=_s3()).describe(export_id) is None
+        assert StatusReader(MACHINE_ONLY, sfn=sfn, s3=_s3()).read(export_id) is None
         stub.assert_no_pending_responses()
 
 
 def test_describe_of_an_unknown_id_is_none(sfn: SFNClient, clock: Clock) -> None:
-    assert make(sfn, clock).describe(f"{PROJECT_ID}-1080-{'0' * 20}") is None
+    assert reader(sfn, clock).read(f"{PROJECT_ID}-1080-{'0' * 20}") is None
 
 
 def test_describe_of_a_new_export(sfn: SFNClient, clock: Clock) -> None:
-    api = make(sfn, clock)
-    started = api.start({"projectId": PROJECT_ID, "resolution": "4k"})
-    status = api.describe(started.export_id)
+    started = make(sfn, clock).start({"projectId": PROJECT_ID, "resolution": "4k"})
+    status = reader(sfn, clock).read(started.export_id)
     assert status is not None
     assert (status.export_id, status.project_id, status.resolution) == (
         started.export_id,
@@ -328,7 +343,7 @@ def test_progress_and_state_come_from_the_latest_job_in_the_history() -> None:
     ]
     sfn, stub = _stubbed({"status": "RUNNING"}, events)
     with stub:
-        status = Exports(MACHINE_ARN, sfn=sfn, s3=_s3()).describe(EXPORT_ID)
+        status = StatusReader(MACHINE_ONLY, sfn=sfn, s3=_s3()).read(EXPORT_ID)
         stub.assert_no_pending_responses()
     assert status is not None
     assert (status.status, status.progress, status.state) == ("RUNNING", 72.0, "exporting")
@@ -342,7 +357,7 @@ def test_history_order_does_not_matter() -> None:
     ]
     sfn, stub = _stubbed({"status": "RUNNING"}, events)
     with stub:
-        status = Exports(MACHINE_ARN, sfn=sfn, s3=_s3()).describe(EXPORT_ID)
+        status = StatusReader(MACHINE_ONLY, sfn=sfn, s3=_s3()).read(EXPORT_ID)
     assert status is not None and (status.progress, status.state) == (100.0, "completed")
 
 
@@ -361,16 +376,11 @@ def test_a_succeeded_export_has_its_video_and_a_presigned_link() -> None:
         [_exited(7, "CheckProgress", _job(100.0, "completed"))],
     )
     clock = Clock(T0)
-    api = Exports(
-        MACHINE_ARN,
-        sfn=sfn,
-        s3=_s3(),
-        output_bucket=BUCKET,
-        download_link_seconds=120,
-        clock=clock,
+    settings = HttpApiSettings(
+        state_machine_arn=MACHINE_ARN, output_bucket=BUCKET, download_link_seconds=120
     )
     with stub:
-        status = api.describe(EXPORT_ID)
+        status = StatusReader(settings, sfn=sfn, s3=_s3(), clock=clock).read(EXPORT_ID)
     assert status is not None and status.video is not None
     assert status.stopped_at == STOPPED
     assert status.video.s3_uri == f"s3://{BUCKET}/{video['key']}"
@@ -391,7 +401,7 @@ def test_no_link_is_made_for_another_bucket() -> None:
     output = {"video": {"bucket": "elsewhere", "key": "k.mp4", "size": 1, "sha256": "00"}}
     sfn, stub = _stubbed({"status": "SUCCEEDED", "output": json.dumps(output)}, [])
     with stub:
-        status = Exports(MACHINE_ARN, sfn=sfn, s3=_s3(), output_bucket=BUCKET).describe(EXPORT_ID)
+        status = StatusReader(SETTINGS, sfn=sfn, s3=_s3()).read(EXPORT_ID)
     assert status is not None and status.video is not None
     assert status.video.s3_uri == "s3://elsewhere/k.mp4"
     assert status.video.download_url is None and status.video.download_url_expires_at is None
@@ -409,7 +419,7 @@ def test_a_failed_export_says_why_without_a_stack_trace() -> None:
         {"status": "FAILED", "stopDate": STOPPED, "error": "InvalidRequest", "cause": cause}, []
     )
     with stub:
-        status = Exports(MACHINE_ARN, sfn=sfn, s3=_s3()).describe(EXPORT_ID)
+        status = StatusReader(MACHINE_ONLY, sfn=sfn, s3=_s3()).read(EXPORT_ID)
     assert status is not None
     assert status.error == "InvalidRequest"
     assert status.cause == "invalid request: projectId: must be a 24-character hexadecimal id"
@@ -421,8 +431,38 @@ def test_a_plain_cause_is_kept() -> None:
         {"status": "FAILED", "error": "ExportTimedOut", "cause": "no progress for 600 s"}, []
     )
     with stub:
-        status = Exports(MACHINE_ARN, sfn=sfn, s3=_s3()).describe(EXPORT_ID)
+        status = StatusReader(MACHINE_ONLY, sfn=sfn, s3=_s3()).read(EXPORT_ID)
     assert status is not None and status.cause == "no progress for 600 s"
+
+
+@pytest.mark.parametrize(
+    ("progress", "reported"),
+    [
+        (0, 0.0),
+        (42.5, 42.5),
+        (100, 100.0),
+        (-5, 0.0),
+        (-0.1, 0.0),
+        (100.5, 100.0),
+        (1e9, 100.0),
+        (math.nan, 0.0),
+        (math.inf, 0.0),
+        (-math.inf, 0.0),
+        (True, 0.0),
+        (False, 0.0),
+        ("50", 0.0),
+        (None, 0.0),
+    ],
+)
+def test_progress_is_a_percentage_from_0_to_100(progress: Any, reported: float) -> None:
+    # The job is the state machine's data: whatever AI Studios said lands here as it was.
+    job = {"job": {"projectId": PROJECT_ID, "progress": progress, "state": "exporting"}}
+    sfn, stub = _stubbed({"status": "RUNNING"}, [_exited(7, "CheckProgress", job)])
+    with stub:
+        status = StatusReader(MACHINE_ONLY, sfn=sfn, s3=_s3()).read(EXPORT_ID)
+    assert status is not None
+    assert status.progress == reported
+    assert type(status.progress) is float
 
 
 # --- list -------------------------------------------------------------------------------
@@ -430,11 +470,11 @@ def test_a_plain_cause_is_kept() -> None:
 
 def _start_many(sfn: SFNClient, clock: Clock) -> list[str]:
     """Start exports of two projects and one execution that is no export; newest first."""
-    api = make(sfn, clock)
+    starter = make(sfn, clock)
     names = []
     for n in range(7):
         project = PROJECT_ID if n % 2 == 0 else OTHER_PROJECT
-        names.append(api.start({"projectId": project}, idempotency_key=f"k{n}").export_id)
+        names.append(starter.start({"projectId": project}, idempotency_key=f"k{n}").export_id)
     sfn.start_execution(stateMachineArn=MACHINE_ARN, name="local-run")
     return names[::-1]
 
@@ -443,7 +483,7 @@ def test_list_is_most_recent_first_and_skips_executions_that_are_no_exports(
     sfn: SFNClient, clock: Clock
 ) -> None:
     names = _start_many(sfn, clock)
-    page = make(sfn, clock).list()
+    page = lister(sfn).page()
     assert [s.export_id for s in page.exports] == names
     assert page.next_token is None
     first = page.exports[0]
@@ -454,14 +494,14 @@ def test_list_is_most_recent_first_and_skips_executions_that_are_no_exports(
 def test_pages_cover_every_export_once(
     sfn: SFNClient, clock: Clock, monkeypatch: pytest.MonkeyPatch, sfn_page: int
 ) -> None:
-    monkeypatch.setattr(exports, "_LIST_PAGE", sfn_page)
+    monkeypatch.setattr(listing, "_LIST_PAGE", sfn_page)
     names = _start_many(sfn, clock)
     wanted = [n for n in names if n.startswith(PROJECT_ID)]
-    api = make(sfn, clock)
+    exports = lister(sfn)
     seen: list[str] = []
     token = None
     for _ in range(10):
-        page = api.list(project_id=PROJECT_ID.upper(), limit=2, next_token=token)
+        page = exports.page(project_id=PROJECT_ID.upper(), limit=2, next_token=token)
         assert len(page.exports) <= 2
         seen += [s.export_id for s in page.exports]
         token = page.next_token
@@ -472,22 +512,84 @@ def test_pages_cover_every_export_once(
 
 def test_list_filters_by_status(sfn: SFNClient, clock: Clock) -> None:
     names = _start_many(sfn, clock)
-    api = make(sfn, clock)
-    sfn.stop_execution(executionArn=api.execution_arn(names[1]))
-    assert [s.export_id for s in api.list(status="ABORTED").exports] == [names[1]]
-    assert names[1] not in [s.export_id for s in api.list(status="RUNNING").exports]
+    exports = lister(sfn)
+    sfn.stop_execution(executionArn=exports.machine.execution_arn(names[1]))
+    assert [s.export_id for s in exports.page(status="ABORTED").exports] == [names[1]]
+    assert names[1] not in [s.export_id for s in exports.page(status="RUNNING").exports]
 
 
 def test_a_sparse_filter_answers_a_short_page_with_a_token(
     sfn: SFNClient, clock: Clock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(exports, "_LIST_PAGE", 1)
-    monkeypatch.setattr(exports, "_LIST_PAGES_PER_CALL", 2)
+    monkeypatch.setattr(listing, "_LIST_PAGE", 1)
+    monkeypatch.setattr(listing, "_LIST_PAGES_PER_CALL", 2)
     names = _start_many(sfn, clock)
-    api = make(sfn, clock)
-    page = api.list(project_id=PROJECT_ID, limit=5)
+    page = lister(sfn).page(project_id=PROJECT_ID, limit=5)
     assert [s.export_id for s in page.exports] == [names[0]]  # two executions looked at
     assert page.next_token is not None
+
+
+SFN_PAGES = [(0, 3, "p2"), (3, 6, "p3"), (6, 7, None)]
+"""Seven exports in Step Functions pages of three: (first, end, the next page's token)."""
+
+
+def _listed(n: int) -> dict[str, Any]:
+    export_id = f"{PROJECT_ID}-1080-{n:020d}"
+    return {
+        "executionArn": f"arn:aws:states:{REGION}:{ACCOUNT}:execution:{MACHINE}:{export_id}",
+        "stateMachineArn": MACHINE_ARN,
+        "name": export_id,
+        "status": "RUNNING",
+        "startDate": STARTED,
+    }
+
+
+def _expect_page(stub: Stubber, token: str | None) -> None:
+    """Queue the ListExecutions page that ``token`` asks for (None: the first)."""
+    starts = [None, *(following for _, _, following in SFN_PAGES)]
+    first, end, following = SFN_PAGES[starts.index(token)]
+    answer: dict[str, Any] = {"executions": [_listed(n) for n in range(first, end)]}
+    if following:
+        answer["nextToken"] = following
+    params: dict[str, Any] = {"stateMachineArn": MACHINE_ARN, "maxResults": 3}
+    if token:
+        params["nextToken"] = token
+    stub.add_response("list_executions", answer, params)
+
+
+def _pages(
+    monkeypatch: pytest.MonkeyPatch, limit: int, asks: list[list[str | None]]
+) -> list[list[int]]:
+    """List with ``limit`` while Step Functions answers ``asks[i]`` for page i; the numbers seen."""
+    monkeypatch.setattr(listing, "_LIST_PAGE", 3)
+    sfn = _client("stepfunctions")
+    exports = ExportLister(MACHINE_ONLY, sfn=sfn)
+    seen: list[list[int]] = []
+    token = None
+    with Stubber(sfn) as stub:
+        for ask in asks:
+            for sfn_token in ask:
+                _expect_page(stub, sfn_token)
+            page = exports.page(limit=limit, next_token=token)
+            stub.assert_no_pending_responses()  # asked exactly these pages, no more
+            seen.append([int(s.export_id.rsplit("-", 1)[1]) for s in page.exports])
+            token = page.next_token
+    assert token is None
+    return seen
+
+
+def test_a_page_that_ends_with_a_step_functions_page_continues_with_the_next(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    seen = _pages(monkeypatch, 3, [[None], ["p2"], ["p3"]])
+    assert seen == [[0, 1, 2], [3, 4, 5], [6]]
+
+
+def test_a_page_that_ends_mid_page_continues_at_the_next_export(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    seen = _pages(monkeypatch, 2, [[None], [None, "p2"], ["p2"], ["p3"]])
+    assert seen == [[0, 1], [2, 3], [4, 5], [6]]
 
 
 @pytest.mark.parametrize(
@@ -499,28 +601,34 @@ def test_a_sparse_filter_answers_a_short_page_with_a_token(
         ({"limit": 101}, "limit: must be from 1 to 100"),
         ({"next_token": "%%%"}, "nextToken: is not a token of this listing"),
         ({"next_token": "eyJ4IjoxfQ"}, "nextToken: is not a token of this listing"),
-        ({"next_token": exports._encode_token(None, 100)}, "nextToken: is not a token"),
+        ({"next_token": listing._encode_token(None, 100)}, "nextToken: is not a token"),
     ],
 )
 def test_list_refuses_bad_parameters(
     sfn: SFNClient, clock: Clock, kwargs: dict[str, Any], message: str
 ) -> None:
     with pytest.raises(InvalidRequest, match=message):
-        make(sfn, clock).list(**kwargs)
+        lister(sfn).page(**kwargs)
 
 
 def test_a_token_step_functions_refuses_is_invalid_request(sfn: SFNClient, clock: Clock) -> None:
-    token = exports._encode_token("not-a-real-token", 0)
+    token = listing._encode_token("not-a-real-token", 0)
     with pytest.raises(InvalidRequest, match="nextToken"):
-        make(sfn, clock).list(next_token=token)
+        lister(sfn).page(next_token=token)
 
 
 # --- configuration ----------------------------------------------------------------------
 
 
+def _from_env(env: dict[str, str]) -> tuple[ExportStarter, StatusReader, ExportLister]:
+    """What the API builds from its environment: the three, from one HttpApiSettings."""
+    settings = HttpApiSettings.from_env(env)
+    return ExportStarter(settings), StatusReader(settings), ExportLister(settings)
+
+
 def test_from_env_reads_the_template_variables(monkeypatch: pytest.MonkeyPatch) -> None:
     with fake_aws(monkeypatch):
-        api = Exports.from_env(
+        starter, status, exports = _from_env(
             {
                 "STATE_MACHINE_ARN": MACHINE_ARN,
                 "OUTPUT_BUCKET": BUCKET,
@@ -528,15 +636,25 @@ def test_from_env_reads_the_template_variables(monkeypatch: pytest.MonkeyPatch) 
                 "DOWNLOAD_LINK_SECONDS": "300",
             }
         )
-        defaults = Exports.from_env({"STATE_MACHINE_ARN": MACHINE_ARN})
-    assert (api.output_bucket, api.dedupe_window_seconds, api.download_link_seconds) == (
+        default_starter, defaults, _ = _from_env({"STATE_MACHINE_ARN": MACHINE_ARN})
+    assert (
+        status.settings.output_bucket,
+        starter.settings.dedupe_window_seconds,
+        status.settings.download_link_seconds,
+    ) == (
         BUCKET,
         60,
         300,
     )
-    assert (defaults.output_bucket, defaults.dedupe_window_seconds) == (None, 600)
-    assert defaults.download_link_seconds == 900
-    assert api.execution_arn("x") == f"arn:aws:states:{REGION}:{ACCOUNT}:execution:{MACHINE}:x"
+    assert (defaults.settings.output_bucket, default_starter.settings.dedupe_window_seconds) == (
+        None,
+        600,
+    )
+    assert defaults.settings.download_link_seconds == 900
+    for machine in (starter.machine, status.machine, exports.machine):
+        assert machine.execution_arn("x") == (
+            f"arn:aws:states:{REGION}:{ACCOUNT}:execution:{MACHINE}:x"
+        )
 
 
 @pytest.mark.parametrize(
@@ -552,4 +670,4 @@ def test_from_env_fails_fast_on_bad_configuration(
     monkeypatch: pytest.MonkeyPatch, env: dict[str, str], message: str
 ) -> None:
     with fake_aws(monkeypatch), pytest.raises(ConfigurationError, match=message):
-        Exports.from_env(env)
+        _from_env(env)

@@ -13,7 +13,7 @@ from tests.unit._fixtures import load_handler
 
 ROOT = Path(__file__).resolve().parents[2]
 OPENAPI = ROOT / "openapi.json"
-REGENERATE = ".venv/bin/python -m functions.api.app > openapi.json"
+REGENERATE = ".venv/bin/python functions/api/app.py > openapi.json"
 
 
 def _generated() -> str:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterable
+from typing import Any
 
 type Problem = tuple[str, str]
 """One thing wrong with a request: ``(field, message)``; the field is ``""`` for the whole."""
@@ -124,19 +125,10 @@ class Unauthorized(ApiError, FinalError):
     machine runs next learns from the error's cause which token to replace.
     """
 
-    def __init__(
-        self,
-        message: str,
-        *,
-        method: str = "",
-        path: str = "",
-        status: int | None = None,
-        code: str | None = None,
-        token_fingerprint: str | None = None,
-    ) -> None:
+    def __init__(self, message: str, *, token_fingerprint: str | None = None, **call: Any) -> None:
         if token_fingerprint is not None:
             message = f"{message} (refused token {token_fingerprint})"
-        super().__init__(message, method=method, path=path, status=status, code=code)
+        super().__init__(message, **call)
         self.token_fingerprint = token_fingerprint
 
     @classmethod

@@ -1,0 +1,148 @@
+"""How the API answers what went wrong.
+
+- 422 names every bad field: the shape errors Powertools' validation found, the library's
+  ``InvalidRequest.problems`` as they are, and never the input itself;
+- 503 with ``Retry-After`` when AWS is busy or briefly broken (:func:`aws_errors.is_transient`);
+- a plain 500 for any other AWS error and for a misconfigured deployment.
+"""
+
+import json
+from http import HTTPStatus
+from typing import Any
+
+from aws_lambda_powertools import Logger
+from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response, content_types
+from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
+from aws_lambda_powertools.utilities.data_classes.common import BaseProxyEvent
+from botocore.exceptions import ClientError
+
+from aistudios_export.aws_errors import error_code, is_transient
+from aistudios_export.errors import ConfigurationError, InvalidRequest
+from aistudios_export.exports import parse_request
+from exports_api.models import ErrorBody, ExportRequestBody
+
+RETRY_AFTER_SECONDS = 2
+
+logger = Logger(child=True)
+
+
+def register(resolver: APIGatewayRestResolver) -> None:
+    """Answer errors raised while ``resolver`` resolves a request as this module says.
+
+    Examples
+    --------
+    >>> resolver = APIGatewayRestResolver(enable_validation=True)
+    >>> register(resolver)
+    """
+
+    # The 422s read the request that failed: the resolver's, whichever resolver it is.
+    def invalid_shape(error: RequestValidationError) -> Response[Any]:
+        # Powertools' default hides the messages; these name the rule broken, never the input.
+        detail = [
+            {"loc": list(e.get("loc", ())), "msg": str(e.get("msg", "")), "type": e.get("type", "")}
+            for e in error.errors()
+        ]
+        flagged = {_field(d["loc"]) for d in detail}
+        return _unprocessable(detail + _rule_problems(resolver.current_event, flagged))
+
+    def invalid_request(error: InvalidRequest) -> Response[Any]:
+        # A POST's problems are its body's; a GET's are its query's.
+        where = "body" if resolver.current_event.http_method == "POST" else "query"
+        return _unprocessable(_problem_details(error, where))
+
+    # Registered by calls: Powertools' decorator is untyped.
+    resolver.exception_handler(RequestValidationError)(invalid_shape)
+    resolver.exception_handler(InvalidRequest)(invalid_request)
+    resolver.exception_handler(RecursionError)(_too_deep)
+    resolver.exception_handler(ClientError)(_aws_error)
+    resolver.exception_handler(ConfigurationError)(_misconfigured)
+
+
+def _problem_details(error: InvalidRequest, where: str) -> list[dict[str, Any]]:
+    """Turn the library's ``(field, message)`` problems into per-field errors."""
+    detail = []
+    for field, message in error.problems:
+        if not field:
+            loc: list[str] = [where]
+        elif field == "Idempotency-Key":
+            loc = ["header", field]
+        else:
+            loc = [where, field]
+        detail.append({"loc": loc, "msg": message, "type": "value_error"})
+    return detail
+
+
+def _unprocessable(detail: list[dict[str, Any]]) -> Response[Any]:
+    fields = ", ".join(dict.fromkeys(_field(d["loc"]) for d in detail))
+    return Response(
+        status_code=HTTPStatus.UNPROCESSABLE_ENTITY,
+        content_type=content_types.APPLICATION_JSON,
+        body={
+            "statusCode": HTTPStatus.UNPROCESSABLE_ENTITY,
+            "message": f"invalid request: {fields}",
+            "detail": detail,
+        },
+    )
+
+
+def _field(loc: list[Any]) -> str:
+    return loc[1] if len(loc) > 1 and isinstance(loc[1], str) else str(loc[0] if loc else "body")
+
+
+def _rule_problems(event: BaseProxyEvent, flagged: set[str]) -> list[dict[str, Any]]:
+    """When the body's shape is wrong, also name the fields whose values break the rules.
+
+    So one answer names every bad field: the shape errors pydantic found, plus what
+    ``ExportRequest.parse`` says about the other fields.
+    """
+    if (event.http_method, event.path) != ("POST", "/exports"):
+        return []
+    try:
+        raw = json.loads(event.decoded_body or "")
+    except (ValueError, RecursionError):
+        return []
+    if not isinstance(raw, dict):
+        return []
+    names = {field.alias for field in ExportRequestBody.model_fields.values()}
+    known = {k: v for k, v in raw.items() if k in names and k not in flagged}
+    try:
+        parse_request(known)
+    except InvalidRequest as e:
+        return [d for d in _problem_details(e, "body") if _field(d["loc"]) not in flagged]
+    return []
+
+
+def _too_deep(_: RecursionError) -> Response[Any]:
+    return _unprocessable(
+        [{"loc": ["body"], "msg": "the JSON is nested too deeply", "type": "json_invalid"}]
+    )
+
+
+def _aws_error(error: ClientError) -> Response[Any]:
+    # Busy or briefly broken: the client should retry, it did nothing wrong.
+    code = error_code(error)
+    if is_transient(error):
+        logger.warning("AWS is busy", extra={"code": code})
+        return _error(
+            HTTPStatus.SERVICE_UNAVAILABLE,
+            "busy, try again",
+            {"Retry-After": str(RETRY_AFTER_SECONDS)},
+        )
+    logger.exception("AWS call failed", extra={"code": code})
+    return _error(HTTPStatus.INTERNAL_SERVER_ERROR, "internal error")
+
+
+def _misconfigured(error: ConfigurationError) -> Response[Any]:
+    logger.error("the API is misconfigured", extra={"reason": str(error)})
+    return _error(HTTPStatus.INTERNAL_SERVER_ERROR, "internal error")
+
+
+def _error(
+    status: HTTPStatus, message: str, headers: dict[str, str] | None = None
+) -> Response[Any]:
+    return Response(
+        status_code=status,
+        content_type=content_types.APPLICATION_JSON,
+        body=ErrorBody(status_code=status.value, message=message).model_dump(by_alias=True),
+        headers=headers,
+    )

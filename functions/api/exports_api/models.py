@@ -1,0 +1,129 @@
+"""The API's request and response bodies: what ``openapi.json`` describes.
+
+Fields are snake_case in Python and camelCase in JSON (an alias generator). Response bodies are
+read from the library's records by attribute name (``from_attributes``): no field is copied by
+hand.
+"""
+
+from typing import Annotated, Any
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic.alias_generators import to_camel
+
+from aistudios_export.exports import STATUSES
+from aistudios_export.models import DEFAULT_RESOLUTION, RESOLUTIONS
+
+ExportStatus = Annotated[str, Field(description=f"One of {', '.join(STATUSES)}.")]
+
+
+class ExportRequestBody(BaseModel):
+    """What to export."""
+
+    # The shape only: ExportRequest.parse (in ExportStarter.start) is the one keeper of the rules.
+    # Clients write the camelCase names only: a snake_case one is an unknown field.
+    model_config = ConfigDict(
+        alias_generator=to_camel,
+        validate_by_alias=True,
+        validate_by_name=False,
+        extra="forbid",
+        json_schema_extra={"examples": [{"projectId": "65fa6b07dca2e367461a2925"}]},
+    )
+
+    project_id: str = Field(
+        description="The AI Studios project: its 24-character hexadecimal ObjectId."
+    )
+    resolution: str | None = Field(
+        default=None,
+        description=f"One of {', '.join(RESOLUTIONS)} (default {DEFAULT_RESOLUTION}).",
+    )
+    workspace_id: str | None = Field(
+        default=None, description="The AI Studios workspace (letters, digits, _ or -)."
+    )
+    webhook_url: str | None = Field(
+        default=None, description="An https URL AI Studios calls when its export is done."
+    )
+    output_prefix: str | None = Field(
+        default=None,
+        description="A key prefix for the video under the deployment's output prefix.",
+    )
+
+
+class ResponseBody(BaseModel):
+    """A body the API answers with: camelCase in JSON, read from the library's records."""
+
+    model_config = ConfigDict(alias_generator=to_camel, validate_by_name=True, from_attributes=True)
+
+
+class ExportAccepted(ResponseBody):
+    """The export that the request started, or that an equal request started before."""
+
+    export_id: str = Field(description="The export's id (its execution name).")
+    status: ExportStatus
+    status_url: str = Field(description="Where to follow the export (GET).")
+
+
+class VideoBody(ResponseBody):
+    """The exported video."""
+
+    s3_uri: str
+    size: int = Field(description="Bytes.")
+    sha256: str = Field(description="SHA-256 of the bytes, in hex.")
+    content_type: str | None = None
+    download_url: str | None = Field(
+        default=None, description="A presigned S3 GET of the video, valid for a short time."
+    )
+    download_url_expires_at: AwareDatetime | None = None
+
+
+class ExportSummaryBody(ResponseBody):
+    """One export in a listing."""
+
+    export_id: str
+    project_id: str
+    resolution: str
+    status: ExportStatus
+    started_at: AwareDatetime
+    stopped_at: AwareDatetime | None = None
+    status_url: str
+
+
+class ExportStatusBody(ResponseBody):
+    """Everything known about one export."""
+
+    export_id: str
+    project_id: str
+    resolution: str
+    status: ExportStatus
+    progress: float = Field(description="Percent done at the latest progress check.")
+    state: str | None = Field(description="AI Studios' word for the export's state.")
+    started_at: AwareDatetime
+    stopped_at: AwareDatetime | None = None
+    error: str | None = Field(default=None, description="Why the export failed.")
+    cause: str | None = None
+    video: VideoBody | None = Field(default=None, description="Once the export SUCCEEDED.")
+
+
+class ExportListBody(ResponseBody):
+    """A page of exports, most recent first."""
+
+    exports: list[ExportSummaryBody]
+    next_token: str | None = Field(
+        default=None, description="Pass it as nextToken for the next page; null at the end."
+    )
+
+
+class ErrorBody(ResponseBody):
+    """An error that is not about the request's fields."""
+
+    status_code: int
+    message: str
+
+
+ERROR_RESPONSES: dict[int, Any] = {
+    404: {"description": "No such export", "content": {"application/json": {"model": ErrorBody}}},
+    503: {
+        "description": "Busy: retry after Retry-After seconds",
+        "content": {"application/json": {"model": ErrorBody}},
+    },
+}
+"""The OpenAPI description of the errors a route may answer, by status."""

@@ -1,0 +1,41 @@
+"""The API's OpenAPI description, generated from its routes and models (``openapi.json``)."""
+
+import json
+
+from aws_lambda_powertools.event_handler import APIGatewayRestResolver
+from aws_lambda_powertools.event_handler.openapi.models import APIKey, APIKeyIn
+
+API_TITLE = "aistudios-export"
+API_VERSION = "1.0.0"
+
+
+def describe(resolver: APIGatewayRestResolver) -> str:
+    """Return the OpenAPI description of ``resolver``'s routes, as ``openapi.json`` holds it."""
+    schema = resolver.get_openapi_json_schema(
+        title=API_TITLE,
+        version=API_VERSION,
+        description=(
+            "Export DeepBrain AI Studios projects to verified MP4s in S3. Requests are signed "
+            "with AWS Signature Version 4 (the default), or carry an API key in x-api-key when "
+            "the stack is deployed with ApiAuth=API_KEY."
+        ),
+        security_schemes={
+            "sigv4": APIKey.model_validate(
+                {
+                    "name": "Authorization",
+                    "in": APIKeyIn.header,
+                    "description": "AWS Signature Version 4 (IAM).",
+                    "openapi_extensions": {"x-amazon-apigateway-authtype": "awsSigv4"},
+                }
+            ),
+            "apiKey": APIKey.model_validate(
+                {
+                    "name": "x-api-key",
+                    "in": APIKeyIn.header,
+                    "description": "An API Gateway API key.",
+                }
+            ),
+        },
+        security=[{"sigv4": []}, {"apiKey": []}],
+    )
+    return json.dumps(json.loads(schema), indent=2) + "\n"

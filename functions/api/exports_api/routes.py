@@ -1,0 +1,183 @@
+"""The API's routes: start, follow and list exports; each calls one library object.
+
+The routes take what they call from :func:`services`, which the app provides through
+``dependency_overrides`` (the library objects it builds once per container), and read the
+request they answer from the ``Request`` Powertools passes in.
+"""
+
+import re
+from dataclasses import asdict
+from http import HTTPStatus
+from typing import Annotated, Any, NamedTuple
+
+from aws_lambda_powertools import Logger
+from aws_lambda_powertools.event_handler import Depends, Request, Response, content_types
+from aws_lambda_powertools.event_handler.api_gateway import Router
+from aws_lambda_powertools.event_handler.exceptions import NotFoundError
+from aws_lambda_powertools.event_handler.openapi.params import Body, Header, Path, Query
+
+from aistudios_export.exports import (
+    MAX_LIMIT,
+    STATUSES,
+    ExportLister,
+    ExportStarter,
+    Started,
+    StatusReader,
+    Summary,
+)
+from exports_api.models import (
+    ERROR_RESPONSES,
+    ExportAccepted,
+    ExportListBody,
+    ExportRequestBody,
+    ExportStatusBody,
+    ExportSummaryBody,
+)
+
+# What may go into the Location header of a 202, which echoes the request's host and path.
+_HOST = re.compile(r"[A-Za-z0-9.-]+(:[0-9]{1,5})?")
+_SAFE_PREFIX = re.compile(r"(/[A-Za-z0-9._~-]+)*")
+
+logger = Logger(child=True)
+router = Router()  # type: ignore[no-untyped-call]  # Powertools leaves __init__ untyped
+
+
+class Services(NamedTuple):
+    """What the routes call: one library object per route."""
+
+    starter: ExportStarter
+    status: StatusReader
+    lister: ExportLister
+
+
+def services() -> Services:
+    """Return what the routes call; the app provides it (``dependency_overrides[services]``).
+
+    Raises
+    ------
+    NotImplementedError
+        Always: a resolver that includes :data:`router` must override this dependency.
+    """
+    raise NotImplementedError("the app provides the services: dependency_overrides[services]")
+
+
+Provided = Annotated[Services, Depends(services)]
+
+
+@router.post(
+    "/exports",
+    status_code=HTTPStatus.ACCEPTED,
+    summary="Start an export",
+    operation_id="startExport",
+    description=(
+        "Starts exporting a project to an MP4 in S3. The same request sent again within the "
+        "dedupe window, or with the same Idempotency-Key, answers with the same exportId "
+        "and starts nothing new."
+    ),
+    responses={202: {"description": "Started (or already started)"}, 503: ERROR_RESPONSES[503]},
+    tags=["exports"],
+)
+def start_export(
+    body: Annotated[ExportRequestBody, Body()],
+    provided: Provided,
+    request: Request,
+    idempotency_key: Annotated[
+        str | None,
+        Header(
+            alias="Idempotency-Key",
+            description="Equal requests with equal keys are one export, whenever sent.",
+        ),
+    ] = None,
+) -> Response[ExportAccepted]:
+    """Start an export, or answer with the one an equal request started."""
+    started = provided.starter.start(
+        body.model_dump(by_alias=True, exclude_none=True), idempotency_key=idempotency_key
+    )
+    logger.info("export requested", extra={"exportId": started.export_id, "status": started.status})
+    accepted = ExportAccepted.model_validate(_linked(started, request))
+    return Response(
+        status_code=HTTPStatus.ACCEPTED,
+        content_type=content_types.APPLICATION_JSON,
+        body=accepted,
+        headers={"Location": accepted.status_url},
+    )
+
+
+@router.get(
+    "/exports/<exportId>",
+    summary="Follow an export",
+    operation_id="getExport",
+    responses={
+        200: {"description": "The export"},
+        404: ERROR_RESPONSES[404],
+        503: ERROR_RESPONSES[503],
+    },
+    tags=["exports"],
+)
+def get_export(
+    exportId: Annotated[str, Path(description="The exportId of POST /exports.")],  # noqa: N803
+    provided: Provided,
+) -> ExportStatusBody:
+    """Report an export's status, progress and, once it succeeded, its video."""
+    status = provided.status.read(exportId)
+    if status is None:
+        raise NotFoundError("no such export")
+    return ExportStatusBody.model_validate(status)
+
+
+@router.get(
+    "/exports",
+    summary="List exports",
+    operation_id="listExports",
+    responses={200: {"description": "A page of exports"}, 503: ERROR_RESPONSES[503]},
+    tags=["exports"],
+)
+def list_exports(
+    provided: Provided,
+    request: Request,
+    project_id: Annotated[
+        str | None, Query(alias="projectId", description="Only this project's exports.")
+    ] = None,
+    status: Annotated[
+        str | None, Query(description=f"Only exports in this status: {', '.join(STATUSES)}.")
+    ] = None,
+    limit: Annotated[int, Query(ge=1, le=MAX_LIMIT, description="Page size.")] = 20,
+    next_token: Annotated[
+        str | None,
+        Query(alias="nextToken", max_length=4096, description="nextToken of the previous page."),
+    ] = None,
+) -> ExportListBody:
+    """List recent exports, most recent first."""
+    page = provided.lister.page(
+        project_id=project_id, status=status, limit=limit, next_token=next_token
+    )
+    return ExportListBody(
+        exports=[ExportSummaryBody.model_validate(_linked(s, request)) for s in page.exports],
+        next_token=page.next_token,
+    )
+
+
+def _linked(record: Started | Summary, request: Request) -> dict[str, Any]:
+    """Return the record's fields and the link to follow its export."""
+    return {**asdict(record), "status_url": status_url(request, record.export_id)}
+
+
+def status_url(request: Request, export_id: str) -> str:
+    """Return the absolute URL of ``GET /exports/{exportId}`` as the client called this API.
+
+    ``requestContext.path`` is the path as called (with the stage, or a custom domain's base
+    path); ``path`` is the route's. What the first adds to the second prefixes the link.
+    """
+    event = request.resolved_event
+    context = event.raw_event.get("requestContext") or {}
+    called = str(context.get("path") or "")
+    prefix = called[: -len(event.path)] if event.path and called.endswith(event.path) else ""
+    if not _SAFE_PREFIX.fullmatch(prefix):
+        prefix = ""
+    path = f"{prefix}/exports/{export_id}"
+    domain = str(context.get("domainName") or "")
+    if not _HOST.fullmatch(domain):
+        return path
+    # API Gateway sets the scheme it was called with; anything odd means https.
+    scheme = event.headers.get("X-Forwarded-Proto", "").split(",")[0].strip().lower()
+    return f"{'http' if scheme == 'http' else 'https'}://{domain}{path}"

@@ -382,25 +382,26 @@ def test_state_machines_may_use_exactly_the_integrations_their_definitions_call(
         """The one argument of each SAM policy template of this kind."""
         return [next(iter(p[kind].values())) for p in templates if kind in p]
 
-    def substituted(value: str) -> Any:
+    def substitution_of(value: str) -> Any:
+        """The template expression a placeholder stands for (other values as they are)."""
         match = PLACEHOLDER.fullmatch(value)
         return substitutions[match[1]] if match else value
 
     invoked = {
-        substituted(t["Resource"])["Fn::GetAtt"][0]
+        substitution_of(t["Resource"])["Fn::GetAtt"][0]
         for t in tasks
         if PLACEHOLDER.fullmatch(t["Resource"])
     }
     assert {f["Ref"] for f in granted("LambdaInvokePolicy")} == invoked
     buses = {
-        substituted(entry["EventBusName"])
+        substitution_of(entry["EventBusName"])
         for t in tasks
         if t["Resource"] == "arn:aws:states:::events:putEvents"
         for entry in t["Parameters"]["Entries"]
     }
     assert set(granted("EventBridgePutEventsPolicy")) == buses
     started = {
-        substituted(t["Parameters"]["StateMachineArn"])["Ref"]
+        substitution_of(t["Parameters"]["StateMachineArn"])["Ref"]
         for t in tasks
         if t["Resource"].startswith("arn:aws:states:::states:startExecution")
     }

@@ -19,6 +19,7 @@ import pytest
 from aistudios_local.batch import BatchRun, upload_and_wait, upload_manifest, wait_batch
 from aistudios_local.simulator import AiStudiosSimulator, video_bytes
 from aistudios_local.stack import LocalStack
+from tests.unit.test_manifests import assert_safe_to_show
 
 from .conftest import assert_no_secrets
 
@@ -185,6 +186,23 @@ def test_duplicate_rows_are_exported_once(stack: LocalStack, simulator: AiStudio
     assert result.report is not None
     assert result.report["counts"]["duplicates"] == 2
     assert [r["status"] for r in result.rows] == ["SUCCEEDED"]
+
+
+def test_formula_cells_come_back_in_the_report_as_text(
+    stack: LocalStack, simulator: AiStudiosSimulator
+) -> None:
+    formulas = ['=HYPERLINK("http://evil.example/","x")', "+1+1", "-2+3", "@SUM(1)", "\t=1"]
+    quoted = [f'"{f.replace(chr(34), chr(34) * 2)}"' for f in formulas]
+    lines = [f"{q},{q},{q},{q}" for q in quoted] + [f"{P2},{q},ws,{q}" for q in quoted]
+    columns = "projectId,resolution,workspaceId,outputPrefix"
+    result = batch(stack, "\n".join([columns, f"{P1},720,,", *lines]) + "\n")
+    assert result.status == "SUCCEEDED", (result.error, result.cause)
+    assert export_posts(simulator) == [{"projectId": P1, "resolution": "720"}]
+    assert result.report is not None
+    hints = [r.get("projectId") for r in result.report["rejected"]]
+    assert hints == ["'" + f.strip() for f in formulas] + [P2] * len(formulas)
+    # Every string of the report (and of the rows the CLI prints) opens as text, and prints.
+    assert_safe_to_show([result.report, result.to_json()])
 
 
 # --- manifests that do not ---------------------------------------------------------------------

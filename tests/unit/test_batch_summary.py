@@ -27,6 +27,7 @@ from tests.unit.test_batches import (
     stack_bucket,
     stored,
 )
+from tests.unit.test_manifests import FORMULAS, assert_safe_to_show
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -208,6 +209,18 @@ def test_the_report_lists_every_rejected_row(s3: S3Client) -> None:
         (i + 4, b) for i, b in enumerate(bad)
     ]
     assert summary["counts"]["rejected"] == report["counts"]["rejected"] == len(bad)
+
+
+def test_a_report_of_formula_cells_starts_no_value_with_a_formula(s3: S3Client) -> None:
+    quoted = [f'"{f.replace(chr(34), chr(34) * 2)}"' for f in FORMULAS]
+    lines = [f"{q},{q},{q},{q}" for q in quoted] + [f"{P1},{q},720,{q}" for q in quoted]
+    rows = "\n".join(["projectId,resolution,workspaceId,outputPrefix", P1, P2, P3, *lines])
+    _, report, _ = summarize(
+        s3, {str(i): succeeded(p) for i, p in enumerate((P1, P2, P3))}, rows=rows
+    )
+    assert report["counts"]["rejected"] == 2 * len(FORMULAS)
+    assert report["rejected"][0]["projectId"] == "'" + FORMULAS[0]
+    assert_safe_to_show(report)
 
 
 # --- AWS failures: StorageError is retried by the machine, ConfigurationError is final -------

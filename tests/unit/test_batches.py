@@ -173,10 +173,67 @@ def test_prepare_never_reads_its_own_files_even_when_prefixes_nest(s3: S3Client)
     ]
 
 
-def test_prepare_refuses_a_too_big_object_without_reading_it(s3: S3Client) -> None:
+class CountingBody:
+    """A streaming body of ``size`` bytes that counts the bytes read from it."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.bytes_read = 0
+        self.closed = False
+
+    def read(self, amt: int | None = None) -> bytes:
+        left = self.size - self.bytes_read
+        count = left if amt is None or amt < 0 else min(amt, left)
+        self.bytes_read += count
+        return b"x" * count
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def with_body(
+    s3: S3Client, monkeypatch: pytest.MonkeyPatch, body: CountingBody, **fields: Any
+) -> None:
+    """Make S3 answer GetObject with ``body`` (and ``fields``) in place of the object's own."""
+    get_object = s3.get_object
+
+    def answer(**kwargs: Any) -> Any:
+        return {**get_object(**kwargs), "Body": body, **fields}
+
+    monkeypatch.setattr(s3, "get_object", answer)
+
+
+def only_the_manifest_is_stored(s3: S3Client, key: str) -> bool:
+    return [o["Key"] for o in s3.list_objects_v2(Bucket=BUCKET)["Contents"]] == [key]
+
+
+def test_prepare_refuses_a_too_big_object_without_reading_it(
+    s3: S3Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
     s3.put_object(Bucket=BUCKET, Key="manifests/big.csv", Body=b"x" * (MAX_MANIFEST_BYTES + 1))
+    body = CountingBody(MAX_MANIFEST_BYTES + 1)
+    with_body(s3, monkeypatch, body)
     with pytest.raises(ManifestInvalid, match=f"is {MAX_MANIFEST_BYTES + 1} bytes"):
         prepare(s3, "manifests/big.csv")
+    assert body.bytes_read == 0 and body.closed
+    assert only_the_manifest_is_stored(s3, "manifests/big.csv")
+
+
+def test_prepare_reads_no_more_than_the_limit_of_an_object_of_unknown_size(
+    s3: S3Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # An answer without ContentLength (or a wrong one) must not make a 50 MB read.
+    s3.put_object(Bucket=BUCKET, Key="manifests/big.csv", Body=f"projectId\n{P1}\n".encode())
+    body = CountingBody(50 * 1024 * 1024)
+    with_body(s3, monkeypatch, body, ContentLength=20)
+    with pytest.raises(ManifestInvalid) as raised:
+        prepare(s3, "manifests/big.csv")
+    assert str(raised.value) == (
+        f"manifest manifests/big.csv is more than {MAX_MANIFEST_BYTES} bytes; at most "
+        f"{MAX_MANIFEST_BYTES} are allowed (split it into several files)"
+    )
+    assert body.bytes_read == MAX_MANIFEST_BYTES + 1 and body.closed
+    assert only_the_manifest_is_stored(s3, "manifests/big.csv")
 
 
 def test_the_plan_carries_the_first_rejections_and_the_file_all_of_them(s3: S3Client) -> None:

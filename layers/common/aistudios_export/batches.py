@@ -263,7 +263,12 @@ def _read_manifest(s3_client: S3Client, bucket: str, key: str) -> tuple[bytes, s
         if size > MAX_MANIFEST_BYTES:
             answer["Body"].close()  # refused unread: the file never comes over the wire
             raise too_big(candidate, size)
-        return answer["Body"].read(MAX_MANIFEST_BYTES + 1), candidate, answer.get("VersionId")
+        # One byte past the limit tells a too-big file, whatever ContentLength said.
+        data = answer["Body"].read(MAX_MANIFEST_BYTES + 1)
+        if len(data) > MAX_MANIFEST_BYTES:
+            answer["Body"].close()
+            raise too_big(candidate)
+        return data, candidate, answer.get("VersionId")
     raise ManifestInvalid(f"manifest s3://{bucket}/{key} does not exist (or may not be read)")
 
 

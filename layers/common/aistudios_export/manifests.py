@@ -26,6 +26,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from aistudios_export.echo import excerpt, safe_cell
 from aistudios_export.errors import InvalidRequest, ManifestInvalid
 from aistudios_export.models import ExportRequest
 from aistudios_export.naming import execution_name
@@ -35,6 +36,9 @@ CSV_COLUMNS = ("projectId", "resolution", "workspaceId", "outputPrefix")
 MAX_MANIFEST_BYTES = 5 * 1024 * 1024
 MAX_ROWS = 10_000
 """Bounds of one manifest: the batch stays one Distributed Map run of bounded cost."""
+_HINT_CHARS = 64
+"""A longer ``projectId`` is not shown: it is no id, and the row number finds the row."""
+_INT_DIGITS = 20
 _JSON_TYPES = {dict: "object", str: "string", int: "number", float: "number", bool: "boolean"}
 
 
@@ -57,10 +61,14 @@ class Rejection:
     project_id: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        """Return the JSON form used in the state machine's data and the report."""
+        """Return the JSON form used in the state machine's data and the report.
+
+        The ``projectId`` shown is a :func:`~aistudios_export.echo.safe_cell`: a report opened in a
+        spreadsheet never runs a formula a row held.
+        """
         data: dict[str, Any] = {"row": self.row}
         if self.project_id:
-            data["projectId"] = self.project_id
+            data["projectId"] = safe_cell(self.project_id, _HINT_CHARS)
         data["error"] = self.error
         return data
 
@@ -112,14 +120,22 @@ def manifest_format(key: str) -> str:
     raise ManifestInvalid(f"manifest {key}: the file name must end in .csv or .json")
 
 
-def too_big(key: str, size: int) -> ManifestInvalid:
+def too_big(key: str, size: int | None = None) -> ManifestInvalid:
     """Return the error of a manifest of ``size`` bytes, over :data:`MAX_MANIFEST_BYTES`.
 
-    One message whether the size is known before reading (S3's ``ContentLength``) or after.
+    One message whether the size is known before reading (S3's ``ContentLength``) or after;
+    ``None`` when reading stopped at the limit, so the size is not known.
     """
+    written = f"{size} bytes" if size is not None else f"more than {MAX_MANIFEST_BYTES} bytes"
     return ManifestInvalid(
-        f"manifest {key} is {size} bytes; at most {MAX_MANIFEST_BYTES} are allowed "
+        f"manifest {key} is {written}; at most {MAX_MANIFEST_BYTES} are allowed "
         "(split it into several files)"
+    )
+
+
+def _too_many_rows(key: str) -> ManifestInvalid:
+    return ManifestInvalid(
+        f"manifest {key} has more than {MAX_ROWS} rows (split it into several files)"
     )
 
 
@@ -209,7 +225,7 @@ def _csv_rows(text: str, key: str) -> Iterator[_Row]:
                 continue  # blank lines, such as a trailing one, are not rows
             number += 1
             if number > MAX_ROWS:
-                raise ManifestInvalid(f"manifest {key} has more than {MAX_ROWS} rows")
+                raise _too_many_rows(key)
             raw = {
                 c: cell.strip() for c, cell in zip(columns, record, strict=False) if cell.strip()
             }
@@ -230,14 +246,13 @@ def _columns(header: list[str], key: str) -> list[str]:
     names = [cell.strip() for cell in header]
     allowed = ",".join(CSV_COLUMNS)
     if not any(n.lower() in canonical for n in names):
-        first = ",".join(names)[:80]
         raise ManifestInvalid(
             f"manifest {key} has no header row: the first line must name the columns "
-            f"(some of {allowed}), but it is {first!r}"
+            f"(some of {allowed}), but it is '{excerpt(','.join(names))}'"
         )
     unknown = [n for n in names if n.lower() not in canonical]
     if unknown:
-        shown = ", ".join(repr(n) for n in unknown[:5])
+        shown = ", ".join(f"'{excerpt(n)}'" for n in unknown[:5])
         raise ManifestInvalid(
             f"manifest {key} has unknown column(s) {shown}; the columns may be {allowed}"
         )
@@ -252,20 +267,31 @@ def _columns(header: list[str], key: str) -> list[str]:
 
 def _json_rows(text: str, key: str) -> Iterator[_Row]:
     try:
-        document = json.loads(text)
+        document = json.loads(text, parse_int=_json_int)
     except ValueError as e:
         raise ManifestInvalid(f"manifest {key} is not valid JSON: {e}") from None
+    except RecursionError:
+        raise ManifestInvalid(
+            f"manifest {key} is nested too deeply: it must be an array of request objects "
+            "whose fields are strings or numbers"
+        ) from None
     if not isinstance(document, list):
         raise ManifestInvalid(
             f"manifest {key} must be a JSON array of request objects, "
             f"not a JSON {_JSON_TYPES.get(type(document), 'null')}"
         )
     if len(document) > MAX_ROWS:
-        raise ManifestInvalid(f"manifest {key} has more than {MAX_ROWS} rows")
+        raise _too_many_rows(key)
     for index, raw in enumerate(document, start=1):
         yield _Row(index, raw)
 
 
+def _json_int(digits: str) -> int | float:
+    # No field takes a number this long; as a float it is refused as that field's value, where
+    # int() would refuse the whole file past 4300 digits (sys.get_int_max_str_digits).
+    return int(digits) if len(digits) <= _INT_DIGITS else float(digits)
+
+
 def _project_hint(raw: Any) -> str | None:
     value = raw.get("projectId") if isinstance(raw, Mapping) else None
-    return value if isinstance(value, str) and 0 < len(value) <= 64 else None
+    return value if isinstance(value, str) and 0 < len(value) <= _HINT_CHARS else None

@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
+from aistudios_export.echo import excerpt
 from aistudios_export.errors import InvalidRequest, Problem
 
 RESOLUTIONS = ("4k", "1080", "720", "480")
@@ -95,9 +96,11 @@ class ExportRequest:
         if not isinstance(raw, Mapping):
             raise InvalidRequest.whole("the request must be a JSON object")
         problems: list[Problem] = []
-        unknown = sorted(str(k) for k in raw if k not in REQUEST_FIELDS)
+        unknown = sorted(excerpt(str(k)) for k in raw if k not in REQUEST_FIELDS)
         if unknown:
-            problems.append(("", f"unknown field(s): {', '.join(unknown)}"))
+            # Name a few, shortly: the message goes back to whoever sent them, and into reports.
+            more = f" and {len(unknown) - 5} more" if len(unknown) > 5 else ""
+            problems.append(("", f"unknown field(s): {', '.join(unknown[:5])}{more}"))
 
         project_id = raw.get("projectId")
         if not isinstance(project_id, str) or not PROJECT_ID.fullmatch(project_id.lower()):

@@ -10,11 +10,11 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import time
-from typing import Any
 
 import boto3
 import pytest
+
+from aistudios_local.stack import wait_for_execution
 
 STACK = os.environ.get("AWS_SAM_STACK_NAME", "")
 PROJECT = os.environ.get("AISTUDIOS_TEST_PROJECT_ID", "")
@@ -39,11 +39,8 @@ def test_one_export_lands_verified_in_the_bucket(outputs: dict[str, str]) -> Non
         stateMachineArn=outputs["ExportStateMachineArn"],
         input=json.dumps({"projectId": PROJECT, "resolution": "480"}),
     )["executionArn"]
-    deadline = time.monotonic() + 1800
-    description: Any = sfn.describe_execution(executionArn=arn)
-    while description["status"] == "RUNNING" and time.monotonic() < deadline:
-        time.sleep(15)  # a deployed export takes minutes; this paces the polling of a real API
-        description = sfn.describe_execution(executionArn=arn)
+    # A deployed export takes minutes: poll the real API every 15 s, stop it after 30 min.
+    description = wait_for_execution(arn, deadline_seconds=1800, interval=15)
     assert description["status"] == "SUCCEEDED", description.get("cause")
     video = json.loads(description["output"])["video"]
     body = boto3.client("s3").get_object(Bucket=video["bucket"], Key=video["key"])

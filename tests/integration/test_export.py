@@ -10,7 +10,7 @@ import pytest
 from aistudios_local.simulator import AiStudiosSimulator, Scenario, video_bytes
 from aistudios_local.stack import LocalStack
 
-from .conftest import PROJECT, assert_nothing_stored, assert_stored, run
+from .conftest import PROJECT, MakeStack, assert_nothing_stored, assert_stored, run
 
 pytestmark = pytest.mark.integration
 
@@ -53,23 +53,23 @@ def test_token_expiry_mid_export_refreshes_exactly_once(
     assert len(refreshes) == 1 and refreshes[0].result["minted"] is True
 
 
-def test_first_export_mints_the_first_token(simulator: AiStudiosSimulator) -> None:
-    with LocalStack(simulator=simulator, seed_token=False) as stack:
-        result = run(stack)
-        assert_stored(stack, result, video_bytes(PROJECT, "1080"))
+def test_first_export_mints_the_first_token(
+    make_stack: MakeStack, simulator: AiStudiosSimulator
+) -> None:
+    stack = make_stack(seed_token=False)
+    result = run(stack)
+    assert_stored(stack, result, video_bytes(PROJECT, "1080"))
     assert simulator.tokens_minted == 1
 
 
 def test_wrong_credentials_fail_clearly_without_minting_in_a_loop(
-    simulator: AiStudiosSimulator,
+    make_stack: MakeStack, simulator: AiStudiosSimulator
 ) -> None:
-    with LocalStack(
-        simulator=simulator, credentials=("wrong-app", "wrong-key"), seed_token=False
-    ) as stack:
-        result = run(stack)
-        assert result.status == "FAILED"
-        assert result.error == "Unauthorized"
-        assert_nothing_stored(result, stack)
+    stack = make_stack(credentials=("wrong-app", "wrong-key"), seed_token=False)
+    result = run(stack)
+    assert result.status == "FAILED"
+    assert result.error == "Unauthorized"
+    assert_nothing_stored(result, stack)
     assert simulator.tokens_minted == 0
     token_calls = [c for c in simulator.calls if c.path.endswith("/auth/token")]
     assert len(token_calls) == 1

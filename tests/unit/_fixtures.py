@@ -1,8 +1,8 @@
 """Fakes and helpers shared by the unit tests of the library, the handlers and the local stack.
 
-Fixtures themselves live in the test modules (the conftest files belong to the lead); this
-module only holds what they build on: fake AWS credentials, a fake AI Studios API, a fake
-clock, a Lambda context, a handler loader and a fake rotation function for moto.
+Fixtures live in the test modules and conftest.py; this module holds what they build on: fake
+AWS credentials, a fake AI Studios API, a fake clock, a Lambda context, a handler loader and a
+fake rotation function for moto. The template and its state machines are read by _template.py.
 """
 
 from __future__ import annotations

@@ -31,9 +31,9 @@ from aistudios_export.errors import (
     TransientError,
 )
 from aistudios_export.manifests import MAX_MANIFEST_BYTES, parse_manifest
-from tests.unit._fixtures import ROOT, fake_aws
-from tests.unit.test_asl import substituted
-from tests.unit.test_asl_rules import all_states
+from tests.unit import _template
+from tests.unit._asl import all_states
+from tests.unit._fixtures import fake_aws
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -44,7 +44,6 @@ P3 = "65fa6b07dca2e367461a2927"
 DEFAULTS = {"pollSeconds": "15", "timeoutSeconds": "1800", "stallSeconds": "600"}
 BUCKET = "aistudios-export-output"
 SETTINGS = BatchSettings(bucket=BUCKET, manifest_prefix="manifests/", results_prefix="results/")
-BATCH_ASL = ROOT / "statemachine" / "batch.asl.json"
 
 
 @contextmanager
@@ -282,8 +281,7 @@ def batch_prefix(s3: S3Client, key: str) -> str:
 
 
 def batch_machine() -> dict[str, Any]:
-    machine: dict[str, Any] = json.loads(substituted(BATCH_ASL.read_text(encoding="utf-8")))
-    return machine
+    return _template.definition("BatchStateMachine")
 
 
 @pytest.mark.parametrize(

@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import json
 import threading
-import time
 from collections.abc import Iterator
 from typing import Any, Literal
 
@@ -22,6 +21,7 @@ from moto.secretsmanager.models import SecretsManagerBackend
 
 from aistudios_local import moto_shims
 from aistudios_local.moto_shims import ENGINE_HOOKS, MotoShims, RuleDelivery
+from aistudios_local.stack import wait_for_execution
 from tests.unit._fixtures import ACCOUNT, REGION, fresh_boto3_session
 
 ROLE = f"arn:aws:iam::{ACCOUNT}:role/test"
@@ -55,14 +55,8 @@ def deliveries(engine: None) -> Iterator[list[RuleDelivery]]:
 
 
 def finished(arn: str) -> dict[str, Any]:
-    """Poll an execution until it ends (a bound, not a timing: it fails the test if reached)."""
-    sfn = boto3.client("stepfunctions")
-    for _ in range(500):
-        description: dict[str, Any] = dict(sfn.describe_execution(executionArn=arn))
-        if description["status"] != "RUNNING":
-            return description
-        time.sleep(0.02)
-    raise AssertionError(f"{arn} did not end")
+    """Wait until an execution ends (the deadline stops it: ABORTED fails the test's checks)."""
+    return dict(wait_for_execution(arn, deadline_seconds=10, interval=0.02))
 
 
 def run_parent() -> dict[str, Any]:

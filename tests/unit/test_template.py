@@ -1,48 +1,50 @@
-"""template.yaml and samconfig.toml: the linters pass, and what the design promises holds.
+"""template.yaml and samconfig.toml: the linters pass, and what must hold of any correct template.
 
-The linters run once per module (``sam validate`` takes seconds). The structural checks read
-the template with cfn-lint's own decoder, which turns the short tags (``!Ref``, ``!Sub``, ...)
-into their long form (``{"Ref": ...}``, ``{"Fn::Sub": ...}``).
+The tests state rules, not the template's current values: every function runs the project's
+Python on what its layer was built for, gets only the settings its code reads, and can be
+found from an output; every parameter is used, has a working default and is what the local
+stack and samconfig.toml set. IAM is in test_template_iam.py, the other resources in
+test_template_resources.py. The linters run once per module (``sam validate`` takes seconds).
 """
 
 from __future__ import annotations
 
-import json
+import ast
+import inspect
 import os
 import re
+import shlex
 import subprocess
 import sys
 import tomllib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 import pytest
-from cfnlint.decode import decode
 
-ROOT = Path(__file__).resolve().parents[2]
-TEMPLATE = ROOT / "template.yaml"
+from aistudios_export import settings
+from aistudios_export.errors import ConfigurationError
+from aistudios_local.template import Resolver
+from tests.unit._fixtures import ROOT
+from tests.unit._template import (
+    FUNCTION,
+    STATE_MACHINE,
+    SUB_VARIABLE,
+    TEMPLATE,
+    as_list,
+    of_type,
+    references,
+    resolver,
+    walk,
+)
+
 SAMCONFIG = ROOT / "samconfig.toml"
+PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
 # The venv's console scripts live next to its interpreter (do not resolve the symlink).
 BIN = Path(sys.executable).parent
-
-FUNCTIONS = {
-    "SubmitExportFunction": "submit_export",
-    "CheckProgressFunction": "check_progress",
-    "FinalizeExportFunction": "finalize_export",
-    "RefreshTokenFunction": "refresh_token",
-}
-SUBSTITUTIONS = {
-    "SubmitExportFunctionArn",
-    "CheckProgressFunctionArn",
-    "FinalizeExportFunctionArn",
-    "RefreshTokenFunctionArn",
-    "EventBusName",
-    "EventSource",
-    "DefaultPollSeconds",
-    "DefaultTimeoutSeconds",
-    "DefaultStallSeconds",
-}
+LAMBDA_TIMEOUT_SECONDS = (3, 900)
+LAMBDA_MEMORY_MB = (128, 10240)
 # What the embedded local stack resolves (see the comment at the top of template.yaml).
 LOCAL_INTRINSICS = {
     "Ref",
@@ -54,11 +56,16 @@ LOCAL_INTRINSICS = {
     "Fn::And",
     "Fn::Or",
 }
-PSEUDO_PARAMETERS = {"AWS::Region", "AWS::AccountId", "AWS::Partition", "AWS::StackName"}
-SUB_VARIABLE = re.compile(r"\$\{(?!!)([^}]+)\}")
+ENV_NAME = re.compile(r"[A-Z][A-Z0-9_]*")
+LIBRARY_VARIABLES = {
+    value
+    for value in vars(settings).values()
+    if isinstance(value, str) and ENV_NAME.fullmatch(value)
+}
+"""Every environment variable the library reads: settings.py names them all."""
 
 
-# --- fixtures -------------------------------------------------------------------------
+# --- fixtures and helpers -------------------------------------------------------------
 
 
 def _run_tool(*argv: str) -> subprocess.CompletedProcess[str]:
@@ -97,72 +104,97 @@ def sam_validate_run() -> subprocess.CompletedProcess[str]:
     )
 
 
-@pytest.fixture(scope="module")
-def template() -> dict[str, Any]:
-    decoded, problems = decode(str(TEMPLATE))
-    assert not problems, [str(p) for p in problems]
-    assert isinstance(decoded, dict)
-    return decoded
+def environments(template: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Each function's environment variables (Globals and its own), unresolved."""
+    base = template["Globals"]["Function"].get("Environment", {}).get("Variables", {})
+    return {
+        name: {**base, **function["Properties"].get("Environment", {}).get("Variables", {})}
+        for name, function in of_type(template["Resources"], FUNCTION).items()
+    }
 
 
-@pytest.fixture(scope="module")
-def resources(template: dict[str, Any]) -> dict[str, Any]:
-    found: dict[str, Any] = template["Resources"]
-    return found
+def settings_readers() -> dict[str, Callable[..., object]]:
+    """Every reader of settings.py that takes only ``env``: each ``from_env`` and the like."""
+    readers: dict[str, Callable[..., object]] = {}
+    for name, member in vars(settings).items():
+        if inspect.isclass(member) and hasattr(member, "from_env"):
+            readers[name] = member.from_env
+        elif inspect.isfunction(member) and list(inspect.signature(member).parameters) == ["env"]:
+            readers[name] = member
+    return readers
 
 
-# --- helpers --------------------------------------------------------------------------
-
-
-def _of_type(resources: dict[str, Any], kind: str) -> dict[str, dict[str, Any]]:
-    return {name: res for name, res in resources.items() if res["Type"] == kind}
-
-
-def _props(resources: dict[str, Any], name: str) -> dict[str, Any]:
-    props: dict[str, Any] = resources[name]["Properties"]
-    return props
-
-
-def _walk(node: Any) -> Iterator[Any]:
-    """Yield every node of a decoded template fragment, depth first."""
-    yield node
-    if isinstance(node, dict):
-        for value in node.values():
-            yield from _walk(value)
-    elif isinstance(node, list):
-        for value in node:
-            yield from _walk(value)
-
-
-def _statements(policies: list[Any]) -> Iterator[dict[str, Any]]:
-    """The inline IAM statements of a SAM ``Policies`` list (not its policy templates)."""
-    for policy in policies:
-        if isinstance(policy, dict) and "Statement" in policy:
-            yield from policy["Statement"]
-
-
-def _as_list(value: Any) -> list[Any]:
-    return value if isinstance(value, list) else [value]
-
-
-def _references(node: Any) -> set[str]:
-    """Names referenced by Ref / GetAtt / Sub anywhere in ``node``."""
+def imported_packages(source: Path) -> set[str]:
+    """The top-level packages a Python file imports."""
     names: set[str] = set()
-    for item in _walk(node):
-        if not isinstance(item, dict):
-            continue
-        if isinstance(item.get("Ref"), str):
-            names.add(item["Ref"])
-        if "Fn::GetAtt" in item:
-            names.add(item["Fn::GetAtt"][0])
-        if "Fn::Sub" in item:
-            text = _as_list(item["Fn::Sub"])[0]
-            names |= {v.split(".")[0] for v in SUB_VARIABLE.findall(text)}
+    for node in ast.walk(ast.parse(source.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            names |= {alias.name.split(".")[0] for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            names.add(node.module.split(".")[0])
     return names
 
 
-def _asl_text() -> str:
-    return (ROOT / "statemachine" / "export.asl.json").read_text(encoding="utf-8")
+def _string_keys(node: ast.expr) -> Iterator[str]:
+    """The string keys of the dict literals in ``node`` (and the strings of its set literals)."""
+    for item in ast.walk(node):
+        keys: list[ast.expr | None] = []
+        if isinstance(item, ast.Dict):
+            keys = list(item.keys)
+        elif isinstance(item, ast.Set):
+            keys = list(item.elts)
+        for key in keys:
+            if isinstance(key, ast.Constant) and isinstance(key.value, str):
+                yield key.value
+
+
+def parameter_names_set_in(source: Path) -> Iterator[str]:
+    """Template parameter names a Python file sets or reads.
+
+    ``x.parameter("Name")``, ``parameters = {"Name": ...}``, ``parameters["Name"] = ...`` and
+    ``parameters={"Name": ...}`` in a call.
+    """
+    for node in ast.walk(ast.parse(source.read_text(encoding="utf-8"))):
+        found: list[ast.expr] = []
+        if isinstance(node, ast.Call):
+            if isinstance(node.func, ast.Attribute) and node.func.attr == "parameter" and node.args:
+                found.append(ast.Set(elts=[node.args[0]]))
+            found += [k.value for k in node.keywords if k.arg == "parameters"]
+        elif isinstance(node, ast.Assign):
+            for target in node.targets:
+                if isinstance(target, ast.Name) and target.id == "parameters":
+                    found.append(node.value)
+                if (
+                    isinstance(target, ast.Subscript)
+                    and isinstance(target.value, ast.Name)
+                    and target.value.id == "parameters"
+                ):
+                    found.append(ast.Set(elts=[target.slice]))
+        for expression in found:
+            yield from _string_keys(expression)
+
+
+def samconfig_overrides(config: Mapping[str, Any]) -> Iterator[tuple[str, str, str]]:
+    """``(profile, parameter, value)`` of every ``parameter_overrides`` in samconfig.toml."""
+    for profile, commands in config.items():
+        if not isinstance(commands, dict):
+            continue
+        for command in commands.values():
+            text = command.get("parameters", {}).get("parameter_overrides", "")
+            for pair in shlex.split(text):
+                name, _, value = pair.partition("=")
+                yield profile, name, value
+
+
+def assert_allowed(parameter: Mapping[str, Any], value: str, where: str) -> None:
+    """Check that a parameter accepts ``value`` as CloudFormation would."""
+    if "AllowedPattern" in parameter:
+        assert re.fullmatch(parameter["AllowedPattern"], value), where
+    if "AllowedValues" in parameter:
+        assert value in {str(v) for v in parameter["AllowedValues"]}, where
+    if parameter["Type"] == "Number":
+        number = float(value)
+        assert parameter.get("MinValue", number) <= number <= parameter.get("MaxValue", number)
 
 
 # --- the linters ----------------------------------------------------------------------
@@ -183,299 +215,171 @@ def test_sam_validate_lint_passes(sam_validate_run: subprocess.CompletedProcess[
 # --- functions ------------------------------------------------------------------------
 
 
-def test_functions_run_python313_on_arm64_with_tracing_through_globals(
+def test_functions_run_the_projects_python_on_what_their_layers_are_built_for(
     template: dict[str, Any], resources: dict[str, Any]
 ) -> None:
+    version_match = re.fullmatch(r">=(\d+\.\d+)", PYPROJECT["project"]["requires-python"])
+    assert version_match, "requires-python names the one version the functions run"
+    version = version_match[1]
+    assert PYPROJECT["tool"]["mypy"]["python_version"] == version
+    runtime = f"python{version}"
     globals_ = template["Globals"]["Function"]
-    assert globals_["Runtime"] == "python3.13"
-    assert globals_["Architectures"] == ["arm64"]
+    assert globals_["Runtime"] == runtime
     assert globals_["Tracing"] == "Active"
-    assert globals_["Layers"] == [{"Ref": "CommonLayer"}]
-    functions = _of_type(resources, "AWS::Serverless::Function")
-    assert set(FUNCTIONS) <= set(functions)
+    (architecture,) = globals_["Architectures"]
+    functions = of_type(resources, FUNCTION)
+    assert functions
     for name, function in functions.items():
         overrides = {"Runtime", "Architectures", "Tracing", "Layers"} & set(function["Properties"])
         assert not overrides, f"{name} overrides {overrides} from Globals"
 
-
-def test_common_layer_is_built_by_sam_for_python313_arm64(resources: dict[str, Any]) -> None:
-    layer = resources["CommonLayer"]
-    assert layer["Type"] == "AWS::Serverless::LayerVersion"
-    assert layer["Properties"]["ContentUri"] == "layers/common/"
-    assert layer["Properties"]["CompatibleRuntimes"] == ["python3.13"]
-    assert layer["Properties"]["CompatibleArchitectures"] == ["arm64"]
-    assert layer["Metadata"] == {"BuildMethod": "python3.13", "BuildArchitecture": "arm64"}
-    assert (ROOT / "layers" / "common" / "requirements.txt").is_file()
-    assert (ROOT / "layers" / "common" / "aistudios_export" / "__init__.py").is_file()
-
-
-def test_every_function_has_handler_code_timeout_and_memory(resources: dict[str, Any]) -> None:
-    for name, function in _of_type(resources, "AWS::Serverless::Function").items():
-        props = function["Properties"]
-        assert props["Handler"] == "app.lambda_handler", name
-        assert isinstance(props["Timeout"], int), name
-        assert isinstance(props["MemorySize"], int), name
-        assert 3 <= props["Timeout"] <= 900, name
-        assert 128 <= props["MemorySize"] <= 10240, name
-    for name, folder in FUNCTIONS.items():
-        assert _props(resources, name)["CodeUri"] == f"functions/{folder}/"
-        assert (ROOT / "functions" / folder).is_dir()
-    finalize = _props(resources, "FinalizeExportFunction")
-    assert (finalize["MemorySize"], finalize["Timeout"]) == (1024, 900)
+    layer_packages: set[str] = set()
+    assert globals_["Layers"]
+    for ref in globals_["Layers"]:
+        layer = resources[ref["Ref"]]
+        assert layer["Type"] == "AWS::Serverless::LayerVersion"
+        assert runtime in layer["Properties"]["CompatibleRuntimes"]
+        assert layer["Properties"]["CompatibleArchitectures"] == [architecture]
+        assert layer["Metadata"] == {"BuildMethod": runtime, "BuildArchitecture": architecture}
+        content = ROOT / layer["Properties"]["ContentUri"]
+        assert (content / "requirements.txt").is_file(), "what SAM installs into the layer"
+        layer_packages |= {p.parent.name for p in content.glob("*/__init__.py")}
+    # Every package of this project a handler imports is deployed in a layer.
+    project_packages = set(PYPROJECT["tool"]["setuptools"]["package-dir"])
+    for function in functions.values():
+        handler_file = ROOT / function["Properties"]["CodeUri"] / "app.py"
+        assert imported_packages(handler_file) & project_packages <= layer_packages
 
 
-def test_environment_variables_follow_the_contract(
+def test_every_function_has_its_handler_in_a_code_folder_of_its_own(
     template: dict[str, Any], resources: dict[str, Any]
 ) -> None:
-    assert template["Globals"]["Function"]["Environment"]["Variables"] == {
-        "POWERTOOLS_SERVICE_NAME": "aistudios-export",
-        "POWERTOOLS_LOG_LEVEL": {"Ref": "LogLevel"},
-        "AISTUDIOS_API_URL": {"Ref": "ApiBaseUrl"},
-        "TOKEN_SECRET_ID": {"Ref": "TokenSecret"},
+    folders: list[str] = []
+    for name, function in of_type(resources, FUNCTION).items():
+        props = function["Properties"]
+        code = Path(props["CodeUri"])
+        assert code.parent == Path("functions"), name
+        folders.append(code.name)
+        assert (ROOT / code / "__init__.py").is_file(), name
+        handler = props.get("Handler", template["Globals"]["Function"].get("Handler"))
+        module, _, entry = handler.rpartition(".")
+        tree = ast.parse((ROOT / code / f"{module}.py").read_text(encoding="utf-8"))
+        defined = {n.name for n in tree.body if isinstance(n, ast.FunctionDef)}
+        assert entry in defined, f"{name}: {handler} is not defined in {code}"
+        assert isinstance(props["Timeout"], int), name
+        assert isinstance(props["MemorySize"], int), name
+        assert LAMBDA_TIMEOUT_SECONDS[0] <= props["Timeout"] <= LAMBDA_TIMEOUT_SECONDS[1], name
+        assert LAMBDA_MEMORY_MB[0] <= props["MemorySize"] <= LAMBDA_MEMORY_MB[1], name
+    assert len(set(folders)) == len(folders), "one folder per function"
+    handlers = {d.name for d in (ROOT / "functions").iterdir() if (d / "app.py").is_file()}
+    assert set(folders) == handlers, "every handler folder is deployed"
+
+
+def test_functions_that_stream_videos_hold_one_part_and_may_run_longest(
+    template: dict[str, Any], resources: dict[str, Any]
+) -> None:
+    streaming = {
+        name: env
+        for name, env in environments(template).items()
+        if settings.DOWNLOAD_PART_SIZE_MIB in env
     }
-    assert _props(resources, "FinalizeExportFunction")["Environment"]["Variables"] == {
-        "OUTPUT_BUCKET": {"Ref": "OutputBucket"},
-        "OUTPUT_PREFIX": {"Ref": "OutputKeyPrefix"},
-        "TRUSTED_DOWNLOAD_ORIGIN": {"Ref": "TrustedDownloadOrigin"},
-        "DOWNLOAD_PART_SIZE_MIB": {"Ref": "DownloadPartSizeMiB"},
-    }
-    assert _props(resources, "RefreshTokenFunction")["Environment"]["Variables"] == {
-        "CREDENTIALS_SECRET_ID": {
-            "Fn::If": [
-                "CreateCredentialsSecret",
-                {"Ref": "CredentialsSecret"},
-                {"Ref": "CredentialsSecretArn"},
-            ]
-        }
-    }
+    assert streaming
+    for name, env in streaming.items():
+        props = resources[name]["Properties"]
+        part = template["Parameters"][env[settings.DOWNLOAD_PART_SIZE_MIB]["Ref"]]
+        # About one part is in memory (transfer.py), beside the runtime and its clients.
+        assert props["MemorySize"] >= part["MaxValue"] + 256, name
+        # Multi-gigabyte videos take minutes: the copy gets all the time Lambda allows.
+        assert props["Timeout"] == LAMBDA_TIMEOUT_SECONDS[1], name
+
+
+# --- environment variables ------------------------------------------------------------
+
+
+def test_functions_get_only_settings_the_code_reads_and_every_one_it_reads(
+    template: dict[str, Any],
+) -> None:
+    given: dict[str, Any] = {}
+    for name, env in environments(template).items():
+        for variable, value in env.items():
+            if variable.startswith("POWERTOOLS_"):
+                continue  # read by Powertools itself
+            assert variable in LIBRARY_VARIABLES, f"{name}: nothing reads {variable}"
+            assert isinstance(value, dict), f"{name}: {variable} is not wired to the template"
+            # A variable means the same thing in every function that has it.
+            assert given.setdefault(variable, value) == value, f"{name}: {variable}"
+    assert set(given) == LIBRARY_VARIABLES, "every setting the library reads has a source"
+
+
+def _union_environment(template: dict[str, Any], values: Resolver) -> dict[str, str]:
+    """Every function's environment variables in one mapping, resolved by ``values``."""
+    merged: dict[str, str] = {}
+    for env in environments(template).values():
+        merged |= {k: str(v) for k, v in values.resolve(env).items()}
+    return merged
+
+
+def test_the_settings_parse_from_the_template_whatever_its_parameters_allow(
+    template: dict[str, Any],
+) -> None:
+    readers = settings_readers()
+    assert readers
+    defaults = resolver()
+    cases: list[dict[str, str]] = [{}]
+    for env in environments(template).values():
+        for value in env.values():
+            for name in references(value) & set(template["Parameters"]):
+                spec = template["Parameters"][name]
+                cases += [{name: str(spec[k])} for k in ("MinValue", "MaxValue") if k in spec]
+    for overrides in cases:
+        values = Resolver(
+            template,
+            overrides,
+            refs=defaults.refs,
+            attributes=defaults.attributes,
+            pseudo=defaults.pseudo,
+        )
+        env = _union_environment(template, values)
+        for name, reader in readers.items():
+            try:
+                reader(env=env)
+            except ConfigurationError as e:
+                pytest.fail(f"{name} with {overrides or 'the defaults'}: {e}")
 
 
 def test_local_stack_fragments_use_only_intrinsics_it_resolves(
     template: dict[str, Any], resources: dict[str, Any]
 ) -> None:
-    known = set(template["Parameters"]) | set(resources) | PSEUDO_PARAMETERS
+    known = set(template["Parameters"]) | set(resources) | set(resolver().pseudo)
+    machines = of_type(resources, STATE_MACHINE)
     fragments: list[Any] = [template["Globals"]["Function"]["Environment"]]
     fragments += [f["Properties"].get("Environment", {}) for f in resources.values()]
-    fragments.append(_props(resources, "ExportStateMachine")["DefinitionSubstitutions"])
+    fragments += [m["Properties"].get("DefinitionSubstitutions", {}) for m in machines.values()]
     fragments += list(template["Conditions"].values())
-    for item in _walk(fragments):
+
+    def attribute_known(name: str, attribute: str) -> bool:
+        # The local stack names an Arn of everything and a Name of state machines.
+        return attribute in ("", "Arn") or (attribute == "Name" and name in machines)
+
+    for item in walk(fragments):
         if not isinstance(item, dict):
             continue
         functions = {key for key in item if key == "Ref" or key.startswith("Fn::")}
         assert functions <= LOCAL_INTRINSICS, functions
         if "Fn::GetAtt" in item:
-            assert item["Fn::GetAtt"][1] == "Arn", item
+            assert attribute_known(*item["Fn::GetAtt"]), item
         if "Fn::If" in item:
             assert item["Fn::If"][0] in template["Conditions"], item
         if "Fn::Sub" in item:
-            text, *mapping = _as_list(item["Fn::Sub"])
+            text, *mapping = as_list(item["Fn::Sub"])
             local = set(mapping[0]) if mapping else set()
             for variable in SUB_VARIABLE.findall(text):
                 name, _, attribute = variable.partition(".")
-                assert name in known | local and attribute in {"", "Arn"}, variable
-    assert _references(fragments) <= known
+                assert name in known | local and attribute_known(name, attribute), variable
+    assert references(fragments) <= known
 
 
-def test_every_log_group_is_the_functions_own_and_has_retention(
-    resources: dict[str, Any],
-) -> None:
-    log_groups = _of_type(resources, "AWS::Logs::LogGroup")
-    for name, group in log_groups.items():
-        assert group["Properties"].get("RetentionInDays") == {"Ref": "LogRetentionInDays"}, name
-    used = [
-        function["Properties"]["LoggingConfig"]["LogGroup"]["Ref"]
-        for function in _of_type(resources, "AWS::Serverless::Function").values()
-    ]
-    assert len(set(used)) == len(used)
-    assert set(used) <= set(log_groups)
-
-
-# --- state machine --------------------------------------------------------------------
-
-
-def test_state_machine_logs_without_execution_data_and_traces(resources: dict[str, Any]) -> None:
-    machine = resources["ExportStateMachine"]
-    assert machine["Type"] == "AWS::Serverless::StateMachine"
-    props = machine["Properties"]
-    assert props["Type"] == "STANDARD"
-    assert props["DefinitionUri"] == "statemachine/export.asl.json"
-    assert props["Logging"]["Level"] == "ALL"
-    assert props["Logging"]["IncludeExecutionData"] is False
-    assert props["Tracing"] == {"Enabled": True}
-    (destination,) = props["Logging"]["Destinations"]
-    group = destination["CloudWatchLogsLogGroup"]["LogGroupArn"]["Fn::GetAtt"][0]
-    assert _props(resources, group)["LogGroupName"] == {
-        "Fn::Sub": "/aws/vendedlogs/states/${AWS::StackName}-export"
-    }
-
-
-def test_state_machine_may_invoke_the_four_functions_and_publish_events(
-    resources: dict[str, Any],
-) -> None:
-    policies = _props(resources, "ExportStateMachine")["Policies"]
-    invoked = {
-        p["LambdaInvokePolicy"]["FunctionName"]["Ref"]
-        for p in policies
-        if "LambdaInvokePolicy" in p
-    }
-    assert invoked == set(FUNCTIONS)
-    assert {"EventBridgePutEventsPolicy": {"EventBusName": "default"}} in policies
-
-
-def test_definition_substitutions_match_the_asl_placeholders(resources: dict[str, Any]) -> None:
-    substitutions = _props(resources, "ExportStateMachine")["DefinitionSubstitutions"]
-    assert set(substitutions) == SUBSTITUTIONS
-    for name in FUNCTIONS:
-        assert substitutions[f"{name}Arn"] == {"Fn::GetAtt": [name, "Arn"]}
-    assert set(SUB_VARIABLE.findall(_asl_text())) == SUBSTITUTIONS
-
-
-def test_asl_task_and_execution_timeouts_fit_the_functions(
-    template: dict[str, Any], resources: dict[str, Any]
-) -> None:
-    # Placeholders sit inside JSON strings, so the file is JSON before substitution too.
-    asl = json.loads(_asl_text())
-    lambda_timeouts = {f"${{{name}Arn}}": _props(resources, name)["Timeout"] for name in FUNCTIONS}
-    tasks = [s for s in asl["States"].values() if s["Type"] == "Task"]
-    assert {t["Resource"] for t in tasks} >= set(lambda_timeouts)
-    for task in tasks:
-        # The function times out first, so the error the state machine sees is Lambda's own.
-        assert task["TimeoutSeconds"] >= lambda_timeouts.get(task["Resource"], 1), task
-    budget = template["Parameters"]["DefaultTimeoutSeconds"]["MaxValue"]
-    finalize = _props(resources, "FinalizeExportFunction")["Timeout"]
-    assert budget + finalize < asl["TimeoutSeconds"]
-
-
-# --- bucket ---------------------------------------------------------------------------
-
-
-def test_output_bucket_is_private_encrypted_versioned_and_aborts_uploads(
-    resources: dict[str, Any],
-) -> None:
-    bucket = _props(resources, "OutputBucket")
-    assert bucket["PublicAccessBlockConfiguration"] == {
-        "BlockPublicAcls": True,
-        "BlockPublicPolicy": True,
-        "IgnorePublicAcls": True,
-        "RestrictPublicBuckets": True,
-    }
-    (encryption,) = bucket["BucketEncryption"]["ServerSideEncryptionConfiguration"]
-    assert encryption["ServerSideEncryptionByDefault"]["SSEAlgorithm"] in {"AES256", "aws:kms"}
-    assert bucket["VersioningConfiguration"] == {"Status": "Enabled"}
-    assert bucket["OwnershipControls"] == {"Rules": [{"ObjectOwnership": "BucketOwnerEnforced"}]}
-    rules = bucket["LifecycleConfiguration"]["Rules"]
-    assert {"DaysAfterInitiation": 1} in [r.get("AbortIncompleteMultipartUpload") for r in rules]
-    assert any("NoncurrentVersionExpiration" in r for r in rules)
-
-
-def test_output_bucket_refuses_plain_http(resources: dict[str, Any]) -> None:
-    policy = _props(resources, "OutputBucketPolicy")
-    assert policy["Bucket"] == {"Ref": "OutputBucket"}
-    (statement,) = policy["PolicyDocument"]["Statement"]
-    assert statement["Effect"] == "Deny"
-    assert statement["Principal"] == "*"
-    assert statement["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
-    assert statement["Resource"] == [
-        {"Fn::GetAtt": ["OutputBucket", "Arn"]},
-        {"Fn::Sub": "${OutputBucket.Arn}/*"},
-    ]
-
-
-# --- least privilege and secrets ------------------------------------------------------
-
-
-def test_no_iam_statement_allows_every_action(resources: dict[str, Any]) -> None:
-    for name, res in resources.items():
-        for statement in _statements(res.get("Properties", {}).get("Policies", [])):
-            assert statement["Effect"] == "Allow", name
-            actions = _as_list(statement["Action"])
-            assert not [a for a in actions if a == "*" or a.endswith(":*")], (name, actions)
-            if statement["Resource"] == "*":
-                # Only vended log delivery, which has no resource-level permissions.
-                assert all(a.startswith("logs:") for a in actions), (name, actions)
-
-
-def test_only_refresh_token_reads_credentials_or_writes_the_token(
-    resources: dict[str, Any],
-) -> None:
-    credentials = {"CredentialsSecret", "CredentialsSecretArn"}
-    read_token = {"AWSSecretsManagerGetSecretValuePolicy": {"SecretArn": {"Ref": "TokenSecret"}}}
-    for name in set(FUNCTIONS) - {"RefreshTokenFunction"}:
-        policies = _props(resources, name)["Policies"]
-        assert policies[0] == read_token, name
-        assert not _references(policies) & credentials, name
-        actions = {a for s in _statements(policies) for a in _as_list(s["Action"])}
-        assert not {a for a in actions if a.startswith("secretsmanager:")}, name
-    statements = {
-        s["Sid"]: s for s in _statements(_props(resources, "RefreshTokenFunction")["Policies"])
-    }
-    assert set(statements) == {"ReadCredentials", "RotateToken"}
-    assert statements["ReadCredentials"]["Action"] == "secretsmanager:GetSecretValue"
-    assert _references(statements["ReadCredentials"]["Resource"]) == credentials
-    assert set(statements["RotateToken"]["Action"]) == {
-        "secretsmanager:DescribeSecret",
-        "secretsmanager:GetSecretValue",
-        "secretsmanager:PutSecretValue",
-        "secretsmanager:UpdateSecretVersionStage",
-    }
-    assert statements["RotateToken"]["Resource"] == {"Ref": "TokenSecret"}
-
-
-def test_finalize_writes_only_under_the_output_prefix(resources: dict[str, Any]) -> None:
-    (statement,) = _statements(_props(resources, "FinalizeExportFunction")["Policies"])
-    assert set(statement["Action"]) == {
-        "s3:PutObject",
-        "s3:GetObject",
-        "s3:GetObjectVersion",
-        "s3:AbortMultipartUpload",
-        "s3:ListMultipartUploadParts",
-        "s3:DeleteObject",
-        "s3:DeleteObjectVersion",
-    }
-    assert statement["Resource"] == {"Fn::Sub": "${OutputBucket.Arn}/${OutputKeyPrefix}*"}
-
-
-def test_secrets_are_placeholders_without_any_value(
-    template: dict[str, Any], resources: dict[str, Any]
-) -> None:
-    secrets = _of_type(resources, "AWS::SecretsManager::Secret")
-    assert set(secrets) == {"CredentialsSecret", "TokenSecret"}
-    for name, secret in secrets.items():
-        assert "SecretString" not in secret["Properties"], name
-    credentials = secrets["CredentialsSecret"]
-    assert credentials["Condition"] == "CreateCredentialsSecret"
-    assert template["Conditions"]["CreateCredentialsSecret"] == {
-        "Fn::Equals": [{"Ref": "CredentialsSecretArn"}, ""]
-    }
-    generated = credentials["Properties"]["GenerateSecretString"]
-    assert json.loads(generated["SecretStringTemplate"]) == {"appId": "REPLACE_ME"}
-    assert generated["GenerateStringKey"] == "userKey"
-    token = secrets["TokenSecret"]["Properties"]["GenerateSecretString"]
-    assert json.loads(token["SecretStringTemplate"]) == {"token": ""}
-    # Whatever looks like a secret in an environment variable is a reference, never a literal.
-    for function in [template["Globals"]["Function"], *resources.values()]:
-        variables = function.get("Properties", function).get("Environment", {}).get("Variables", {})
-        for key, value in variables.items():
-            if re.search("SECRET|TOKEN|KEY|PASSWORD", key):
-                assert isinstance(value, dict), key
-
-
-def test_token_secret_is_rotated_by_refresh_token(resources: dict[str, Any]) -> None:
-    (schedule,) = _of_type(resources, "AWS::SecretsManager::RotationSchedule").values()
-    props = schedule["Properties"]
-    assert props["SecretId"] == {"Ref": "TokenSecret"}
-    assert props["RotationLambdaARN"] == {"Fn::GetAtt": ["RefreshTokenFunction", "Arn"]}
-    assert props["RotationRules"] == {"ScheduleExpression": {"Ref": "TokenRotationSchedule"}}
-    permission = resources[schedule["DependsOn"]]
-    assert permission["Type"] == "AWS::Lambda::Permission"
-    assert permission["Properties"]["Principal"] == "secretsmanager.amazonaws.com"
-    assert permission["Properties"]["FunctionName"] == {
-        "Fn::GetAtt": ["RefreshTokenFunction", "Arn"]
-    }
-    assert permission["Properties"]["SourceArn"] == {"Ref": "TokenSecret"}
-
-
-# --- parameters and outputs -----------------------------------------------------------
+# --- parameters -----------------------------------------------------------------------
 
 
 def test_every_parameter_has_a_default_that_passes_its_own_constraints(
@@ -483,15 +387,28 @@ def test_every_parameter_has_a_default_that_passes_its_own_constraints(
 ) -> None:
     for name, parameter in template["Parameters"].items():
         assert "Default" in parameter, name
-        default = parameter["Default"]
-        if "AllowedPattern" in parameter:
-            assert re.fullmatch(parameter["AllowedPattern"], str(default)), name
-        if "AllowedValues" in parameter:
-            assert default in parameter["AllowedValues"], name
-        if parameter["Type"] == "Number":
-            assert (
-                parameter.get("MinValue", default) <= default <= parameter.get("MaxValue", default)
-            )
+        assert_allowed(parameter, str(parameter["Default"]), name)
+
+
+def test_every_parameter_is_used_and_shown_in_one_group(template: dict[str, Any]) -> None:
+    parameters = set(template["Parameters"])
+    used = references({k: v for k, v in template.items() if k not in ("Parameters", "Metadata")})
+    assert parameters <= used, f"unused: {sorted(parameters - used)}"
+    groups = template["Metadata"]["AWS::CloudFormation::Interface"]["ParameterGroups"]
+    grouped = [name for group in groups for name in group["Parameters"]]
+    assert sorted(grouped) == sorted(parameters), "each parameter in exactly one group"
+
+
+def test_every_parameter_the_local_stack_or_its_tests_set_exists(
+    template: dict[str, Any],
+) -> None:
+    sources = sorted((ROOT / "local").rglob("*.py")) + sorted(
+        (ROOT / "tests" / "integration").glob("*.py")
+    )
+    found = {(source, name) for source in sources for name in parameter_names_set_in(source)}
+    assert {source.parent.name for source, _ in found} >= {"aistudios_local", "integration"}
+    for source, name in found:
+        assert name in template["Parameters"], f"{source.relative_to(ROOT)} sets {name}"
 
 
 @pytest.mark.parametrize(
@@ -538,397 +455,78 @@ def test_trusted_download_origin_cannot_be_set_in_aws(template: dict[str, Any]) 
     assert assertion["Assert"] == {"Fn::Equals": [{"Ref": "TrustedDownloadOrigin"}, ""]}
 
 
-def test_outputs_name_what_users_and_tests_need(template: dict[str, Any]) -> None:
-    assert {
-        "ExportStateMachineArn",
-        "OutputBucketName",
-        "CredentialsSecretArn",
-        "TokenSecretArn",
-        *(f"{name}Name" for name in FUNCTIONS),
-    } <= set(template["Outputs"])
+# --- outputs --------------------------------------------------------------------------
+
+
+def test_every_output_names_something_that_exists_whenever_it_is_shown(
+    template: dict[str, Any], resources: dict[str, Any]
+) -> None:
+    known = set(template["Parameters"]) | set(resources) | set(resolver().pseudo)
+    for name, output in template["Outputs"].items():
+        value = output["Value"]
+        named = references(value)
+        assert named, f"{name} is a literal"
+        assert named <= known, name
+        if "Condition" in output:
+            assert output["Condition"] in template["Conditions"], name
+        guards = {output.get("Condition")}
+        if isinstance(value, dict) and "Fn::If" in value:
+            guards.add(value["Fn::If"][0])
+            named = references(value["Fn::If"][1])  # the other branch exists without it
+        for resource in named & set(resources):
+            if "Condition" in resources[resource]:
+                assert resources[resource]["Condition"] in guards, (name, resource)
+
+
+def test_users_can_find_every_resource_they_operate(
+    template: dict[str, Any], resources: dict[str, Any]
+) -> None:
+    shown = references([o["Value"] for o in template["Outputs"].values()])
+    operated = (
+        FUNCTION,
+        STATE_MACHINE,
+        "AWS::S3::Bucket",
+        "AWS::SecretsManager::Secret",
+        "AWS::SQS::Queue",
+        "AWS::Serverless::Api",
+    )
+    for kind in operated:
+        missing = set(of_type(resources, kind)) - shown
+        assert not missing, f"no output names {sorted(missing)}"
+    read_by_cloud_tests = {
+        match
+        for source in (ROOT / "tests" / "cloud").glob("*.py")
+        for match in re.findall(r"outputs\[\"(\w+)\"\]", source.read_text(encoding="utf-8"))
+    }
+    assert read_by_cloud_tests <= set(template["Outputs"])
 
 
 # --- samconfig.toml -------------------------------------------------------------------
 
 
-def test_samconfig_profiles_deploy_safely_without_account_details() -> None:
+def test_samconfig_profiles_deploy_their_own_stack_safely_without_account_details(
+    template: dict[str, Any],
+) -> None:
     text = SAMCONFIG.read_text(encoding="utf-8")
     config = tomllib.loads(text)
-    assert config["version"] == 0.1
+    assert config.pop("version") == 0.1, "the only samconfig format SAM CLI reads"
+    assert {"default", "prod"} <= set(config)
+    creates_roles = bool(of_type(template["Resources"], "AWS::IAM::Role"))
     stacks = set()
-    for env in ("default", "dev", "prod"):
-        stacks.add(config[env]["global"]["parameters"]["stack_name"])
-        assert config[env]["build"]["parameters"] == {"cached": True, "parallel": True}
-        deploy = config[env]["deploy"]["parameters"]
-        assert deploy["capabilities"] == "CAPABILITY_IAM"
-        assert deploy["resolve_s3"] is True
-    assert len(stacks) == 3
+    for env, commands in config.items():
+        stacks.add(commands["global"]["parameters"]["stack_name"])
+        assert commands["build"]["parameters"], env
+        deploy = commands["deploy"]["parameters"]
+        capabilities = set(deploy["capabilities"].split())
+        assert ("CAPABILITY_IAM" in capabilities) is creates_roles, env
+        assert "CAPABILITY_NAMED_IAM" not in capabilities, env
+        assert deploy.get("resolve_s3") is True or "s3_bucket" in deploy, env
+    assert len(stacks) == len(config), "each profile deploys a stack of its own"
     assert config["prod"]["deploy"]["parameters"]["confirm_changeset"] is True
     assert not re.search(r"^\s*region\s*=", text, re.MULTILINE)
     assert not re.search(r"\b\d{12}\b", text)
-
-
-# --- batches: manifests, the S3 rule, the schedule (issue #3) ---------------------------------
-
-BATCH_FUNCTIONS = {
-    "PrepareManifestFunction": "prepare_manifest",
-    "SummarizeBatchFunction": "summarize_batch",
-}
-BATCH_SUBSTITUTIONS = {
-    "PrepareManifestFunctionArn",
-    "SummarizeBatchFunctionArn",
-    "ExportStateMachineArn",
-    "ExportExecutionArnPrefix",
-    "OutputBucketName",
-    "ManifestKeyPrefix",
-    "ResultsKeyPrefix",
-    "BatchMaxConcurrency",
-    "BatchToleratedFailurePercentage",
-    "DefaultPollSeconds",
-    "DefaultTimeoutSeconds",
-    "DefaultStallSeconds",
-}
-EXPORT_EXECUTIONS = {
-    "Fn::Sub": "arn:${AWS::Partition}:states:${AWS::Region}:${AWS::AccountId}"
-    ":execution:${ExportStateMachine.Name}:*"
-}
-
-
-def _batch_asl() -> dict[str, Any]:
-    text = (ROOT / "statemachine" / "batch.asl.json").read_text(encoding="utf-8")
-    assert set(SUB_VARIABLE.findall(text)) == BATCH_SUBSTITUTIONS
-    value: dict[str, Any] = json.loads(text)
-    return value
-
-
-def _all_states(asl: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """Every state, those of the Map's ItemProcessor included."""
-    found: dict[str, dict[str, Any]] = {}
-    for name, state in asl["States"].items():
-        found[name] = state
-        if "ItemProcessor" in state:
-            found |= _all_states(state["ItemProcessor"])
-    return found
-
-
-def _statement_by_sid(policies: list[Any]) -> dict[str, dict[str, Any]]:
-    return {s["Sid"]: s for s in _statements(policies) if "Sid" in s}
-
-
-def test_batch_functions_are_thin_and_never_touch_secrets(resources: dict[str, Any]) -> None:
-    for name, folder in BATCH_FUNCTIONS.items():
-        props = _props(resources, name)
-        assert props["CodeUri"] == f"functions/{folder}/"
-        assert (ROOT / "functions" / folder / "app.py").is_file()
-        assert (ROOT / "functions" / folder / "__init__.py").is_file()
-        actions = {a for s in _statements(props["Policies"]) for a in _as_list(s["Action"])}
-        assert not {a for a in actions if a.startswith("secretsmanager:")}, name
-        assert not _references(props["Policies"]) & {"CredentialsSecret", "TokenSecret"}
-    prepare = _statement_by_sid(_props(resources, "PrepareManifestFunction")["Policies"])
-    assert prepare["ReadManifests"]["Action"] == "s3:GetObject"
-    assert prepare["ReadManifests"]["Resource"] == {
-        "Fn::Sub": "${OutputBucket.Arn}/${ManifestKeyPrefix}*"
-    }
-    assert prepare["WriteBatchFiles"]["Action"] == "s3:PutObject"
-    assert prepare["WriteBatchFiles"]["Resource"] == {
-        "Fn::Sub": "${OutputBucket.Arn}/${ResultsKeyPrefix}*"
-    }
-    summarize = _statement_by_sid(_props(resources, "SummarizeBatchFunction")["Policies"])
-    assert summarize["ReadExportOutcomes"]["Action"] == "states:DescribeExecution"
-    assert summarize["ReadExportOutcomes"]["Resource"] == EXPORT_EXECUTIONS
-    assert summarize["ReadAndWriteBatchFiles"]["Resource"] == {
-        "Fn::Sub": "${OutputBucket.Arn}/${ResultsKeyPrefix}*"
-    }
-
-
-def test_batch_state_machine_logs_without_execution_data_and_traces(
-    resources: dict[str, Any],
-) -> None:
-    props = _props(resources, "BatchStateMachine")
-    assert props["Type"] == "STANDARD"
-    assert props["DefinitionUri"] == "statemachine/batch.asl.json"
-    assert props["Name"] == {"Fn::Sub": "${AWS::StackName}-batch"}
-    assert props["Logging"]["Level"] == "ALL"
-    assert props["Logging"]["IncludeExecutionData"] is False
-    assert props["Tracing"] == {"Enabled": True}
-    (destination,) = props["Logging"]["Destinations"]
-    group = destination["CloudWatchLogsLogGroup"]["LogGroupArn"]["Fn::GetAtt"][0]
-    assert _props(resources, group)["LogGroupName"] == {
-        "Fn::Sub": "/aws/vendedlogs/states/${AWS::StackName}-batch"
-    }
-
-
-def test_batch_substitutions_cover_every_placeholder_and_resolve_locally(
-    template: dict[str, Any], resources: dict[str, Any]
-) -> None:
-    substitutions = _props(resources, "BatchStateMachine")["DefinitionSubstitutions"]
-    assert set(substitutions) == BATCH_SUBSTITUTIONS
-    _batch_asl()
-    for name in BATCH_FUNCTIONS:
-        assert substitutions[f"{name}Arn"] == {"Fn::GetAtt": [name, "Arn"]}
-    assert substitutions["ExportStateMachineArn"] == {"Ref": "ExportStateMachine"}
-    for parameter in (
-        BATCH_SUBSTITUTIONS
-        - {f"{n}Arn" for n in BATCH_FUNCTIONS}
-        - {
-            "ExportStateMachineArn",
-            "ExportExecutionArnPrefix",
-            "OutputBucketName",
-        }
-    ):
-        assert substitutions[parameter] == {"Ref": parameter}, parameter
-    known = set(template["Parameters"]) | set(resources) | PSEUDO_PARAMETERS
-    for item in _walk(substitutions):
-        if isinstance(item, dict) and "Fn::Sub" in item:
-            for variable in SUB_VARIABLE.findall(item["Fn::Sub"]):
-                name, _, attribute = variable.partition(".")
-                assert name in known and attribute in {"", "Arn", "Name"}, variable
-
-
-def test_batch_asl_is_bounded_and_retries_with_jitter(resources: dict[str, Any]) -> None:
-    asl = _batch_asl()
-    export_asl = json.loads(_asl_text())
-    assert isinstance(asl["TimeoutSeconds"], int)
-    assert "QueryLanguage" not in asl
-    states = _all_states(asl)
-    timeouts = {f"${{{n}Arn}}": _props(resources, n)["Timeout"] for n in BATCH_FUNCTIONS}
-    tasks = {n: s for n, s in states.items() if s["Type"] == "Task"}
-    assert {t["Resource"] for t in tasks.values()} >= set(timeouts)
-    for name, task in tasks.items():
-        assert task["TimeoutSeconds"] >= timeouts.get(task["Resource"], 1), name
-        for retry in task.get("Retry", []):
-            assert retry["JitterStrategy"] == "FULL", name
-            assert retry["MaxDelaySeconds"] <= 60, name
-            assert "States.ALL" not in retry["ErrorEquals"], name
-        if task["Resource"] in timeouts:
-            retried = {e for r in task["Retry"] for e in r["ErrorEquals"]}
-            assert "StorageError" in retried, name
-    assert tasks["ExportRow"]["TimeoutSeconds"] > export_asl["TimeoutSeconds"]
-    for name, state in states.items():
-        if state["Type"] == "Choice":
-            assert "Default" in state, name
-        for key in ("Next", "Default"):
-            if key in state:
-                assert state[key] in states, (name, state[key])
-
-
-def test_batch_asl_runs_each_row_once_through_a_distributed_map() -> None:
-    states = _batch_asl()["States"]
-    assert _batch_asl()["StartAt"] == "Configure"
-    assert states["Configure"]["Next"] == "PrepareManifest"
-    assert states["PrepareManifest"]["Resource"] == "${PrepareManifestFunctionArn}"
-    assert states["PrepareManifest"]["Catch"][0]["Next"] == "ManifestRejected"
-    assert states["ManifestRejected"]["Type"] == "Fail"
-    run = states["ExportRows"]
-    assert run["Type"] == "Map"
-    assert run["ItemProcessor"]["ProcessorConfig"] == {
-        "Mode": "DISTRIBUTED",
-        "ExecutionType": "STANDARD",
-    }
-    assert run["ItemReader"]["Resource"] == "arn:aws:states:::s3:getObject"
-    assert run["ItemReader"]["ReaderConfig"] == {"InputType": "JSON"}
-    assert run["MaxConcurrencyPath"] == "$.limits.maxConcurrency"
-    assert run["ToleratedFailurePercentagePath"] == "$.limits.toleratedFailurePercentage"
-    assert run["ResultWriter"]["Resource"] == "arn:aws:states:::s3:putObject"
-    assert run["ResultWriter"]["Parameters"]["Prefix"].startswith("${ResultsKeyPrefix}")
-    assert run["Next"] == run["Catch"][0]["Next"] == "SummarizeBatch"
-    row = run["ItemProcessor"]["States"]
-    export = row["ExportRow"]
-    assert export["Resource"] == "arn:aws:states:::states:startExecution.sync:2"
-    assert export["Parameters"] == {
-        "StateMachineArn": "${ExportStateMachineArn}",
-        "Name.$": "$.name",
-        "Input.$": "$.input",
-    }
-    (already,) = export["Catch"]
-    assert already["ErrorEquals"] == ["StepFunctions.ExecutionAlreadyExistsException"]
-    describe = row[already["Next"]]
-    assert describe["Resource"] == "arn:aws:states:::aws-sdk:sfn:describeExecution"
-    assert "${ExportExecutionArnPrefix}" in describe["Parameters"]["ExecutionArn.$"]
-    assert states["SummarizeBatch"]["Next"] == "BatchOutcome"
-    assert states["BatchOutcome"]["Default"] == "BatchFailed"
-
-
-def test_batch_state_machine_may_do_exactly_what_it_needs(resources: dict[str, Any]) -> None:
-    policies = _props(resources, "BatchStateMachine")["Policies"]
-    invoked = {
-        p["LambdaInvokePolicy"]["FunctionName"]["Ref"]
-        for p in policies
-        if "LambdaInvokePolicy" in p
-    }
-    assert invoked == set(BATCH_FUNCTIONS)
-    assert {
-        "StepFunctionsExecutionPolicy": {
-            "StateMachineName": {"Fn::GetAtt": ["ExportStateMachine", "Name"]}
-        }
-    } in policies
-    statements = _statement_by_sid(policies)
-    assert set(statements["FollowExports"]["Action"]) == {
-        "states:DescribeExecution",
-        "states:StopExecution",
-    }
-    assert statements["FollowExports"]["Resource"] == EXPORT_EXECUTIONS
-    assert set(statements["SyncExecutionEvents"]["Action"]) == {
-        "events:PutTargets",
-        "events:PutRule",
-        "events:DescribeRule",
-    }
-    assert statements["SyncExecutionEvents"]["Resource"]["Fn::Sub"].endswith(
-        ":rule/StepFunctionsGetEventsForStepFunctionsExecutionRule"
-    )
-    assert statements["RunDistributedMap"]["Action"] == "states:StartExecution"
-    assert statements["RunDistributedMap"]["Resource"]["Fn::Sub"].endswith(
-        ":stateMachine:${AWS::StackName}-batch"
-    )
-    s3_resources = [
-        r["Fn::Sub"]
-        for s in statements.values()
-        if any(a.startswith("s3:") for a in _as_list(s["Action"]))
-        for r in _as_list(s["Resource"])
-    ]
-    assert set(s3_resources) == {
-        "${OutputBucket.Arn}/${ManifestKeyPrefix}*",
-        "${OutputBucket.Arn}/${ResultsKeyPrefix}*",
-    }
-    write = statements["WriteMapResults"]
-    assert write["Resource"] == {"Fn::Sub": "${OutputBucket.Arn}/${ResultsKeyPrefix}*"}
-
-
-def _resolved_pattern() -> dict[str, Any]:
-    """The rule's EventPattern as the local stack resolves it (default prefix, bucket-1)."""
-    from aistudios_local.template import Resolver, load_template
-
-    raw = load_template(TEMPLATE)
-    resolver = Resolver(raw, refs={"OutputBucket": "bucket-1"})
-    pattern = raw["Resources"]["ManifestUploadedRule"]["Properties"]["EventPattern"]
-    resolved: dict[str, Any] = resolver.resolve(pattern)
-    return resolved
-
-
-@pytest.mark.parametrize(
-    ("bucket", "key", "matches"),
-    [
-        ("bucket-1", "manifests/january.csv", True),
-        ("bucket-1", "manifests/2026/january.json", True),
-        ("bucket-1", "manifests/january.CSV", False),
-        ("bucket-1", "manifests/notes.txt", False),
-        ("bucket-1", "results/january.csv/0123/report.json", False),
-        ("bucket-1", "results/map-runs/1/manifest.json", False),
-        ("bucket-1", "exports/65fa6b07dca2e367461a2925/1080/x.mp4", False),
-        ("bucket-1", "old-manifests/january.csv", False),
-        ("bucket-2", "manifests/january.csv", False),
-    ],
-)
-def test_the_rule_matches_manifests_only(bucket: str, key: str, matches: bool) -> None:
-    from moto.events.models import EventPattern
-
-    event: Any = {
-        "source": "aws.s3",
-        "detail-type": "Object Created",
-        "detail": {"bucket": {"name": bucket}, "object": {"key": key}},
-    }
-    pattern = EventPattern.load(json.dumps(_resolved_pattern()))
-    assert pattern.matches_event(event) is matches
-
-
-def test_the_rule_starts_the_batch_with_bucket_and_key(resources: dict[str, Any]) -> None:
-    assert _props(_of_type(resources, "AWS::S3::Bucket"), "OutputBucket")[
-        "NotificationConfiguration"
-    ] == {"EventBridgeConfiguration": {"EventBridgeEnabled": True}}
-    rule = _props(resources, "ManifestUploadedRule")
-    assert rule["State"] == "ENABLED"
-    (target,) = rule["Targets"]
-    assert target["Arn"] == {"Ref": "BatchStateMachine"}
-    assert target["InputTransformer"]["InputPathsMap"] == {
-        "bucket": "$.detail.bucket.name",
-        "key": "$.detail.object.key",
-    }
-    template_text = target["InputTransformer"]["InputTemplate"]
-    filled = template_text.replace("<bucket>", "b").replace("<key>", "manifests/a.csv")
-    assert json.loads(filled) == {"bucket": "b", "key": "manifests/a.csv"}
-    assert target["DeadLetterConfig"] == {"Arn": {"Fn::GetAtt": ["BatchDeadLetterQueue", "Arn"]}}
-    role = _props(resources, target["RoleArn"]["Fn::GetAtt"][0])
-    (trust,) = role["AssumeRolePolicyDocument"]["Statement"]
-    assert trust["Principal"] == {"Service": "events.amazonaws.com"}
-    (policy,) = role["Policies"]
-    assert policy["PolicyDocument"]["Statement"] == [
-        {
-            "Effect": "Allow",
-            "Action": "states:StartExecution",
-            "Resource": {"Ref": "BatchStateMachine"},
-        }
-    ]
-
-
-def test_the_schedule_is_off_by_default_retries_and_dead_letters(
-    template: dict[str, Any], resources: dict[str, Any]
-) -> None:
-    (name,) = _of_type(resources, "AWS::Scheduler::Schedule")
-    schedule = _props(resources, name)
-    assert schedule["State"] == {"Ref": "BatchScheduleState"}
-    assert template["Parameters"]["BatchScheduleState"]["Default"] == "DISABLED"
-    assert schedule["ScheduleExpression"] == {"Ref": "BatchScheduleExpression"}
-    target = schedule["Target"]
-    assert target["Arn"] == {"Ref": "BatchStateMachine"}
-    text = target["Input"]["Fn::Sub"]
-    filled = (
-        text.replace("${OutputBucket}", "b")
-        .replace("${BatchScheduleManifestKey}", "manifests/s.csv")
-        .replace("<aws.scheduler.scheduled-time>", "2026-01-01T03:00:00Z")
-    )
-    assert json.loads(filled) == {
-        "bucket": "b",
-        "key": "manifests/s.csv",
-        "scope": "2026-01-01T03:00:00Z",
-    }
-    assert target["RetryPolicy"]["MaximumRetryAttempts"] > 0
-    queue = target["DeadLetterConfig"]["Arn"]["Fn::GetAtt"][0]
-    assert _props(resources, queue)["SqsManagedSseEnabled"] is True
-    role = _props(resources, target["RoleArn"]["Fn::GetAtt"][0])
-    (trust,) = role["AssumeRolePolicyDocument"]["Statement"]
-    assert trust["Principal"] == {"Service": "scheduler.amazonaws.com"}
-    (policy,) = role["Policies"]
-    assert policy["PolicyDocument"]["Statement"] == [
-        {
-            "Effect": "Allow",
-            "Action": "states:StartExecution",
-            "Resource": {"Ref": "BatchStateMachine"},
-        },
-        {
-            "Effect": "Allow",
-            "Action": "sqs:SendMessage",
-            "Resource": {"Fn::GetAtt": [queue, "Arn"]},
-        },
-    ]
-
-
-def test_manifests_and_batch_files_live_apart(template: dict[str, Any]) -> None:
-    parameters = template["Parameters"]
-    assert parameters["ManifestKeyPrefix"]["Default"] != parameters["ResultsKeyPrefix"]["Default"]
-    pattern = parameters["ManifestKeyPrefix"]["AllowedPattern"]
-    assert not re.fullmatch(pattern, "")  # an empty prefix would read results as manifests
-    assert re.fullmatch(pattern, "manifests/team-a/")
-    assert not re.fullmatch(pattern, "manifests/*")
-    assertions = template["Rules"]["BatchPrefixesAreApart"]["Assertions"]
-    assert {json.dumps(a["Assert"], sort_keys=True) for a in assertions} == {
-        json.dumps(
-            {"Fn::Not": [{"Fn::Equals": [{"Ref": "ManifestKeyPrefix"}, {"Ref": other}]}]},
-            sort_keys=True,
-        )
-        for other in ("ResultsKeyPrefix", "OutputKeyPrefix")
-    }
-    key = parameters["BatchScheduleManifestKey"]
-    assert key["Default"].startswith(parameters["ManifestKeyPrefix"]["Default"])
-    assert re.fullmatch(key["AllowedPattern"], key["Default"])
-    assert not re.fullmatch(key["AllowedPattern"], "manifests/a.txt")
-    assert parameters["BatchMaxConcurrency"]["Default"] == 10
-
-
-def test_batch_outputs(template: dict[str, Any]) -> None:
-    assert {
-        "BatchStateMachineArn",
-        "ManifestUploadLocation",
-        "BatchReportsLocation",
-        "BatchDeadLetterQueueUrl",
-        *(f"{name}Name" for name in BATCH_FUNCTIONS),
-    } <= set(template["Outputs"])
+    overrides = list(samconfig_overrides(config))
+    assert overrides
+    for profile, name, value in overrides:
+        assert name in template["Parameters"], f"{profile} sets {name}"
+        assert_allowed(template["Parameters"][name], value, f"{profile}: {name}={value}")

@@ -599,7 +599,7 @@ def test_a_service_that_always_says_retry_now_is_tried_a_bounded_number_of_times
 def test_retry_after_as_an_http_date_is_read_as_seconds_from_now(
     api: responses.RequestsMock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("aistudios_export.client.time.time", lambda: 1_767_225_600.0)
+    monkeypatch.setattr("aistudios_export.answers.time.time", lambda: 1_767_225_600.0)
     api.get(
         PROGRESS_URL,
         status=429,

@@ -1,0 +1,115 @@
+"""Reading AI Studios' answers: the envelope, the status, ``Retry-After``, what failed on the way.
+
+One function maps an answer to the library's errors (:func:`read_answer`), as hvac's
+``_raise_for_error`` does, so the client only asks and this module only reads.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import time
+from typing import Any
+
+import requests
+
+from aistudios_export.errors import (
+    ApiError,
+    RateLimited,
+    RequestRejected,
+    ServiceUnavailable,
+    Unauthorized,
+)
+
+
+def read_answer(method: str, path: str, response: requests.Response) -> dict[str, Any]:
+    """Return an answer's ``data`` object, or raise the error its status or envelope says.
+
+    401/403 are :class:`Unauthorized`, 429 :class:`RateLimited` (with its ``Retry-After`` read
+    as seconds), 5xx and answers that are not the JSON envelope :class:`ServiceUnavailable`,
+    other 4xx and ``success: false`` :class:`RequestRejected`.
+    """
+    status = response.status_code
+    try:
+        envelope = response.json()
+    except ValueError:
+        envelope = None
+    error = envelope.get("error") if isinstance(envelope, dict) else None
+    code = str(error.get("code")) if isinstance(error, dict) and "code" in error else None
+    msg = str(error.get("msg", ""))[:300] if isinstance(error, dict) else ""
+    where = f"{method} {path} answered HTTP {status}"
+    detail = f"{where}" + (f" (code {code}: {msg})" if code or msg else "")
+    kwargs: dict[str, Any] = {"method": method, "path": path, "status": status, "code": code}
+
+    exc: type[ApiError] | None = None
+    if status in (401, 403):
+        exc = Unauthorized
+    elif status == 429:
+        retry_after = response.headers.get("Retry-After")
+        if retry_after:
+            detail += f", Retry-After {retry_after[:20]}"
+        throttled = RateLimited(detail, **kwargs)
+        throttled.retry_after = seconds_to_wait(retry_after, time.time())
+        raise throttled
+    elif status >= 500:
+        exc = ServiceUnavailable
+    elif status >= 400:
+        exc = RequestRejected if envelope is not None else ServiceUnavailable
+    if exc is not None:
+        raise exc(detail, **kwargs)
+
+    if not isinstance(envelope, dict) or "success" not in envelope:
+        raise ServiceUnavailable(f"{where} with a body that is not the JSON envelope", **kwargs)
+    if envelope.get("success") is not True:
+        raise RequestRejected(detail.replace(f"HTTP {status}", "success: false"), **kwargs)
+    data = envelope.get("data")
+    if not isinstance(data, dict):
+        raise ServiceUnavailable(f"{where} without a data object", **kwargs)
+    return data
+
+
+def network_failure(error: requests.RequestException) -> str:
+    """Say in words what failed on the way to the API: the reason, not the exception's text."""
+    text = repr(error)
+    if isinstance(error, requests.ConnectTimeout):
+        return "the connection timed out"
+    if isinstance(error, requests.Timeout):
+        return "the answer timed out"
+    if "NameResolutionError" in text or "Name or service not known" in text or "gaierror" in text:
+        return "the host name does not resolve"
+    if "Connection refused" in text or "ConnectionRefusedError" in text:
+        return "the connection was refused (nothing listens on that port)"
+    if isinstance(error, requests.exceptions.SSLError):
+        return "the TLS handshake failed"
+    if "reset" in text.lower() or "RemoteDisconnected" in text or "aborted" in text.lower():
+        return "the connection was reset before an answer arrived"
+    return "the connection failed"
+
+
+MAX_RETRY_AFTER_SECONDS = 3600.0
+"""A ``Retry-After`` beyond this is a lie or a mistake: it is read as this."""
+
+
+def seconds_to_wait(retry_after: str | None, now: float) -> float | None:
+    """Read ``Retry-After`` (delay seconds or an HTTP date) as seconds; None when unreadable.
+
+    Examples
+    --------
+    >>> seconds_to_wait("7", 0.0)
+    7.0
+    >>> seconds_to_wait("-3", 0.0) is None
+    True
+    >>> seconds_to_wait("Thu, 01 Jan 1970 00:00:10 GMT", 4.0)
+    6.0
+    """
+    text = (retry_after or "").strip()
+    if not text:
+        return None
+    if text.isascii() and text.isdigit():
+        return min(float(text[:8]), MAX_RETRY_AFTER_SECONDS)
+    try:
+        when = email.utils.parsedate_to_datetime(text)
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
+    if when.tzinfo is None:
+        return None
+    return min(max(when.timestamp() - now, 0.0), MAX_RETRY_AFTER_SECONDS)

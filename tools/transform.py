@@ -6,10 +6,10 @@ API). Nothing here talks to AWS: the region is fixed, local code paths become pl
 locations, each state machine's ``DefinitionUri`` is inlined as its ``Definition`` (so the
 checkers see the ASL), and managed policy names are not looked up (the template names none).
 
-Used by ``make test`` (cfn-lint with the serverless rules and checkov read its output) and by
-the IAM table test::
+Used by ``make test`` (cfn-lint with the serverless rules and checkov read its output, with
+the accepted findings of checks/skips.yaml written into it) and by the IAM table test::
 
-    python -m tools.transform > .build/transformed.json
+    python -m tools.transform --skips checks/skips.yaml -o .build/transformed.json
     python -m tools.transform --parameter CredentialsKmsKeyArn=arn:aws:kms:... -o out.json
 """
 
@@ -34,9 +34,7 @@ REGION = "us-east-1"
 # What CloudFormation would pass for the pseudo parameters; fixed so the output is stable.
 PSEUDO_PARAMETERS = {
     "AWS::Region": REGION,
-    "AWS::AccountId": "123456789012",
     "AWS::Partition": "aws",
-    "AWS::StackName": "aistudios-export",
 }
 
 
@@ -113,8 +111,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--template", type=Path, default=TEMPLATE)
     parser.add_argument("--parameter", type=_parameter, action="append", default=[])
     parser.add_argument("-o", "--output", type=Path, help="write here instead of stdout")
+    parser.add_argument(
+        "--skips", type=Path, help="write this skips file into the resources' Metadata"
+    )
     args = parser.parse_args(argv)
     transformed = transform_template(load_sam_template(args.template), dict(args.parameter))
+    if args.skips is not None:
+        from tools.skips import annotate, load_skips  # it imports this module
+
+        transformed = annotate(transformed, load_skips(args.skips))
     text = json.dumps(transformed, indent=2, sort_keys=True) + "\n"
     if args.output is None:
         sys.stdout.write(text)

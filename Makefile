@@ -23,11 +23,12 @@ export PATH := $(CURDIR)/$(BIN):$(dir $(PYTHON313)):$(PATH)
 export AWS_DEFAULT_REGION ?= us-east-1
 export SAM_CLI_TELEMETRY := 0
 
-.PHONY: help demo test lint typecheck validate unit integration bench build clean python
+.PHONY: help demo test lint typecheck validate unit integration bench build clean python iam-table
 
 help:
 	@echo "make demo   - run one export end to end on the embedded local stack"
 	@echo "make test   - run every test (lint, types, template checks, unit, integration)"
+	@echo "make iam-table - rewrite tests/iam_expected.yaml after a deliberate change of permissions"
 
 python:
 	@if [ -z "$(PYTHON313)" ]; then \
@@ -69,6 +70,10 @@ validate: $(STAMP) $(CHECKOV_STAMP)
 	BC_SKIP_MAPPING=TRUE CKV_SKIP_PACKAGE_UPDATE_CHECK=true $(CHECKOV_VENV)/bin/checkov \
 		--file $(TRANSFORMED) --framework cloudformation --external-checks-dir checks/checkov \
 		--skip-download --compact --quiet
+
+# The reviewed table of every role's permissions; commit its diff with the template's.
+iam-table: $(STAMP)
+	$(BIN)/python -m tools.iam_table --write
 
 unit: $(STAMP)
 	$(BIN)/python -m pytest tests/unit

@@ -61,7 +61,7 @@ def test_every_role_matches_the_reviewed_iam_table(tables: dict[str, Any]) -> No
         "The template's IAM permissions differ from tests/iam_expected.yaml.\n"
         f"{changes}\n"
         "If this change of permissions is deliberate, regenerate the table with\n"
-        f"    {iam_table.REGENERATE}\n"
+        f"    make iam-table    (or: {iam_table.REGENERATE})\n"
         "and commit it with the template, so the diff is reviewed."
     )
 

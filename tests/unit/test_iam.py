@@ -7,6 +7,7 @@ new action, a wider resource or a dropped condition shows up as a diff that fail
 
 from __future__ import annotations
 
+import re
 import shutil
 from pathlib import Path
 from typing import Any
@@ -196,3 +197,14 @@ def test_the_reviewed_table_is_yaml_with_every_scenario() -> None:
         assert reviewed[name]["parameters"] == iam_table.SCENARIOS[name]
         # A scenario that changed no role would test nothing.
         assert reviewed[name]["roles"], name
+
+
+@pytest.mark.parametrize("scenario", sorted(iam_table.SCENARIOS))
+def test_each_scenario_sets_values_cloudformation_accepts(scenario: str) -> None:
+    parameters = load_sam_template()["Parameters"]
+    for name, value in iam_table.SCENARIOS[scenario].items():
+        spec = parameters[name]
+        if "AllowedPattern" in spec:
+            assert re.fullmatch(spec["AllowedPattern"], value), (name, value)
+        if "AllowedValues" in spec:
+            assert value in [str(v) for v in spec["AllowedValues"]], (name, value)

@@ -1,0 +1,1 @@
+"""Build-time tools of the repository: the offline SAM transform and the IAM table."""

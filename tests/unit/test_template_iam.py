@@ -46,6 +46,9 @@ ROTATION_ACTIONS = {
 """What a Secrets Manager rotation function needs on its secret (AWS's documented minimum)."""
 SECRET_READS = {"secretsmanager:GetSecretValue", "secretsmanager:DescribeSecret"}
 S3_OBJECT_ACTION = re.compile(r"s3:\w*(Object|MultipartUpload)\w*")
+S3_BUCKET_LISTINGS = frozenset({"s3:ListBucketMultipartUploads"})
+"""Bucket-level actions a function may hold: finding its own unfinished uploads (IAM has no
+prefix condition for it; the code aborts only uploads of its own key)."""
 SERVICE_PRINCIPALS = {
     "AWS::Events::Rule": "events.amazonaws.com",
     "AWS::Scheduler::Schedule": "scheduler.amazonaws.com",
@@ -272,7 +275,14 @@ def test_s3_access_is_on_objects_under_a_key_prefix(
         if not granted:
             continue
         found = True
+        if granted <= S3_BUCKET_LISTINGS:
+            for resource in as_list(statement["Resource"]):
+                bucket = resource.get("Fn::GetAtt", [""])[0] if isinstance(resource, dict) else ""
+                kind = resources.get(str(bucket), {}).get("Type")
+                assert kind == "AWS::S3::Bucket", (name, resource)
+            continue
         assert all(S3_OBJECT_ACTION.fullmatch(a) for a in granted), (name, granted)
+        assert not granted & S3_BUCKET_LISTINGS, f"{name}: a bucket listing in its own statement"
         for resource in as_list(statement["Resource"]):
             assert object_prefix(resource, template), (name, resource)
     assert found

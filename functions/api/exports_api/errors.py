@@ -1,12 +1,12 @@
 """How the API answers what went wrong.
 
 - 422 names every bad field: the shape errors Powertools' validation found, the library's
-  ``InvalidRequest.problems`` as they are, and never the input itself;
+  ``InvalidRequest.problems`` as they are, and never the input itself; a body that cannot be
+  read (:class:`~exports_api.body.UnreadableBody`, too deep) is a 422 about the body;
 - 503 with ``Retry-After`` when AWS is busy or briefly broken (:func:`aws_errors.is_transient`);
 - a plain 500 for any other AWS error and for a misconfigured deployment.
 """
 
-import json
 from http import HTTPStatus
 from typing import Any
 
@@ -19,6 +19,7 @@ from botocore.exceptions import ClientError
 from aistudios_export.aws_errors import error_code, is_transient
 from aistudios_export.errors import ConfigurationError, InvalidRequest
 from aistudios_export.exports import parse_request
+from exports_api import body
 from exports_api.models import ErrorBody, ExportRequestBody
 
 RETRY_AFTER_SECONDS = 2
@@ -39,7 +40,7 @@ def register(resolver: APIGatewayRestResolver) -> None:
     def invalid_shape(error: RequestValidationError) -> Response[Any]:
         # Powertools' default hides the messages; these name the rule broken, never the input.
         detail = [
-            {"loc": list(e.get("loc", ())), "msg": str(e.get("msg", "")), "type": e.get("type", "")}
+            {"loc": list(e.get("loc", ())), "msg": _message(e), "type": e.get("type", "")}
             for e in error.errors()
         ]
         flagged = {_field(d["loc"]) for d in detail}
@@ -54,8 +55,18 @@ def register(resolver: APIGatewayRestResolver) -> None:
     resolver.exception_handler(RequestValidationError)(invalid_shape)
     resolver.exception_handler(InvalidRequest)(invalid_request)
     resolver.exception_handler(RecursionError)(_too_deep)
+    resolver.exception_handler(body.UnreadableBody)(_unreadable)
     resolver.exception_handler(ClientError)(_aws_error)
     resolver.exception_handler(ConfigurationError)(_misconfigured)
+
+
+def _message(error: dict[str, Any]) -> str:
+    """Return what a shape error says; a JSON error also says why and at which character."""
+    loc = error.get("loc", ())
+    if error.get("type") == "json_invalid" and len(loc) == 2 and isinstance(loc[1], int):
+        reason = str((error.get("ctx") or {}).get("error", "not JSON"))
+        return f"the body is not JSON: {reason} (at {loc[1]})"
+    return str(error.get("msg", ""))
 
 
 def _problem_details(error: InvalidRequest, where: str) -> list[dict[str, Any]]:
@@ -98,8 +109,8 @@ def _rule_problems(event: BaseProxyEvent, flagged: set[str]) -> list[dict[str, A
     if (event.http_method, event.path) != ("POST", "/exports"):
         return []
     try:
-        raw = json.loads(event.decoded_body or "")
-    except (ValueError, RecursionError):
+        raw = body.loads(event.decoded_body or "")
+    except (ValueError, RecursionError):  # UnreadableBody and JSONDecodeError are ValueErrors
         return []
     if not isinstance(raw, dict):
         return []
@@ -113,9 +124,11 @@ def _rule_problems(event: BaseProxyEvent, flagged: set[str]) -> list[dict[str, A
 
 
 def _too_deep(_: RecursionError) -> Response[Any]:
-    return _unprocessable(
-        [{"loc": ["body"], "msg": "the JSON is nested too deeply", "type": "json_invalid"}]
-    )
+    return _unreadable(body.UnreadableBody("the JSON is nested too deeply"))
+
+
+def _unreadable(error: body.UnreadableBody) -> Response[Any]:
+    return _unprocessable([{"loc": ["body"], "msg": str(error), "type": "json_invalid"}])
 
 
 def _aws_error(error: ClientError) -> Response[Any]:

@@ -168,8 +168,7 @@ def test_an_idempotency_key_sent_twice_is_422(api: Api) -> None:
     event = post_event(VALID, {"Idempotency-Key": "a"})
     event["multiValueHeaders"]["Idempotency-Key"] = ["a", "b"]
     answer = api.call(event)
-    assert answer.status == 422
-    assert [d["loc"] for d in answer.body["detail"]] == [["header", "idempotency-key"]]
+    _refused(answer, ["header", "idempotency-key"], "must be given once")
     assert api.executions() == []
 
 
@@ -265,9 +264,7 @@ def test_a_parameter_given_twice_is_422_naming_it(api: Api, name: str) -> None:
     values = {"limit": "5", "projectId": PROJECT_ID, "status": "RUNNING", "nextToken": "x"}
     event = get_event("/exports", {name: values[name]})
     event["multiValueQueryStringParameters"] = {name: [values[name], values[name]]}
-    answer = api.call(event)
-    assert answer.status == 422
-    assert [d["loc"] for d in answer.body["detail"]] == [["query", name]]
+    _refused(api.call(event), ["query", name], "must be given once")
 
 
 def test_unknown_query_parameters_are_ignored(api: Api) -> None:

@@ -39,8 +39,9 @@ def register(resolver: APIGatewayRestResolver) -> None:
     # The 422s read the request that failed: the resolver's, whichever resolver it is.
     def invalid_shape(error: RequestValidationError) -> Response[Any]:
         # Powertools' default hides the messages; these name the rule broken, never the input.
+        event = resolver.current_event
         detail = [
-            {"loc": list(e.get("loc", ())), "msg": _message(e), "type": e.get("type", "")}
+            {"loc": list(e.get("loc", ())), "msg": _message(e, event), "type": e.get("type", "")}
             for e in error.errors()
         ]
         flagged = {_field(d["loc"]) for d in detail}
@@ -60,13 +61,29 @@ def register(resolver: APIGatewayRestResolver) -> None:
     resolver.exception_handler(ConfigurationError)(_misconfigured)
 
 
-def _message(error: dict[str, Any]) -> str:
-    """Return what a shape error says; a JSON error also says why and at which character."""
+def _message(error: dict[str, Any], event: BaseProxyEvent) -> str:
+    """Return what a shape error says, in the request's terms.
+
+    A JSON error also says why and at which character; a parameter sent more than once (which
+    Powertools reads as a list) says so.
+    """
     loc = error.get("loc", ())
     if error.get("type") == "json_invalid" and len(loc) == 2 and isinstance(loc[1], int):
         reason = str((error.get("ctx") or {}).get("error", "not JSON"))
         return f"the body is not JSON: {reason} (at {loc[1]})"
+    if len(loc) == 2 and loc[0] in ("query", "header") and _sent(event, loc[0], loc[1]) > 1:
+        return "must be given once"
     return str(error.get("msg", ""))
+
+
+def _sent(event: BaseProxyEvent, where: str, name: str) -> int:
+    """Return how many values of the query parameter or header ``name`` the request has."""
+    if where == "query":
+        values = event.multi_value_query_string_parameters.get(name)
+    else:
+        headers = event.raw_event.get("multiValueHeaders") or {}
+        values = next((v for k, v in headers.items() if str(k).lower() == name.lower()), None)
+    return len(values) if isinstance(values, list) else 0
 
 
 def _problem_details(error: InvalidRequest, where: str) -> list[dict[str, Any]]:

@@ -22,7 +22,7 @@ from aistudios_export import clients
 from aistudios_export.errors import ConfigurationError
 from aistudios_export.exports import ExportLister, ExportStarter, StatusReader
 from aistudios_export.settings import HttpApiSettings
-from exports_api import errors, openapi, routes
+from exports_api import body, errors, openapi, routes
 
 logger = Logger()
 
@@ -54,7 +54,9 @@ def _cors() -> CORSConfig | None:
 
 
 def _new_resolver(cors: CORSConfig | None = None) -> APIGatewayRestResolver:
-    resolver = APIGatewayRestResolver(enable_validation=True, cors=cors)
+    resolver = APIGatewayRestResolver(
+        enable_validation=True, cors=cors, json_body_deserializer=body.loads
+    )
     resolver.include_router(routes.router)
     errors.register(resolver)
     return resolver
@@ -68,27 +70,12 @@ def _resolver() -> APIGatewayRestResolver:
     return resolver
 
 
-def _json_bodies(event: dict[str, Any]) -> dict[str, Any]:
-    """Read every body as JSON, whatever its Content-Type says.
-
-    The API speaks JSON only, and ``curl -d`` labels its body form-encoded. Powertools reads a
-    body's Content-Type from ``headers`` alone (never from ``multiValueHeaders``).
-    """
-    fixed = dict(event)
-    headers = fixed.get("headers")
-    if not isinstance(headers, dict):
-        headers = {}
-    fixed["headers"] = {k: v for k, v in headers.items() if k.lower() != "content-type"}
-    fixed["headers"]["Content-Type"] = "application/json"
-    return fixed
-
-
 @logger.inject_lambda_context(
     clear_state=True, correlation_id_path=correlation_paths.API_GATEWAY_REST
 )
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     """Answer an API Gateway REST proxy event (payload format 1.0)."""
-    return _resolver().resolve(_json_bodies(event), context)
+    return _resolver().resolve(body.as_json_request(event), context)
 
 
 def openapi_json() -> str:

@@ -277,3 +277,47 @@ def test_the_cli_keeps_local_and_adds_local_serve() -> None:
         "http://127.0.0.1:9",
     )
     assert parser.parse_args(["local", "serve"]).port == 3000
+
+
+def _too_large(server: ApiServer) -> int:
+    """Announce a body of more than 10 MB and send none: the answer comes before it would."""
+    connection = http.client.HTTPConnection(urlsplit(server.url).netloc, timeout=30)
+    try:
+        connection.putrequest("POST", "/exports")
+        connection.putheader("Content-Length", str(10 * 1024 * 1024 + 1))
+        connection.endheaders()
+        return connection.getresponse().status
+    finally:
+        connection.close()
+
+
+def test_local_serve_answers_hostile_requests_with_4xx_naming_what_is_wrong(api: Client) -> None:
+    valid = json.dumps({"projectId": PROJECT}).encode()
+    with ApiServer(api.stack, port=0) as server:
+        status, _, body = _http(server, "POST", "/exports", b'{"projectId": "\xff"}')
+        assert (status, body["detail"][0]["msg"]) == (422, "the body is not UTF-8 text")
+        status, _, body = _http(server, "POST", "/exports", b'{"projectId": ' + b"9" * 5000 + b"}")
+        assert status == 422
+        assert body["detail"][0]["msg"].endswith("a number has more than 4300 digits")
+        assert len(json.dumps(body)) < 1000  # no echo of the input
+        status, _, body = _http(server, "POST", "/exports", b"[" * 100_000)
+        assert (status, body["detail"][0]["msg"]) == (422, "the JSON is nested too deeply")
+        assert _too_large(server) == 413
+        key = {"Idempotency-Key": "k" * 5000}
+        status, _, body = _http(server, "POST", "/exports", valid, **key)
+        assert (status, body["detail"][0]["loc"]) == (422, ["header", "Idempotency-Key"])
+        assert _http(server, "POST", "/exports", valid, **{"X-Odd": "\u00e9\u00ff"})[0] == 202
+        for query, name in [
+            ("limit=1e9", "limit"),
+            ("limit=-1", "limit"),
+            ("limit=5&limit=6", "limit"),
+            ("nextToken=" + "A" * 5000, "nextToken"),
+            ("nextToken=%FF%FE", "nextToken"),
+            ("projectId=%00", "projectId"),
+        ]:
+            status, _, body = _http(server, "GET", f"/exports?{query}")
+            assert (status, [d["loc"] for d in body["detail"]]) == (422, [["query", name]]), query
+        for path in ["/exports/%2e%2e", "/exports/%2e%2e%2fetc", "/exports/" + "x" * 5000]:
+            assert _http(server, "GET", path)[0] == 404, path
+        assert _http(server, "PATCH", "/exports")[0] == 404
+        api.wait_all()

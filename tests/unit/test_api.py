@@ -5,17 +5,11 @@ The events start from the sample files ``tests/events/api_*.json`` (what API Gat
 
 from __future__ import annotations
 
-import base64
-import inspect
 import json
-import uuid
-from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-import boto3
 import pytest
 from botocore.exceptions import ClientError
 from cfnlint.decode import decode
@@ -24,137 +18,12 @@ from hypothesis import strategies as st
 
 from aistudios_export.exports import ExportStarter, Status, StatusReader, Video
 from tests.events import load_event
-from tests.unit._fixtures import (
-    ACCOUNT,
-    PROJECT_ID,
-    LambdaContextStub,
-    fake_aws,
-    load_handler,
-)
-
-if TYPE_CHECKING:
-    from mypy_boto3_stepfunctions import SFNClient
+from tests.unit import _api
+from tests.unit._api import API_HOST, BUCKET, Api, get_event, load_api, post_event, with_headers
+from tests.unit._fixtures import PROJECT_ID
 
 ROOT = Path(__file__).resolve().parents[2]
-MACHINE = "aistudios-export-ExportStateMachine"
-BUCKET = "videos"
-API_HOST = "abcdef1234.execute-api.us-east-1.amazonaws.com"
-PASS_MACHINE = json.dumps({"StartAt": "Done", "States": {"Done": {"Type": "Pass", "End": True}}})
-
-
-@dataclass
-class Answer:
-    """A proxy integration's result, read."""
-
-    status: int
-    headers: dict[str, str]
-    body: Any
-
-
-@dataclass
-class Api:
-    """The handler of functions/api over moto, and what it started."""
-
-    handler: Callable[[dict[str, Any], Any], dict[str, Any]]
-    sfn: SFNClient
-    machine_arn: str
-    module: Any
-
-    def call(self, event: dict[str, Any]) -> Answer:
-        result = self.handler(event, LambdaContextStub())
-        headers = {k: str(v) for k, v in (result.get("headers") or {}).items()}
-        for name, values in (result.get("multiValueHeaders") or {}).items():
-            headers[name] = ",".join(values)
-        raw = result["body"]
-        if result.get("isBase64Encoded"):
-            raw = base64.b64decode(raw).decode()
-        return Answer(result["statusCode"], headers, json.loads(raw) if raw else None)
-
-    def post(self, body: Any, headers: Mapping[str, str] | None = None) -> Answer:
-        text = body if isinstance(body, str) or body is None else json.dumps(body)
-        return self.call(post_event(text, headers))
-
-    def get(self, path: str, query: Mapping[str, str] | None = None) -> Answer:
-        return self.call(get_event(path, query))
-
-    def executions(self) -> list[str]:
-        listed = self.sfn.list_executions(stateMachineArn=self.machine_arn)["executions"]
-        return [e["name"] for e in listed]
-
-
-def _with_headers(event: dict[str, Any], headers: Mapping[str, str] | None) -> dict[str, Any]:
-    for name, value in (headers or {}).items():
-        for existing in [k for k in event["headers"] if k.lower() == name.lower()]:
-            del event["headers"][existing]
-            del event["multiValueHeaders"][existing]
-        event["headers"][name] = value
-        event["multiValueHeaders"][name] = [value]
-    return event
-
-
-def post_event(body: str | None, headers: Mapping[str, str] | None = None) -> dict[str, Any]:
-    event = load_event("api_post_exports")
-    event["body"] = body
-    return _with_headers(event, headers)
-
-
-def get_event(path: str, query: Mapping[str, str] | None = None) -> dict[str, Any]:
-    """A GET as API Gateway sends it: ``/exports`` or ``/exports/{exportId}``."""
-    event = load_event("api_get_export")
-    event["path"] = path
-    event["requestContext"]["path"] = "/v1" + path
-    if path == "/exports":
-        event["resource"] = event["requestContext"]["resourcePath"] = "/exports"
-        event["pathParameters"] = None
-    else:
-        event["pathParameters"] = {"exportId": path.removeprefix("/exports/")}
-    event["queryStringParameters"] = dict(query) if query else None
-    event["multiValueQueryStringParameters"] = {k: [v] for k, v in query.items()} if query else None
-    return event
-
-
-@pytest.fixture(scope="module")
-def aws() -> Iterator[None]:
-    """moto for the whole module: the tests tell their exports apart by state machine."""
-    with pytest.MonkeyPatch.context() as monkeypatch, fake_aws(monkeypatch):
-        boto3.client("s3").create_bucket(Bucket=BUCKET)
-        yield
-
-
-def _load_api(monkeypatch: pytest.MonkeyPatch, **env: str) -> Api:
-    """Load functions/api with a state machine of its own and ``env``."""
-    sfn = boto3.client("stepfunctions")
-    arn = sfn.create_state_machine(
-        name=f"{MACHINE}-{uuid.uuid4().hex[:8]}",
-        definition=PASS_MACHINE,
-        roleArn=f"arn:aws:iam::{ACCOUNT}:role/r",
-    )["stateMachineArn"]
-    monkeypatch.setenv("STATE_MACHINE_ARN", arn)
-    monkeypatch.setenv("OUTPUT_BUCKET", BUCKET)
-    for name, value in env.items():
-        monkeypatch.setenv(name, value)
-    handler = load_handler("api")
-    return Api(handler, sfn, arn, inspect.unwrap(handler).__globals__)
-
-
-@pytest.fixture(scope="module")
-def loaded_api(aws: None) -> Iterator[Api]:
-    with pytest.MonkeyPatch.context() as monkeypatch:
-        yield _load_api(monkeypatch)
-
-
-@pytest.fixture
-def api(loaded_api: Api, monkeypatch: pytest.MonkeyPatch) -> Iterator[Api]:
-    """The module's handler, pointed at a new state machine (loading it anew is slow)."""
-    sfn = loaded_api.sfn
-    arn = sfn.create_state_machine(
-        name=f"{MACHINE}-{uuid.uuid4().hex[:8]}",
-        definition=PASS_MACHINE,
-        roleArn=f"arn:aws:iam::{ACCOUNT}:role/r",
-    )["stateMachineArn"]
-    monkeypatch.setenv("STATE_MACHINE_ARN", arn)
-    loaded_api.module["_services"].cache_clear()
-    yield Api(loaded_api.handler, sfn, arn, loaded_api.module)
+aws, loaded_api, api = _api.aws, _api.loaded_api, _api.api  # the fixtures, by their names
 
 
 # --- POST /exports ----------------------------------------------------------------------
@@ -432,16 +301,16 @@ def test_missing_configuration_is_a_plain_500(api: Api, monkeypatch: pytest.Monk
 
 
 def test_cors_is_off_by_default(api: Api) -> None:
-    answer = api.call(_with_headers(get_event("/exports"), {"Origin": "https://app.example.com"}))
+    answer = api.call(with_headers(get_event("/exports"), {"Origin": "https://app.example.com"}))
     assert "Access-Control-Allow-Origin" not in answer.headers
 
 
 def test_cors_allows_the_configured_origin(aws: None, monkeypatch: pytest.MonkeyPatch) -> None:
     origin = "https://app.example.com"
-    api = _load_api(monkeypatch, CORS_ALLOW_ORIGIN=origin)
-    answer = api.call(_with_headers(get_event("/exports"), {"Origin": origin}))
+    api = load_api(monkeypatch, CORS_ALLOW_ORIGIN=origin)
+    answer = api.call(with_headers(get_event("/exports"), {"Origin": origin}))
     assert answer.headers["Access-Control-Allow-Origin"] == origin
-    other = api.call(_with_headers(get_event("/exports"), {"Origin": "https://evil.example"}))
+    other = api.call(with_headers(get_event("/exports"), {"Origin": "https://evil.example"}))
     assert "Access-Control-Allow-Origin" not in other.headers
 
 
@@ -449,11 +318,11 @@ def test_cors_is_read_at_the_first_request_and_kept(
     aws: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     origin = "https://app.example.com"
-    api = _load_api(monkeypatch)  # importing the handler reads no setting
+    api = load_api(monkeypatch)  # importing the handler reads no setting
     monkeypatch.setenv("CORS_ALLOW_ORIGIN", origin)
-    first = api.call(_with_headers(get_event("/exports"), {"Origin": origin}))
+    first = api.call(with_headers(get_event("/exports"), {"Origin": origin}))
     monkeypatch.delenv("CORS_ALLOW_ORIGIN")
-    later = api.call(_with_headers(get_event("/exports"), {"Origin": origin}))
+    later = api.call(with_headers(get_event("/exports"), {"Origin": origin}))
     assert first.headers["Access-Control-Allow-Origin"] == origin
     assert later.headers["Access-Control-Allow-Origin"] == origin  # once per container
 
@@ -521,7 +390,7 @@ def test_generated_requests_never_get_a_5xx(
     event["path"] = path
     event["httpMethod"] = event["requestContext"]["httpMethod"] = method
     event["body"] = body
-    answer = api.call(_with_headers(event, extra_headers))
+    answer = api.call(with_headers(event, extra_headers))
     assert answer.status < 500, (answer.status, answer.body)
     assert isinstance(answer.body, dict)
 

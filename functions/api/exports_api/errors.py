@@ -1,12 +1,12 @@
 """How the API answers what went wrong.
 
 - 422 names every bad field: the shape errors Powertools' validation found, the library's
-  ``InvalidRequest.problems`` as they are, and never the input itself;
+  ``InvalidRequest.problems`` as they are, and never the input itself; a body that cannot be
+  read (:class:`~exports_api.body.UnreadableBody`, too deep) is a 422 about the body;
 - 503 with ``Retry-After`` when AWS is busy or briefly broken (:func:`aws_errors.is_transient`);
 - a plain 500 for any other AWS error and for a misconfigured deployment.
 """
 
-import json
 from http import HTTPStatus
 from typing import Any
 
@@ -19,6 +19,7 @@ from botocore.exceptions import ClientError
 from aistudios_export.aws_errors import error_code, is_transient
 from aistudios_export.errors import ConfigurationError, InvalidRequest
 from aistudios_export.exports import parse_request
+from exports_api import body
 from exports_api.models import ErrorBody, ExportRequestBody
 
 RETRY_AFTER_SECONDS = 2
@@ -38,8 +39,9 @@ def register(resolver: APIGatewayRestResolver) -> None:
     # The 422s read the request that failed: the resolver's, whichever resolver it is.
     def invalid_shape(error: RequestValidationError) -> Response[Any]:
         # Powertools' default hides the messages; these name the rule broken, never the input.
+        event = resolver.current_event
         detail = [
-            {"loc": list(e.get("loc", ())), "msg": str(e.get("msg", "")), "type": e.get("type", "")}
+            {"loc": list(e.get("loc", ())), "msg": _message(e, event), "type": e.get("type", "")}
             for e in error.errors()
         ]
         flagged = {_field(d["loc"]) for d in detail}
@@ -54,8 +56,34 @@ def register(resolver: APIGatewayRestResolver) -> None:
     resolver.exception_handler(RequestValidationError)(invalid_shape)
     resolver.exception_handler(InvalidRequest)(invalid_request)
     resolver.exception_handler(RecursionError)(_too_deep)
+    resolver.exception_handler(body.UnreadableBody)(_unreadable)
     resolver.exception_handler(ClientError)(_aws_error)
     resolver.exception_handler(ConfigurationError)(_misconfigured)
+
+
+def _message(error: dict[str, Any], event: BaseProxyEvent) -> str:
+    """Return what a shape error says, in the request's terms.
+
+    A JSON error also says why and at which character; a parameter sent more than once (which
+    Powertools reads as a list) says so.
+    """
+    loc = error.get("loc", ())
+    if error.get("type") == "json_invalid" and len(loc) == 2 and isinstance(loc[1], int):
+        reason = str((error.get("ctx") or {}).get("error", "not JSON"))
+        return f"the body is not JSON: {reason} (at {loc[1]})"
+    if len(loc) == 2 and loc[0] in ("query", "header") and _sent(event, loc[0], loc[1]) > 1:
+        return "must be given once"
+    return str(error.get("msg", ""))
+
+
+def _sent(event: BaseProxyEvent, where: str, name: str) -> int:
+    """Return how many values of the query parameter or header ``name`` the request has."""
+    if where == "query":
+        values = event.multi_value_query_string_parameters.get(name)
+    else:
+        headers = event.raw_event.get("multiValueHeaders") or {}
+        values = next((v for k, v in headers.items() if str(k).lower() == name.lower()), None)
+    return len(values) if isinstance(values, list) else 0
 
 
 def _problem_details(error: InvalidRequest, where: str) -> list[dict[str, Any]]:
@@ -98,8 +126,8 @@ def _rule_problems(event: BaseProxyEvent, flagged: set[str]) -> list[dict[str, A
     if (event.http_method, event.path) != ("POST", "/exports"):
         return []
     try:
-        raw = json.loads(event.decoded_body or "")
-    except (ValueError, RecursionError):
+        raw = body.loads(event.decoded_body or "")
+    except (ValueError, RecursionError):  # UnreadableBody and JSONDecodeError are ValueErrors
         return []
     if not isinstance(raw, dict):
         return []
@@ -113,9 +141,11 @@ def _rule_problems(event: BaseProxyEvent, flagged: set[str]) -> list[dict[str, A
 
 
 def _too_deep(_: RecursionError) -> Response[Any]:
-    return _unprocessable(
-        [{"loc": ["body"], "msg": "the JSON is nested too deeply", "type": "json_invalid"}]
-    )
+    return _unreadable(body.UnreadableBody("the JSON is nested too deeply"))
+
+
+def _unreadable(error: body.UnreadableBody) -> Response[Any]:
+    return _unprocessable([{"loc": ["body"], "msg": str(error), "type": "json_invalid"}])
 
 
 def _aws_error(error: ClientError) -> Response[Any]:

@@ -2,18 +2,44 @@
 
 Fields are snake_case in Python and camelCase in JSON (an alias generator). Response bodies are
 read from the library's records by attribute name (``from_attributes``): no field is copied by
-hand.
+hand. The request's rules are the library's (:mod:`aistudios_export.models`): the description
+states them (``json_schema_extra``) and ``ExportRequest.parse`` enforces them, with its messages.
 """
 
+import re
 from typing import Annotated, Any
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
 from aistudios_export.exports import STATUSES
-from aistudios_export.models import DEFAULT_RESOLUTION, RESOLUTIONS
+from aistudios_export.models import (
+    DEFAULT_RESOLUTION,
+    OUTPUT_PREFIX,
+    REQUESTED_PROJECT_ID,
+    RESOLUTIONS,
+    WEBHOOK_URL,
+    WEBHOOK_URL_MAX,
+    WORKSPACE_ID,
+)
 
-ExportStatus = Annotated[str, Field(description=f"One of {', '.join(STATUSES)}.")]
+
+def whole(pattern: re.Pattern[str], *, optional: bool = False) -> str:
+    """Return the JSON Schema ``pattern`` of a rule that the whole value must match.
+
+    JSON Schema looks for a pattern anywhere in the value; the rules match whole values.
+
+    Examples
+    --------
+    >>> whole(re.compile("[0-9]{2}")), whole(re.compile("a"), optional=True)
+    ('^(?:[0-9]{2})$', '^(?:a)?$')
+    """
+    return f"^(?:{pattern.pattern}){'?' if optional else ''}$"
+
+
+ExportStatus = Annotated[
+    str, Field(description=f"One of {', '.join(STATUSES)}.", json_schema_extra={"enum": STATUSES})
+]
 
 
 class ExportRequestBody(BaseModel):
@@ -30,21 +56,33 @@ class ExportRequestBody(BaseModel):
     )
 
     project_id: str = Field(
-        description="The AI Studios project: its 24-character hexadecimal ObjectId."
+        description="The AI Studios project: its 24-character hexadecimal ObjectId.",
+        json_schema_extra={"pattern": whole(REQUESTED_PROJECT_ID)},
     )
     resolution: str | None = Field(
         default=None,
         description=f"One of {', '.join(RESOLUTIONS)} (default {DEFAULT_RESOLUTION}).",
+        json_schema_extra={"enum": [*RESOLUTIONS, None]},
     )
     workspace_id: str | None = Field(
-        default=None, description="The AI Studios workspace (letters, digits, _ or -)."
+        default=None,
+        description="The AI Studios workspace (letters, digits, _ or -).",
+        json_schema_extra={"pattern": whole(WORKSPACE_ID)},
     )
     webhook_url: str | None = Field(
-        default=None, description="An https URL AI Studios calls when its export is done."
+        default=None,
+        description=(
+            "An https URL without credentials that AI Studios calls when its export is done."
+        ),
+        json_schema_extra={"pattern": whole(WEBHOOK_URL), "maxLength": WEBHOOK_URL_MAX},
     )
     output_prefix: str | None = Field(
         default=None,
-        description="A key prefix for the video under the deployment's output prefix.",
+        description=(
+            "A key prefix for the video under the deployment's output prefix: relative, "
+            "without empty, '.' or '..' segments."
+        ),
+        json_schema_extra={"pattern": whole(OUTPUT_PREFIX, optional=True)},
     )
 
 
@@ -119,11 +157,33 @@ class ErrorBody(ResponseBody):
     message: str
 
 
+class ProblemBody(ResponseBody):
+    """One thing wrong with the request: where, what rule it breaks, and its kind."""
+
+    loc: list[str | int] = Field(description='Where: ["body", "projectId"], ["query", "limit"].')
+    msg: str = Field(description="The rule broken; it never quotes the input.")
+    type: str
+
+
+class InvalidRequestBody(ErrorBody):
+    """The request breaks the rules: every bad field is named."""
+
+    detail: list[ProblemBody]
+
+
+def _json(model: type[BaseModel]) -> dict[str, Any]:
+    return {"application/json": {"model": model}}
+
+
+_RETRY_AFTER = {"description": "Seconds to wait.", "schema": {"type": "integer"}}
 ERROR_RESPONSES: dict[int, Any] = {
-    404: {"description": "No such export", "content": {"application/json": {"model": ErrorBody}}},
+    404: {"description": "No such export", "content": _json(ErrorBody)},
+    422: {"description": "The request breaks the rules", "content": _json(InvalidRequestBody)},
+    500: {"description": "Internal error", "content": _json(ErrorBody)},
     503: {
         "description": "Busy: retry after Retry-After seconds",
-        "content": {"application/json": {"model": ErrorBody}},
+        "headers": {"Retry-After": _RETRY_AFTER},
+        "content": _json(ErrorBody),
     },
 }
 """The OpenAPI description of the errors a route may answer, by status."""

@@ -1,6 +1,7 @@
 """The API's OpenAPI description, generated from its routes and models (``openapi.json``)."""
 
 import json
+from typing import Any
 
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver
 from aws_lambda_powertools.event_handler.openapi.models import APIKey, APIKeyIn
@@ -38,4 +39,25 @@ def describe(resolver: APIGatewayRestResolver) -> str:
         },
         security=[{"sigv4": []}, {"apiKey": []}],
     )
-    return json.dumps(json.loads(schema), indent=2) + "\n"
+    return json.dumps(_without_unused_schemas(json.loads(schema)), indent=2) + "\n"
+
+
+def _without_unused_schemas(document: dict[str, Any]) -> dict[str, Any]:
+    """Drop the component schemas nothing refers to (Powertools' own 422 bodies, unused here)."""
+    schemas = document.get("components", {}).get("schemas", {})
+    prefix = "#/components/schemas/"
+    used: set[str] = set()
+    pending = [{k: v for k, v in document.items() if k != "components"}]
+    while pending:
+        node = pending.pop()
+        if isinstance(node, dict):
+            ref = node.get("$ref")
+            if isinstance(ref, str) and ref.startswith(prefix) and ref[len(prefix) :] not in used:
+                used.add(ref[len(prefix) :])
+                pending.append(schemas.get(ref[len(prefix) :]))
+            pending.extend(node.values())
+        elif isinstance(node, list):
+            pending.extend(node)
+    if schemas:
+        document["components"]["schemas"] = {k: v for k, v in schemas.items() if k in used}
+    return document

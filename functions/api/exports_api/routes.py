@@ -17,7 +17,9 @@ from aws_lambda_powertools.event_handler.exceptions import NotFoundError
 from aws_lambda_powertools.event_handler.openapi.params import Body, Header, Path, Query
 
 from aistudios_export.exports import (
+    IDEMPOTENCY_KEY,
     MAX_LIMIT,
+    MAX_TOKEN_LENGTH,
     STATUSES,
     ExportLister,
     ExportStarter,
@@ -25,6 +27,8 @@ from aistudios_export.exports import (
     StatusReader,
     Summary,
 )
+from aistudios_export.models import REQUESTED_PROJECT_ID
+from aistudios_export.naming import EXECUTION_NAME
 from exports_api.models import (
     ERROR_RESPONSES,
     ExportAccepted,
@@ -32,6 +36,7 @@ from exports_api.models import (
     ExportRequestBody,
     ExportStatusBody,
     ExportSummaryBody,
+    whole,
 )
 
 # What may go into the Location header of a 202, which echoes the request's host and path.
@@ -74,7 +79,18 @@ Provided = Annotated[Services, Depends(services)]
         "dedupe window, or with the same Idempotency-Key, answers with the same exportId "
         "and starts nothing new."
     ),
-    responses={202: {"description": "Started (or already started)"}, 503: ERROR_RESPONSES[503]},
+    responses={
+        202: {
+            "description": "Started (or already started)",
+            "headers": {
+                "Location": {
+                    "description": "Where to follow the export (GET).",
+                    "schema": {"type": "string"},
+                }
+            },
+        },
+        **{status: ERROR_RESPONSES[status] for status in (422, 500, 503)},
+    },
     tags=["exports"],
 )
 def start_export(
@@ -85,7 +101,11 @@ def start_export(
         str | None,
         Header(
             alias="Idempotency-Key",
-            description="Equal requests with equal keys are one export, whenever sent.",
+            description=(
+                "Equal requests with equal keys are one export, whenever sent: "
+                "1-255 printable ASCII characters."
+            ),
+            json_schema_extra={"pattern": whole(IDEMPOTENCY_KEY)},
         ),
     ] = None,
 ) -> Response[ExportAccepted]:
@@ -109,13 +129,18 @@ def start_export(
     operation_id="getExport",
     responses={
         200: {"description": "The export"},
-        404: ERROR_RESPONSES[404],
-        503: ERROR_RESPONSES[503],
+        **{status: ERROR_RESPONSES[status] for status in (404, 422, 500, 503)},
     },
     tags=["exports"],
 )
 def get_export(
-    exportId: Annotated[str, Path(description="The exportId of POST /exports.")],  # noqa: N803
+    exportId: Annotated[  # noqa: N803
+        str,
+        Path(
+            description="The exportId of POST /exports; any other value is no export (404).",
+            json_schema_extra={"pattern": whole(EXECUTION_NAME)},
+        ),
+    ],
     provided: Provided,
 ) -> ExportStatusBody:
     """Report an export's status, progress and, once it succeeded, its video."""
@@ -129,22 +154,38 @@ def get_export(
     "/exports",
     summary="List exports",
     operation_id="listExports",
-    responses={200: {"description": "A page of exports"}, 503: ERROR_RESPONSES[503]},
+    responses={
+        200: {"description": "A page of exports"},
+        **{status: ERROR_RESPONSES[status] for status in (422, 500, 503)},
+    },
     tags=["exports"],
 )
 def list_exports(
     provided: Provided,
     request: Request,
     project_id: Annotated[
-        str | None, Query(alias="projectId", description="Only this project's exports.")
+        str | None,
+        Query(
+            alias="projectId",
+            description="Only this project's exports.",
+            json_schema_extra={"pattern": whole(REQUESTED_PROJECT_ID)},
+        ),
     ] = None,
     status: Annotated[
-        str | None, Query(description=f"Only exports in this status: {', '.join(STATUSES)}.")
+        str | None,
+        Query(
+            description=f"Only exports in this status: {', '.join(STATUSES)}.",
+            json_schema_extra={"enum": STATUSES},
+        ),
     ] = None,
     limit: Annotated[int, Query(ge=1, le=MAX_LIMIT, description="Page size.")] = 20,
     next_token: Annotated[
         str | None,
-        Query(alias="nextToken", max_length=4096, description="nextToken of the previous page."),
+        Query(
+            alias="nextToken",
+            max_length=MAX_TOKEN_LENGTH,
+            description="nextToken of the previous page.",
+        ),
     ] = None,
 ) -> ExportListBody:
     """List recent exports, most recent first."""

@@ -19,8 +19,21 @@ from aistudios_export.errors import InvalidRequest, Problem
 RESOLUTIONS = ("4k", "1080", "720", "480")
 DEFAULT_RESOLUTION = "1080"
 PROJECT_ID = re.compile(r"[0-9a-f]{24}")
+"""A project id as this library writes it: 24 lowercase hex digits."""
+REQUESTED_PROJECT_ID = re.compile(r"[0-9a-fA-F]{24}")
+"""A project id as a request may spell it: 24 hex digits in any case."""
 WORKSPACE_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
-PREFIX = re.compile(r"[A-Za-z0-9!_.*'()/-]{1,256}")
+OUTPUT_PREFIX = re.compile(
+    r"(?!/)"  # relative
+    r"(?!(?:.*/)?\.{1,2}(?:/|$))"  # no "." or ".." segment
+    r"(?!.*//+[^/])"  # no empty segment (trailing slashes are one)
+    r"[A-Za-z0-9!_.*'()/-]{1,256}"
+)
+"""A non-empty ``outputPrefix``: a relative S3 key prefix of safe characters."""
+WEBHOOK_URL_MAX = 2048
+WEBHOOK_URL = re.compile(r"https://[A-Za-z0-9.-]+(?::[0-9]{1,5})?(?:[/?#][!-~]*)?")
+"""Webhook URLs that :meth:`ExportRequest.parse` accepts for sure (at most
+:data:`WEBHOOK_URL_MAX` characters); its rule also takes IPv6 and international hosts."""
 
 # Bounds of the per-export knobs: (minimum, maximum). The execution itself times out after
 # 7200 s (statemachine/export.asl.json), so a budget stays well below that.
@@ -103,7 +116,7 @@ class ExportRequest:
             problems.append(("", f"unknown field(s): {', '.join(unknown[:5])}{more}"))
 
         project_id = raw.get("projectId")
-        if not isinstance(project_id, str) or not PROJECT_ID.fullmatch(project_id.lower()):
+        if not isinstance(project_id, str) or not REQUESTED_PROJECT_ID.fullmatch(project_id):
             problems.append(("projectId", "must be a 24-character hexadecimal ObjectId"))
             project_id = ""
         resolution = _resolution(raw.get("resolution", DEFAULT_RESOLUTION), problems)
@@ -192,12 +205,16 @@ def _webhook(value: Any, problems: list[Problem]) -> str | None:
     if value is None:
         return None
     try:
-        parts = urlsplit(value) if isinstance(value, str) and len(value) <= 2048 else None
+        fits = isinstance(value, str) and len(value) <= WEBHOOK_URL_MAX
+        parts = urlsplit(value) if fits else None
     except ValueError:  # e.g. an unclosed "[" or a host that changes under NFKC
         parts = None
     if parts is None or parts.scheme != "https" or not parts.hostname or parts.username is not None:
         problems.append(
-            ("webhookUrl", "must be an https URL without credentials, at most 2048 characters")
+            (
+                "webhookUrl",
+                f"must be an https URL without credentials, at most {WEBHOOK_URL_MAX} characters",
+            )
         )
         return None
     return str(value)
@@ -206,12 +223,7 @@ def _webhook(value: Any, problems: list[Problem]) -> str | None:
 def _prefix(value: Any, problems: list[Problem]) -> str:
     if value is None or value == "":
         return ""
-    if (
-        not isinstance(value, str)
-        or not PREFIX.fullmatch(value)
-        or value.startswith("/")
-        or any(part in {"", ".", ".."} for part in value.rstrip("/").split("/"))
-    ):
+    if not isinstance(value, str) or not OUTPUT_PREFIX.fullmatch(value):
         problems.append(
             (
                 "outputPrefix",

@@ -13,14 +13,16 @@ Each is an :class:`ExportsService`, configured by
 :class:`~aistudios_export.settings.HttpApiSettings`.
 """
 
-from aistudios_export.exports.listing import MAX_LIMIT, ExportLister
+from aistudios_export.exports.listing import MAX_LIMIT, MAX_TOKEN_LENGTH, ExportLister
 from aistudios_export.exports.machine import ExportMachine, ExportsService
-from aistudios_export.exports.start import ExportStarter, parse_request
+from aistudios_export.exports.start import IDEMPOTENCY_KEY, ExportStarter, parse_request
 from aistudios_export.exports.status import StatusReader
 from aistudios_export.exports.types import STATUSES, Page, Started, Status, Summary, Video
 
 __all__ = [
+    "IDEMPOTENCY_KEY",
     "MAX_LIMIT",
+    "MAX_TOKEN_LENGTH",
     "STATUSES",
     "ExportLister",
     "ExportMachine",

@@ -19,7 +19,7 @@ from aistudios_export.aws_errors import error_code
 from aistudios_export.errors import InvalidRequest, Problem
 from aistudios_export.exports.machine import ExportsService
 from aistudios_export.exports.types import STATUSES, Page, Summary, summary_fields
-from aistudios_export.models import PROJECT_ID
+from aistudios_export.models import REQUESTED_PROJECT_ID
 from aistudios_export.naming import is_export_id
 
 if TYPE_CHECKING:
@@ -27,6 +27,8 @@ if TYPE_CHECKING:
 
 MAX_LIMIT = 100
 """The largest page of :meth:`ExportLister.page`."""
+MAX_TOKEN_LENGTH = 4096
+"""The longest continuation token a client may pass back (the API refuses longer ones)."""
 _LIST_PAGE = 100
 """ListExecutions page size; a continuation token counts positions within such a page."""
 _LIST_PAGES_PER_CALL = 10
@@ -65,7 +67,7 @@ class ExportLister(ExportsService):
         """
         problems: list[Problem] = []
         if project_id is not None:
-            if not PROJECT_ID.fullmatch(project_id.lower()):
+            if not REQUESTED_PROJECT_ID.fullmatch(project_id):
                 problems.append(("projectId", "must be a 24-character hexadecimal ObjectId"))
             project_id = project_id.lower()
         if status is not None and status not in STATUSES:

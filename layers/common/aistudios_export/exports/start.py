@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -29,6 +30,8 @@ from aistudios_export.models import DEFAULT_SECONDS, ExportRequest
 from aistudios_export.naming import execution_name
 
 IDEMPOTENCY_KEY_MAX = 255
+IDEMPOTENCY_KEY = re.compile(rf"[ -~]{{1,{IDEMPOTENCY_KEY_MAX}}}")
+"""An ``Idempotency-Key``: 1 to :data:`IDEMPOTENCY_KEY_MAX` printable ASCII characters."""
 
 _TIMING_FIELDS = tuple(DEFAULT_SECONDS)
 """``pollSeconds``, ``timeoutSeconds``, ``stallSeconds``. Parsing fills in the library's defaults
@@ -118,7 +121,7 @@ def parse_request(raw_request: Any) -> ExportRequest:
 
 
 def _check_idempotency_key(key: str) -> None:
-    if not 1 <= len(key) <= IDEMPOTENCY_KEY_MAX or not all(" " <= c <= "~" for c in key):
+    if not IDEMPOTENCY_KEY.fullmatch(key):
         raise InvalidRequest(
             [
                 (

@@ -18,7 +18,7 @@ from aws_lambda_powertools.event_handler import APIGatewayRestResolver, CORSConf
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from aistudios_export import clients
+from aistudios_export import clients, observability
 from aistudios_export.errors import ConfigurationError
 from aistudios_export.exports import ExportLister, ExportStarter, StatusReader
 from aistudios_export.settings import HttpApiSettings
@@ -29,6 +29,7 @@ logger = Logger()
 
 @cache
 def _services() -> routes.Services:
+    observability.install_log_hygiene()
     settings = HttpApiSettings.from_env()
     sfn = clients.stepfunctions()
     return routes.Services(

@@ -3,8 +3,14 @@
 moto's Lambda needs Docker; the state machine only needs an answer. A botocore
 ``before-call.lambda.Invoke`` hook on boto3's default session returns what Lambda would:
 the handler's JSON, or ``FunctionError: Unhandled`` with ``{errorType, errorMessage, ...}`` so
-that Retry/Catch see the exception's class name. Each invocation runs with exactly its
-function's environment variables, one at a time (the environment is process-wide).
+that Retry/Catch see the exception's class name.
+
+Invocations run concurrently, as Lambda runs them, with no lock around them: each function
+has a pool of containers (a fresh instance of its handler module each), and an invocation takes
+an idle container or, when every one is busy, starts a new one. Each invocation sees exactly its
+function's environment variables: while the bridge is installed, ``os.environ`` is a
+:class:`ThreadEnviron`, which answers an invoking thread from that invocation's variables and
+every other thread from the process's own.
 """
 
 from __future__ import annotations
@@ -18,11 +24,10 @@ import threading
 import time
 import traceback
 import uuid
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, MutableMapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 from urllib.parse import unquote
 
@@ -44,27 +49,45 @@ class LocalFunction:
     environment: dict[str, str]
     timeout: int = 3
     memory: int = 128
-    _module: ModuleType | None = field(default=None, repr=False)
+    _idle: list[Handler] = field(default_factory=list, repr=False)
+    _started: int = field(default=0, repr=False)
+    _pool_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    @property
+    def containers(self) -> int:
+        """How many containers (handler module instances) this function has started."""
+        return self._started
+
+    def take_warm(self) -> Handler | None:
+        """Return an idle container's handler, or None when every container is busy."""
+        with self._pool_lock:
+            return self._idle.pop() if self._idle else None
+
+    def release(self, handler: Handler) -> None:
+        """Give a container back once its invocation is over."""
+        with self._pool_lock:
+            self._idle.append(handler)
 
     def load(self) -> Handler:
-        """Import the handler's module from its file, under a name of its own."""
+        """Start a container: import the handler's module from its file, under a name of its own."""
         module_name, _, attribute = self.handler.rpartition(".")
-        if self._module is None:
-            path = self.code_dir / (module_name.replace(".", "/") + ".py")
-            spec = importlib.util.spec_from_file_location(
-                f"_local_{self.logical_id}_{module_name}", path
-            )
-            if spec is None or spec.loader is None:
-                raise ImportError(f"cannot load {path}")
-            module = importlib.util.module_from_spec(spec)
-            # As in Lambda: the module is importable by name (dataclasses need that) and its
-            # code directory is on the path (for modules next to the handler).
-            sys.modules[spec.name] = module
-            if str(self.code_dir) not in sys.path:
-                sys.path.append(str(self.code_dir))
-            spec.loader.exec_module(module)
-            self._module = module
-        handler: Handler = getattr(self._module, attribute)
+        with self._pool_lock:
+            self._started += 1
+            number = self._started
+        path = self.code_dir / (module_name.replace(".", "/") + ".py")
+        spec = importlib.util.spec_from_file_location(
+            f"_local_{self.logical_id}_{module_name}_{number}", path
+        )
+        if spec is None or spec.loader is None:
+            raise ImportError(f"cannot load {path}")
+        module = importlib.util.module_from_spec(spec)
+        # As in Lambda: the module is importable by name (dataclasses need that) and its
+        # code directory is on the path (for modules next to the handler).
+        sys.modules[spec.name] = module
+        if str(self.code_dir) not in sys.path:
+            sys.path.append(str(self.code_dir))
+        spec.loader.exec_module(module)
+        handler: Handler = getattr(module, attribute)
         return handler
 
 
@@ -101,12 +124,13 @@ class LambdaBridge:
     def __init__(self, functions: Mapping[str, LocalFunction], base_env: Mapping[str, str]) -> None:
         self._functions = {key: fn for fn in functions.values() for key in (fn.name, fn.arn)}
         self._base_env = dict(base_env)
-        self._lock = threading.Lock()
+        self._record = threading.Lock()
         self.invocations: list[Invocation] = []
         self.on_invocation: Callable[[Invocation], None] | None = None
 
     def install(self) -> None:
-        """Register the hook on boto3's default session."""
+        """Register the hook on boto3's default session; give invocations their environments."""
+        _THREAD_ENVIRON.install()
         boto3._get_default_session().events.register(
             "before-call.lambda.Invoke",
             self._on_invoke,  # type: ignore[arg-type]  # a before-call hook may answer
@@ -118,27 +142,27 @@ class LambdaBridge:
             "before-call.lambda.Invoke",
             self._on_invoke,  # type: ignore[arg-type]
         )
+        _THREAD_ENVIRON.uninstall()
 
     def invoke(self, name: str, payload: Any) -> tuple[Any, str | None]:
         """Run a function's handler; return ``(result or error payload, error type or None)``."""
         fn = self._functions[name]
-        with self._lock, self._environment(fn):
+        variables = {**self._base_env, **fn.environment, "AWS_LAMBDA_FUNCTION_NAME": fn.name}
+        result: Any
+        error_type: str | None
+        with _THREAD_ENVIRON.installed(), _THREAD_ENVIRON.variables(variables):
             try:
-                result = fn.load()(payload, _Context(fn))
-                error_type = None
-                json.dumps(result)  # Lambda must serialise it: fail here as Lambda would.
-            except Exception as e:
-                error_type = type(e).__name__
-                result = {
-                    "errorMessage": str(e),
-                    "errorType": error_type,
-                    "requestId": "",
-                    "stackTrace": traceback.format_tb(e.__traceback__),
-                }
+                handler = fn.take_warm() or fn.load()
+            except Exception as e:  # Lambda reports an import failure like any other
+                result, error_type = _failure(e)
+            else:
+                result, error_type = _run(handler, fn, payload)
+                fn.release(handler)
         record = Invocation(fn.logical_id, payload, result, error_type)
-        self.invocations.append(record)
-        if self.on_invocation is not None:
-            self.on_invocation(record)
+        with self._record:
+            self.invocations.append(record)
+            if self.on_invocation is not None:
+                self.on_invocation(record)
         return result, error_type
 
     def _on_invoke(
@@ -160,15 +184,98 @@ class LambdaBridge:
             response["FunctionError"] = "Unhandled"
         return AWSResponse(params.get("url", ""), 200, HTTPHeaders(), None), response
 
+
+class ThreadEnviron(MutableMapping[str, str]):
+    """``os.environ`` for threads that invoke functions: each sees its invocation's variables.
+
+    A thread inside :meth:`variables` reads and writes a private copy; every other thread, the
+    process's real environment. Installed (as ``os.environ``) by the bridges that are
+    installed, counted, so that nested local stacks share it.
+    """
+
+    def __init__(self) -> None:
+        self._real: MutableMapping[str, str] = os.environ
+        self._local = threading.local()
+        self._installed = 0
+        self._lock = threading.Lock()
+
+    def _current(self) -> MutableMapping[str, str]:
+        own: MutableMapping[str, str] | None = getattr(self._local, "variables", None)
+        return self._real if own is None else own
+
+    def __getitem__(self, name: str) -> str:
+        return self._current()[name]
+
+    def __setitem__(self, name: str, value: str) -> None:
+        self._current()[name] = value
+
+    def __delitem__(self, name: str) -> None:
+        del self._current()[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(list(self._current()))
+
+    def __len__(self) -> int:
+        return len(self._current())
+
+    def copy(self) -> dict[str, str]:
+        """Return a plain dict of what this thread sees (as ``os.environ.copy()`` does)."""
+        return dict(self._current())
+
     @contextmanager
-    def _environment(self, fn: LocalFunction) -> Iterator[None]:
-        saved = dict(os.environ)
-        os.environ.clear()
-        os.environ.update(self._base_env)
-        os.environ.update(fn.environment)
-        os.environ["AWS_LAMBDA_FUNCTION_NAME"] = fn.name
+    def variables(self, variables: Mapping[str, str]) -> Iterator[None]:
+        """Let this thread see exactly ``variables`` for the length of the block."""
+        saved = getattr(self._local, "variables", None)
+        self._local.variables = dict(variables)
         try:
             yield
         finally:
-            os.environ.clear()
-            os.environ.update(saved)
+            self._local.variables = saved
+
+    def install(self) -> None:
+        """Become ``os.environ`` (once, however many bridges and invocations need it)."""
+        with self._lock:
+            if self._installed == 0:
+                self._real = os.environ
+                # Replacing the mapping (not its contents) is the point: B003 warns of the latter.
+                os.environ = self  # type: ignore[assignment]  # noqa: B003
+            self._installed += 1
+
+    def uninstall(self) -> None:
+        """Give ``os.environ`` back when the last user is done."""
+        with self._lock:
+            self._installed -= 1
+            if self._installed == 0:
+                os.environ = self._real  # type: ignore[assignment]  # noqa: B003
+
+    @contextmanager
+    def installed(self) -> Iterator[None]:
+        """Be ``os.environ`` for the length of the block."""
+        self.install()
+        try:
+            yield
+        finally:
+            self.uninstall()
+
+
+_THREAD_ENVIRON = ThreadEnviron()
+
+
+def _run(handler: Handler, fn: LocalFunction, payload: Any) -> tuple[Any, str | None]:
+    """Run one invocation: the handler's JSON answer, or Lambda's error payload."""
+    try:
+        result = handler(payload, _Context(fn))
+        json.dumps(result)  # Lambda must serialise it: fail here as Lambda would.
+    except Exception as e:
+        return _failure(e)
+    return result, None
+
+
+def _failure(error: Exception) -> tuple[dict[str, Any], str]:
+    error_type = type(error).__name__
+    return {
+        "errorMessage": str(error),
+        "errorType": error_type,
+        "requestId": "",
+        "stackTrace": traceback.format_tb(error.__traceback__),
+    }, error_type

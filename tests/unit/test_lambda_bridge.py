@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import textwrap
+import threading
+import types
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -239,3 +242,45 @@ def test_uninstall_removes_the_hook(installed: LambdaBridge) -> None:
     with pytest.raises(ClientError):
         boto3.client("lambda").invoke(FunctionName="stack-Echo", Payload=b"{}")
     assert installed.invocations == []
+
+
+# --- concurrency, as Lambda scales ---------------------------------------------------------
+
+
+RENDEZVOUS = """
+import sys
+
+def lambda_handler(event, context):
+    # Both invocations must be inside a handler at once for either to get past this.
+    sys.modules["_bridge_rendezvous"].barrier.wait(timeout=10)
+    return {"ok": True}
+"""
+
+
+def test_invocations_run_at_the_same_time_in_containers_of_their_own(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "app.py").write_text(RENDEZVOUS, encoding="utf-8")
+    rendezvous = types.ModuleType("_bridge_rendezvous")
+    rendezvous.barrier = threading.Barrier(2)  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "_bridge_rendezvous", rendezvous)
+    fn = function(tmp_path)
+    bridge = LambdaBridge({fn.logical_id: fn}, {})
+    answers: list[tuple[Any, str | None]] = []
+    threads = [
+        threading.Thread(target=lambda: answers.append(bridge.invoke(fn.name, {})))
+        for _ in range(2)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    assert answers == [({"ok": True}, None)] * 2, "a lock around invocations breaks the barrier"
+    assert fn.containers == 2
+
+
+def test_a_warm_container_is_reused_and_keeps_its_state(bridge: LambdaBridge) -> None:
+    loads = [bridge.invoke("stack-Echo", {})[0]["loads"] for _ in range(3)]
+    assert loads == [1, 1, 1]
+    (fn,) = {f.logical_id: f for f in bridge._functions.values()}.values()
+    assert fn.containers == 1

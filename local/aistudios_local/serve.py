@@ -277,6 +277,8 @@ def _http_response(result: Mapping[str, Any]) -> tuple[int, list[tuple[str, str]
 
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
+    # A burst of clients connects at once: the listen backlog must hold them all.
+    request_queue_size = 128
     api: ApiServer
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import http.client
 import json
+import threading
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from io import StringIO
@@ -321,3 +322,35 @@ def test_local_serve_answers_hostile_requests_with_4xx_naming_what_is_wrong(api:
             assert _http(server, "GET", path)[0] == 404, path
         assert _http(server, "PATCH", "/exports")[0] == 404
         api.wait_all()
+
+
+def test_local_serve_takes_a_burst_of_fifty_simultaneous_posts(api: Client) -> None:
+    # Fifty clients connect at the same moment; none may be refused or reset. The same request
+    # names one export, so the burst costs one execution.
+    body = json.dumps({"projectId": PROJECT}).encode()
+    together = threading.Barrier(50)
+    answers: list[tuple[int, str] | BaseException] = []
+    lock = threading.Lock()
+
+    def post() -> None:
+        together.wait(timeout=30)
+        try:
+            status, _, payload = _http(server, "POST", "/exports", body)
+            outcome: tuple[int, str] | BaseException = (status, payload["exportId"])
+        except Exception as e:  # a reset or a refused connection is the failure we look for
+            outcome = e
+        with lock:
+            answers.append(outcome)
+
+    with ApiServer(api.stack, port=0) as server:
+        threads = [threading.Thread(target=post) for _ in range(50)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=120)
+        api.wait_all()
+    assert len(answers) == 50
+    assert [a for a in answers if isinstance(a, BaseException)] == []
+    assert {a for a in answers if not isinstance(a, BaseException)} == {
+        (202, answers[0][1])  # type: ignore[index]
+    }

@@ -106,6 +106,8 @@ def _url_of(server: ThreadingHTTPServer) -> str:
 
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
+    # A burst of clients connects at once: the listen backlog must hold them all.
+    request_queue_size = 128
     frontend: SimulatorServer
 
 

@@ -8,7 +8,6 @@ second version. Moto S3, a loopback download server and a fake AI Studios API.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -22,31 +21,13 @@ from aistudios_export.models import ExportRequest, Job
 from aistudios_export.settings import OutputSettings
 from tests.unit._downloads import DownloadServer, payload, serve
 from tests.unit._fixtures import PROJECT_ID, T0, FakeApi
-from tests.unit._s3 import BUCKET, fresh_buckets, moto_s3
+from tests.unit._s3 import BUCKET
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
 
 DATA = payload(6 * 1024 * 1024 + 321)
 METADATA = {"projectid": PROJECT_ID, "resolution": "1080"}
-
-
-@pytest.fixture(scope="module")
-def s3_client() -> Iterator[S3Client]:
-    with moto_s3() as client:
-        yield client
-
-
-@pytest.fixture
-def s3(s3_client: S3Client) -> S3Client:
-    return fresh_buckets(s3_client)
-
-
-@pytest.fixture(scope="module")
-def running_server() -> Iterator[DownloadServer]:
-    server = DownloadServer().start()
-    yield server
-    server.stop()
 
 
 @pytest.fixture

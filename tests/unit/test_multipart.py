@@ -20,8 +20,6 @@ from tests.unit._s3 import (
     S3Calls,
     assert_nothing_stored,
     failing,
-    fresh_buckets,
-    moto_s3,
     patch_client,
 )
 
@@ -34,17 +32,6 @@ METADATA = {"projectid": "p1"}
 
 class Boom(Exception):
     """The error a test raises inside the block."""
-
-
-@pytest.fixture(scope="module")
-def s3_client() -> Iterator[S3Client]:
-    with moto_s3() as client:
-        yield client
-
-
-@pytest.fixture
-def s3(s3_client: S3Client) -> S3Client:
-    return fresh_buckets(s3_client)
 
 
 @pytest.fixture

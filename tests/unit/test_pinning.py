@@ -30,7 +30,7 @@ from aistudios_export.pinning import pinned_adapter
 from aistudios_export.transfer import copy_url_to_s3
 from aistudios_export.urlguard import CheckedUrl, UrlPolicy
 from tests.unit._downloads import SECRET, DownloadServer, payload, redirect, serve
-from tests.unit._s3 import BUCKET, assert_nothing_stored, fresh_buckets, moto_s3
+from tests.unit._s3 import BUCKET, assert_nothing_stored
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -84,17 +84,6 @@ def connects(monkeypatch: pytest.MonkeyPatch) -> list[str]:
 
     monkeypatch.setattr(socket.socket, "connect", connect)
     return attempts
-
-
-@pytest.fixture(scope="module")
-def s3_client() -> Iterator[S3Client]:
-    with moto_s3() as client:
-        yield client
-
-
-@pytest.fixture
-def s3(s3_client: S3Client) -> S3Client:
-    return fresh_buckets(s3_client)
 
 
 @pytest.fixture

@@ -47,8 +47,6 @@ from tests.unit._s3 import (
     S3Calls,
     assert_nothing_stored,
     failing,
-    fresh_buckets,
-    moto_s3,
     patch_client,
 )
 
@@ -60,32 +58,7 @@ KEY = "exports/p1/1080p/video.mp4"
 METADATA = {"projectid": "p1", "resolution": "1080p"}
 
 
-@pytest.fixture(scope="module")
-def running_server() -> Iterator[DownloadServer]:
-    server = DownloadServer().start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def server(running_server: DownloadServer) -> DownloadServer:
-    return running_server.reset()
-
-
 # --- S3 -----------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def s3_client() -> Iterator[S3Client]:
-    """One moto S3 for the module (starting moto per test would dominate the run time)."""
-    with moto_s3() as client:
-        yield client
-
-
-@pytest.fixture
-def s3(s3_client: S3Client) -> S3Client:
-    """The module's client with a fresh, empty, versioned BUCKET."""
-    return fresh_buckets(s3_client, "plain")
 
 
 @pytest.fixture

@@ -363,7 +363,9 @@ def _request(**overrides: Any) -> ExportRequest:
 
 
 def test_job_start() -> None:
-    job = Job.start(_request(pollSeconds=10, timeoutSeconds=600, stallSeconds=120), T0)
+    job = Job.start(
+        _request(pollSeconds=10, timeoutSeconds=600, stallSeconds=120), T0, export_id="exec-1"
+    )
     assert job.to_dict() == {
         "projectId": PROJECT_ID,
         "resolution": "1080",
@@ -382,6 +384,7 @@ def test_job_start() -> None:
         "nextPollSeconds": 10,
         "error": None,
         "cause": None,
+        "exportId": "exec-1",
     }
 
 

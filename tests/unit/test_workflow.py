@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from typing import Any
 
 import pytest
@@ -300,3 +301,44 @@ def test_object_key_depends_only_on_the_job() -> None:
     later = Job.from_dict(job.to_dict() | {"polls": 9, "progress": 100.0, "outcome": "done"})
     assert workflow.object_key("exports/", job) == workflow.object_key("exports/", later)
     assert workflow.object_key("exports/", job) == f"exports/{PROJECT_ID}/1080/20260101T000000Z.mp4"
+
+
+def _exported(export_id: str, **request: Any) -> Job:
+    parsed = ExportRequest.parse({"projectId": PROJECT_ID, **request}, DEFAULTS)
+    return Job.start(parsed, T0, export_id=export_id)
+
+
+def test_exports_of_the_same_project_in_the_same_second_get_their_own_keys() -> None:
+    first, second = _exported(f"{PROJECT_ID}-1080-aaaa"), _exported(f"{PROJECT_ID}-1080-bbbb")
+    assert workflow.object_key("exports/", first) != workflow.object_key("exports/", second)
+    assert workflow.object_key("exports/", first) == (
+        f"exports/{PROJECT_ID}/1080/20260101T000000Z-{PROJECT_ID}-1080-aaaa.mp4"
+    )
+
+
+def test_a_retried_finalize_of_one_export_writes_the_same_key() -> None:
+    job = _exported("row-7")
+    again = Job.from_dict(json.loads(json.dumps(job.to_dict())) | {"polls": 4})
+    assert workflow.object_key("exports/", again) == workflow.object_key("exports/", job)
+    assert workflow.object_key("", job) == f"{PROJECT_ID}/1080/20260101T000000Z-row-7.mp4"
+
+
+def test_submit_export_carries_the_export_id_into_the_job() -> None:
+    job = workflow.submit_export(
+        {"projectId": PROJECT_ID}, DEFAULTS, api=FakeApi(), export_id="exec-1", now=Clock(T0)
+    )
+    assert job["exportId"] == "exec-1"
+
+
+@pytest.mark.parametrize("name", ["ünïcode", "a/b", "..", "x" * 81])
+def test_an_export_id_unfit_for_a_key_is_replaced_by_its_digest(name: str) -> None:
+    job = _exported(name)
+    assert re.fullmatch(r"[0-9a-f]{24}", job.exportId)
+    assert job.exportId != _exported(name + "2").exportId
+    assert Job.from_dict(job.to_dict()) == job
+
+
+@pytest.mark.parametrize("bad", ["a/b", 7, None])
+def test_job_from_dict_refuses_an_export_id_unfit_for_a_key(bad: Any) -> None:
+    with pytest.raises(InvalidRequest, match="exportId"):
+        Job.from_dict(new_job() | {"exportId": bad})

@@ -6,6 +6,7 @@ visible in the console and in execution history. The download URL is never part 
 
 from __future__ import annotations
 
+import hashlib
 import math
 import re
 from collections.abc import Mapping
@@ -21,6 +22,8 @@ DEFAULT_RESOLUTION = "1080"
 PROJECT_ID = re.compile(r"[0-9a-f]{24}")
 WORKSPACE_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 PREFIX = re.compile(r"[A-Za-z0-9!_.*'()/-]{1,256}")
+EXPORT_ID = re.compile(r"[A-Za-z0-9_-]{1,80}")
+"""An execution name that may stand in an object key as it is."""
 
 # Bounds of the per-export knobs: (minimum, maximum). The execution itself times out after
 # 7200 s (statemachine/export.asl.json), so a budget stays well below that.
@@ -265,10 +268,22 @@ class Job:
     nextPollSeconds: int = 0  # noqa: N815
     error: str | None = None
     cause: str | None = None
+    exportId: str = ""  # noqa: N815 - empty in jobs written before it existed
 
     @classmethod
-    def start(cls, request: ExportRequest, now: float) -> Job:
-        """Return the job of a just-submitted export."""
+    def start(cls, request: ExportRequest, now: float, *, export_id: str = "") -> Job:
+        """Return the job of a just-submitted export.
+
+        Parameters
+        ----------
+        request
+            The validated request.
+        now
+            When the export was submitted (epoch seconds).
+        export_id
+            The execution's name: it makes the object key of this export its own. A name with
+            characters an object key should not carry is replaced by a digest of it.
+        """
         # The poll count is a second bound beside the deadline, so a clock that misbehaves
         # still cannot loop forever.
         max_polls = math.ceil(request.timeout_seconds / max(request.poll_seconds, 1)) + 10
@@ -283,6 +298,7 @@ class Job:
             maxPolls=max_polls,
             lastChangeAt=now,
             nextPollSeconds=request.poll_seconds,
+            exportId=_key_safe(export_id),
         )
 
     @classmethod
@@ -301,13 +317,24 @@ class Job:
             job = cls(**{k: v for k, v in raw.items() if k in known})
         except TypeError as e:
             raise InvalidRequest([("job", str(e))], f"job: {e}") from None
-        if not PROJECT_ID.fullmatch(str(job.projectId)) or job.resolution not in RESOLUTIONS:
+        if (
+            not PROJECT_ID.fullmatch(str(job.projectId))
+            or job.resolution not in RESOLUTIONS
+            or not isinstance(job.exportId, str)
+            or _key_safe(job.exportId) != job.exportId
+        ):
             raise InvalidRequest(
-                [("job", "projectId or resolution is not valid")],
-                "job: projectId or resolution is not valid",
+                [("job", "projectId, resolution or exportId is not valid")],
+                "job: projectId, resolution or exportId is not valid",
             )
         return job
 
     def to_dict(self) -> dict[str, Any]:
         """Return the JSON-able form handed back to the state machine."""
         return asdict(self)
+
+
+def _key_safe(export_id: str) -> str:
+    if not export_id or EXPORT_ID.fullmatch(export_id):
+        return export_id
+    return hashlib.sha256(export_id.encode()).hexdigest()[:24]

@@ -57,9 +57,12 @@ def submit_export(
     defaults: Mapping[str, Any] | None,
     *,
     api: AiStudiosClient,
+    export_id: str = "",
     now: Callable[[], float] = time.time,
 ) -> dict[str, Any]:
     """Validate a request, submit the export, and return the new job.
+
+    ``export_id`` is the execution's name; it makes the export's object key its own.
 
     Raises
     ------
@@ -68,7 +71,7 @@ def submit_export(
     """
     request = ExportRequest.parse(raw_request, defaults)
     api.submit_export(request.api_body())
-    job = Job.start(request, now())
+    job = Job.start(request, now(), export_id=export_id)
     logger.info(
         "export submitted", extra={"projectId": job.projectId, "resolution": job.resolution}
     )
@@ -216,12 +219,16 @@ def finalize_export(
 
 
 def object_key(root_prefix: str, job: Job) -> str:
-    """Return ``{root}{outputPrefix}{projectId}/{resolution}/{submitted UTC}.mp4``.
+    """Return ``{root}{outputPrefix}{projectId}/{resolution}/{submitted UTC}-{exportId}.mp4``.
 
-    The key depends only on the job, so a retried finalize writes the same key.
+    The key depends only on the job, so a retried finalize writes the same key; the export id
+    makes it the export's own, so two exports submitted in the same second (or a re-export)
+    never write over each other. A job without one (written before it existed) keeps the key
+    it was started with.
     """
     stamp = datetime.fromtimestamp(job.submittedAt, UTC).strftime("%Y%m%dT%H%M%SZ")
-    return f"{root_prefix}{job.outputPrefix}{job.projectId}/{job.resolution}/{stamp}.mp4"
+    name = f"{stamp}-{job.exportId}" if job.exportId else stamp
+    return f"{root_prefix}{job.outputPrefix}{job.projectId}/{job.resolution}/{name}.mp4"
 
 
 def _end(job: Job, outcome: str, error: str, cause: str) -> None:

@@ -342,3 +342,59 @@ def test_an_export_id_unfit_for_a_key_is_replaced_by_its_digest(name: str) -> No
 def test_job_from_dict_refuses_an_export_id_unfit_for_a_key(bad: Any) -> None:
     with pytest.raises(InvalidRequest, match="exportId"):
         Job.from_dict(new_job() | {"exportId": bad})
+
+
+# --- the deployment's floor under pollSeconds -----------------------------------------------
+
+
+def test_a_request_cannot_poll_more_often_than_the_deployment_allows() -> None:
+    job = workflow.submit_export(
+        {"projectId": PROJECT_ID, "pollSeconds": 0, "timeoutSeconds": 600},
+        DEFAULTS | {"minPollSeconds": "5"},
+        api=FakeApi(),
+        now=Clock(T0),
+    )
+    assert (job["pollSeconds"], job["nextPollSeconds"], job["maxPolls"]) == (5, 5, 130)
+    result, _ = check(job, exporting(10), Clock(T0 + 5))
+    assert result["nextPollSeconds"] == 5
+
+
+def test_a_request_above_the_floor_keeps_its_interval() -> None:
+    job = workflow.submit_export(
+        {"projectId": PROJECT_ID, "pollSeconds": 30},
+        DEFAULTS | {"minPollSeconds": "5"},
+        api=FakeApi(),
+        now=Clock(T0),
+    )
+    assert (job["pollSeconds"], job["nextPollSeconds"]) == (30, 30)
+
+
+@pytest.mark.parametrize("floor", ["-1", "901", "five", 2.5])
+def test_a_broken_floor_is_refused_before_anything_is_sent(floor: Any) -> None:
+    api = FakeApi()
+    with pytest.raises(InvalidRequest, match="minPollSeconds"):
+        workflow.submit_export(
+            {"projectId": PROJECT_ID}, DEFAULTS | {"minPollSeconds": floor}, api=api
+        )
+    assert api.submitted == []
+
+
+@settings(derandomize=True, database=None, max_examples=200)
+@given(
+    poll=st.integers(0, 900),
+    floor=st.integers(0, 900),
+    timeout=st.integers(1, 5400),
+    elapsed=st.floats(0, 5400, allow_nan=False),
+)
+def test_waits_stay_above_the_floor_until_the_last_one_before_the_deadline(
+    poll: int, floor: int, timeout: int, elapsed: float
+) -> None:
+    raw = {"projectId": PROJECT_ID, "pollSeconds": poll, "timeoutSeconds": timeout}
+    raw |= {"stallSeconds": 5400}
+    job = workflow.submit_export(raw, {"minPollSeconds": str(floor)}, api=FakeApi(), now=Clock(T0))
+    assert job["nextPollSeconds"] >= floor
+    clock = Clock(T0 + min(elapsed, timeout - 0.001))
+    result, _ = check(job, exporting(50), clock)
+    assert result["outcome"] == "waiting"
+    if result["nextPollSeconds"] < floor:
+        assert clock.t + result["nextPollSeconds"] >= job["deadline"], "only the last wait"

@@ -32,6 +32,8 @@ TIMEOUT_SECONDS = (1, 5400)
 STALL_SECONDS = (1, 5400)
 DEFAULT_SECONDS = {"pollSeconds": 15, "timeoutSeconds": 1800, "stallSeconds": 600}
 """Used when neither the request nor the deployment's defaults say otherwise."""
+MIN_POLL_SECONDS = 0
+"""The floor under ``pollSeconds`` when the deployment's defaults set no ``minPollSeconds``."""
 WHOLE_NUMBER = re.compile(r"[0-9]{1,9}")
 MAX_URL_MISSING_CHECKS = 3
 """How many polls at 100% without a download URL are tolerated before failing."""
@@ -167,6 +169,33 @@ class ExportRequest:
         return body
 
 
+def min_poll_seconds(defaults: Mapping[str, Any] | None) -> int:
+    """Return the deployment's floor under ``pollSeconds``, which no request can lower.
+
+    Each poll writes about ten events into the execution's history, which Step Functions ends
+    at 25,000: the floor keeps a long budget's polls below that, and off the API.
+
+    Parameters
+    ----------
+    defaults
+        The deployment's defaults; ``minPollSeconds`` there (a string, as template substitutions
+        are), else :data:`MIN_POLL_SECONDS`.
+
+    Raises
+    ------
+    InvalidRequest
+        When the deployment's value is not a whole number within :data:`POLL_SECONDS`.
+    """
+    name = "minPollSeconds"
+    problems: list[Problem] = []
+    value = _seconds(
+        {name: (defaults or {}).get(name, MIN_POLL_SECONDS)}, {}, name, POLL_SECONDS, problems
+    )
+    if problems:
+        raise InvalidRequest(problems)
+    return value
+
+
 def _resolution(value: Any, problems: list[Problem]) -> str:
     text = (
         str(value).strip().lower()
@@ -234,7 +263,7 @@ def _seconds(
     problems: list[Problem],
 ) -> int:
     low, high = bounds
-    value = raw.get(name, defaults.get(name, DEFAULT_SECONDS[name]))
+    value = raw[name] if name in raw else defaults.get(name, DEFAULT_SECONDS.get(name))
     if isinstance(value, str) and WHOLE_NUMBER.fullmatch(value.strip()):
         value = int(value.strip())
     if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
@@ -271,7 +300,9 @@ class Job:
     exportId: str = ""  # noqa: N815 - empty in jobs written before it existed
 
     @classmethod
-    def start(cls, request: ExportRequest, now: float, *, export_id: str = "") -> Job:
+    def start(
+        cls, request: ExportRequest, now: float, *, export_id: str = "", min_poll_seconds: int = 0
+    ) -> Job:
         """Return the job of a just-submitted export.
 
         Parameters
@@ -283,21 +314,25 @@ class Job:
         export_id
             The execution's name: it makes the object key of this export its own. A name with
             characters an object key should not carry is replaced by a digest of it.
+        min_poll_seconds
+            The deployment's floor (:func:`min_poll_seconds`): a request asking to poll more
+            often polls this often.
         """
+        poll_seconds = max(request.poll_seconds, min_poll_seconds)
         # The poll count is a second bound beside the deadline, so a clock that misbehaves
         # still cannot loop forever.
-        max_polls = math.ceil(request.timeout_seconds / max(request.poll_seconds, 1)) + 10
+        max_polls = math.ceil(request.timeout_seconds / max(poll_seconds, 1)) + 10
         return cls(
             projectId=request.project_id,
             resolution=request.resolution,
             outputPrefix=request.output_prefix,
             submittedAt=now,
             deadline=now + request.timeout_seconds,
-            pollSeconds=request.poll_seconds,
+            pollSeconds=poll_seconds,
             stallSeconds=request.stall_seconds,
             maxPolls=max_polls,
             lastChangeAt=now,
-            nextPollSeconds=request.poll_seconds,
+            nextPollSeconds=poll_seconds,
             exportId=_key_safe(export_id),
         )
 

@@ -18,7 +18,12 @@ from aws_lambda_powertools import Logger
 from aistudios_export.checksums import previous_copy
 from aistudios_export.client import AiStudiosClient
 from aistudios_export.errors import DownloadUrlMissing, ExportFailed, ExportTimedOut
-from aistudios_export.models import MAX_URL_MISSING_CHECKS, ExportRequest, Job
+from aistudios_export.models import (
+    MAX_URL_MISSING_CHECKS,
+    ExportRequest,
+    Job,
+    min_poll_seconds,
+)
 from aistudios_export.multipart import abort_open_uploads
 from aistudios_export.settings import OutputSettings
 from aistudios_export.transfer import copy_url_to_s3
@@ -63,6 +68,8 @@ def submit_export(
     """Validate a request, submit the export, and return the new job.
 
     ``export_id`` is the execution's name; it makes the export's object key its own.
+    ``defaults`` are the deployment's: the request's missing knobs, and ``minPollSeconds``,
+    the floor under every wait (:func:`~aistudios_export.models.min_poll_seconds`).
 
     Raises
     ------
@@ -70,8 +77,9 @@ def submit_export(
         Before anything is sent to AI Studios, naming every bad field.
     """
     request = ExportRequest.parse(raw_request, defaults)
+    floor = min_poll_seconds(defaults)
     api.submit_export(request.api_body())
-    job = Job.start(request, now(), export_id=export_id)
+    job = Job.start(request, now(), export_id=export_id, min_poll_seconds=floor)
     logger.info(
         "export submitted", extra={"projectId": job.projectId, "resolution": job.resolution}
     )
@@ -119,6 +127,8 @@ def check_progress(
                 f"after {job.urlMissingChecks} checks",
             )
         else:
+            # Below the deployment's floor on purpose: the URL is usually a moment away, and
+            # these re-checks are few (MAX_URL_MISSING_CHECKS) and counted like any poll.
             _wait(job, t, min(job.pollSeconds, URL_MISSING_POLL_SECONDS))
     elif t >= job.deadline or job.polls >= job.maxPolls:
         _end(
@@ -238,5 +248,7 @@ def _end(job: Job, outcome: str, error: str, cause: str) -> None:
 
 def _wait(job: Job, now: float, seconds: int) -> None:
     # Never sleep past the deadline: the next check must still be able to report a timeout.
+    # Job.start raised pollSeconds to the deployment's floor; only this last wait before the
+    # deadline may be shorter, and the check after it ends the loop.
     job.outcome = "waiting"
     job.nextPollSeconds = max(0, min(seconds, int(job.deadline - now) + 1))

@@ -22,6 +22,7 @@ from tests.unit._asl import (
     targets,
 )
 from tests.unit._fixtures import ROOT
+from tests.unit._retry import worst_case_wait
 
 STATE_TYPES = {"Pass", "Task", "Choice", "Wait", "Succeed", "Fail", "Parallel", "Map"}
 LAMBDA_SERVICE_ERRORS = frozenset(
@@ -35,6 +36,8 @@ LAMBDA_SERVICE_ERRORS = frozenset(
     }
 )
 """What Lambda itself may fail with, worth a retry (AWS's list of retryable Lambda errors)."""
+MAX_RETRY_DELAY_SECONDS = 300
+"""The longest single wait between two tries: an outage longer than minutes is reported."""
 
 
 def test_every_asl_file_is_a_state_machine_of_the_template() -> None:
@@ -87,8 +90,10 @@ def test_every_retry_has_full_jitter_and_bounds(machine: dict[str, Any]) -> None
     for name, retrier in retriers:
         assert retrier.get("JitterStrategy") == "FULL", name
         delay = retrier.get("MaxDelaySeconds")
-        assert isinstance(delay, int) and 0 < delay <= 60, name
+        assert isinstance(delay, int) and 0 < delay <= MAX_RETRY_DELAY_SECONDS, name
         assert 0 < retrier.get("MaxAttempts", 3) <= 10, name
+        # Retrying gives up well within the execution: a failure still gets reported.
+        assert worst_case_wait(retrier) <= machine["TimeoutSeconds"] / 4, name
 
 
 def test_states_all_comes_last(machine: dict[str, Any]) -> None:

@@ -387,6 +387,7 @@ def test_job_start() -> None:
         "error": None,
         "cause": None,
         "exportId": "exec-1",
+        "submittedUtc": "2026-01-01T00:00:00Z",
     }
 
 

@@ -11,6 +11,7 @@ import math
 import re
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
@@ -298,6 +299,7 @@ class Job:
     error: str | None = None
     cause: str | None = None
     exportId: str = ""  # noqa: N815 - empty in jobs written before it existed
+    submittedUtc: str = ""  # noqa: N815 - submittedAt for people: the failure cause names it
 
     @classmethod
     def start(
@@ -334,6 +336,7 @@ class Job:
             lastChangeAt=now,
             nextPollSeconds=poll_seconds,
             exportId=_key_safe(export_id),
+            submittedUtc=datetime.fromtimestamp(now, UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         )
 
     @classmethod

@@ -22,7 +22,7 @@ from tests.unit._asl import (
     targets,
 )
 from tests.unit._fixtures import ROOT
-from tests.unit._retry import worst_case_wait
+from tests.unit._retry import expected_wait, worst_case_wait
 
 STATE_TYPES = {"Pass", "Task", "Choice", "Wait", "Succeed", "Fail", "Parallel", "Map"}
 LAMBDA_SERVICE_ERRORS = frozenset(
@@ -36,6 +36,9 @@ LAMBDA_SERVICE_ERRORS = frozenset(
     }
 )
 """What Lambda itself may fail with, worth a retry (AWS's list of retryable Lambda errors)."""
+LAMBDA_THROTTLE_PATIENCE_SECONDS = 120
+"""How long, on average, a Lambda task retries Lambda's own errors: a batch of 1,000 rows
+starts that many executions, whose invocations Lambda throttles for minutes, not seconds."""
 MAX_RETRY_DELAY_SECONDS = 300
 """The longest single wait between two tries: an outage longer than minutes is reported."""
 
@@ -184,3 +187,12 @@ def test_every_error_name_is_an_error_class(machine: dict[str, Any]) -> None:
     for name in ours:
         cls = getattr(errors, name, None)
         assert isinstance(cls, type) and issubclass(cls, errors.ExportError), name
+
+
+def test_lambda_tasks_outlast_a_throttled_fan_out(machine: dict[str, Any]) -> None:
+    throttled = {"Lambda.TooManyRequestsException", "Lambda.ServiceException"}
+    for name, task in lambda_tasks(machine).items():
+        (retrier,) = [r for r in task["Retry"] if throttled & set(r["ErrorEquals"])]
+        assert throttled <= set(retrier["ErrorEquals"]), name
+        assert set(retrier["ErrorEquals"]) <= LAMBDA_SERVICE_ERRORS, name
+        assert expected_wait(retrier) >= LAMBDA_THROTTLE_PATIENCE_SECONDS, name

@@ -313,3 +313,15 @@ def test_a_failure_before_submit_has_no_such_note(
     assert "submitted" not in result.cause
     assert "submitted" not in failed_event_cause(stack)
     assert simulator.calls == []
+
+
+def test_each_export_stores_its_video_under_a_key_of_its_own(stack: LocalStack) -> None:
+    first, second = run(stack), run(stack)
+    keys = []
+    for result in (first, second):
+        assert result.video is not None
+        name = result.execution_arn.rsplit(":", 1)[1]
+        assert result.video["key"].endswith(f"-{name}.mp4")
+        keys.append(result.video["key"])
+    assert keys[0] != keys[1]
+    assert {o["key"] for o in first.objects + second.objects} == set(keys), "both are kept"

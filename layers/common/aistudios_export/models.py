@@ -23,8 +23,6 @@ DEFAULT_RESOLUTION = "1080"
 PROJECT_ID = re.compile(r"[0-9a-f]{24}")
 WORKSPACE_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 PREFIX = re.compile(r"[A-Za-z0-9!_.*'()/-]{1,256}")
-EXPORT_ID = re.compile(r"[A-Za-z0-9_-]{1,80}")
-"""An execution name that may stand in an object key as it is."""
 
 # Bounds of the per-export knobs: (minimum, maximum). The execution itself times out after
 # 7200 s (statemachine/export.asl.json), so a budget stays well below that.
@@ -38,6 +36,8 @@ MIN_POLL_SECONDS = 0
 WHOLE_NUMBER = re.compile(r"[0-9]{1,9}")
 MAX_URL_MISSING_CHECKS = 3
 """How many polls at 100% without a download URL are tolerated before failing."""
+EXPORT_ID = re.compile(r"[A-Za-z0-9_-]{1,80}")
+"""An execution name that may stand in an object key as it is."""
 
 REQUEST_FIELDS = frozenset(
     {

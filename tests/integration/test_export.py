@@ -5,6 +5,9 @@ Each test asserts what is in the bucket afterwards: the right bytes once, or not
 
 from __future__ import annotations
 
+import json
+import re
+
 import pytest
 
 from aistudios_local.simulator import AiStudiosSimulator, Scenario, video_bytes
@@ -263,3 +266,62 @@ def test_request_that_is_not_an_object_fails_clearly(
     assert result.status == "FAILED"
     assert result.error == "InvalidRequest"
     assert simulator.calls == []
+
+
+SUBMITTED_NOTE = "the export was submitted to AI Studios at"
+
+
+def failed_event_cause(stack: LocalStack) -> str:
+    [event] = stack.events
+    assert event["DetailType"] == "Export Failed"
+    cause: str = json.loads(event["Detail"])["cause"]
+    return cause
+
+
+def test_a_failure_after_submit_says_a_render_may_still_be_running(
+    stack: LocalStack, simulator: AiStudiosSimulator
+) -> None:
+    simulator.set_scenario(PROJECT, Scenario(fail_at_poll=1))
+    result = run(stack)
+    assert result.status == "FAILED" and result.error == "ExportFailed"
+    assert result.cause is not None
+    assert "'failed'" in result.cause, "the original cause comes first"
+    assert SUBMITTED_NOTE in result.cause and "a render may still be running" in result.cause
+    assert re.search(r"at \d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ;", result.cause)
+    assert failed_event_cause(stack) == result.cause
+    assert_nothing_stored(result, stack)
+
+
+def test_a_function_error_after_submit_keeps_its_message_and_gets_the_note(
+    stack: LocalStack, simulator: AiStudiosSimulator
+) -> None:
+    # A 400 envelope on the first progress call: CheckProgress raises RequestRejected.
+    simulator.set_scenario(PROJECT, Scenario(progress_failures=(400,)))
+    result = run(stack)
+    assert result.status == "FAILED" and result.error == "RequestRejected"
+    assert result.cause is not None and SUBMITTED_NOTE in result.cause
+    assert "stackTrace" not in result.cause and "errorMessage" not in result.cause
+    assert failed_event_cause(stack) == result.cause
+
+
+def test_a_failure_before_submit_has_no_such_note(
+    stack: LocalStack, simulator: AiStudiosSimulator
+) -> None:
+    result = stack.run_export({"projectId": "nope"}, deadline_seconds=60)
+    assert result.status == "FAILED" and result.error == "InvalidRequest"
+    assert result.cause is not None and "projectId" in result.cause
+    assert "submitted" not in result.cause
+    assert "submitted" not in failed_event_cause(stack)
+    assert simulator.calls == []
+
+
+def test_each_export_stores_its_video_under_a_key_of_its_own(stack: LocalStack) -> None:
+    first, second = run(stack), run(stack)
+    keys = []
+    for result in (first, second):
+        assert result.video is not None
+        name = result.execution_arn.rsplit(":", 1)[1]
+        assert result.video["key"].endswith(f"-{name}.mp4")
+        keys.append(result.video["key"])
+    assert keys[0] != keys[1]
+    assert {o["key"] for o in first.objects + second.objects} == set(keys), "both are kept"

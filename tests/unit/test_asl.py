@@ -10,9 +10,10 @@ from typing import Any
 
 import pytest
 
-from aistudios_export.models import TIMEOUT_SECONDS
+from aistudios_export.models import TIMEOUT_SECONDS, Job
 from tests.unit import _template
-from tests.unit._asl import lambda_tasks, of_type, retried
+from tests.unit._asl import lambda_tasks, of_type, retried, targets
+from tests.unit._retry import expected_wait, worst_case_wait
 
 EXPORT_MACHINE = "ExportStateMachine"
 
@@ -72,3 +73,59 @@ def test_token_refresh_loop_is_bounded(asl: dict[str, Any]) -> None:
 def test_failures_end_in_a_fail_state_with_the_error(asl: dict[str, Any]) -> None:
     (fail,) = of_type(asl, "Fail").values()
     assert fail["ErrorPath"] == "$.error.Error" and fail["CausePath"] == "$.error.Cause"
+
+
+API_TRANSIENT_BRIEF = ("ServiceUnavailable", "NetworkError")
+"""Transient API errors that pass in seconds; RateLimited is backed off apart, for minutes."""
+RATE_LIMIT_PATIENCE_SECONDS = 180
+"""How long, on average, a task keeps retrying a rate limit before its export is given up."""
+
+
+def retrier_of(task: dict[str, Any], error: str) -> dict[str, Any]:
+    found: list[dict[str, Any]] = [r for r in task["Retry"] if error in r["ErrorEquals"]]
+    (retrier,) = found
+    return retrier
+
+
+def test_rate_limits_back_off_for_minutes_on_every_ai_studios_task(asl: dict[str, Any]) -> None:
+    tasks = lambda_tasks(asl)
+    assert set(tasks) == {"SubmitExport", "CheckProgress", "FinalizeExport", "RefreshToken"}
+    for name, task in tasks.items():
+        throttled = retrier_of(task, "RateLimited")
+        assert throttled["ErrorEquals"] == ["RateLimited"], f"{name}: a retrier of its own"
+        assert expected_wait(throttled) >= RATE_LIMIT_PATIENCE_SECONDS, name
+        brief = retrier_of(task, API_TRANSIENT_BRIEF[0])
+        assert set(brief["ErrorEquals"]) == set(API_TRANSIENT_BRIEF), name
+        assert worst_case_wait(brief) < expected_wait(throttled), name
+
+
+def test_a_rate_limited_poll_still_ends_within_the_execution(asl: dict[str, Any]) -> None:
+    # The longest budget, one poll backed off to the end, then storing the video backed off too.
+    check, finalize = states(asl)["CheckProgress"], states(asl)["FinalizeExport"]
+    worst = (
+        TIMEOUT_SECONDS[1]
+        + worst_case_wait(retrier_of(check, "RateLimited"))
+        + finalize["TimeoutSeconds"]
+    )
+    assert worst < asl["TimeoutSeconds"]
+
+
+def test_every_failure_passes_the_submitted_check_before_it_is_reported(
+    asl: dict[str, Any],
+) -> None:
+    note = states(asl)["WasSubmitted"]
+    into_report = {n for n, s in states(asl).items() if "HasProjectId" in set(targets(s))}
+    assert into_report == {"WasSubmitted", "NoteSubmitted"}
+    assert note["Default"] == "HasProjectId"
+    # The check reads a field the job has from its submit on (SubmitExport writes $.job).
+    assert states(asl)["SubmitExport"]["ResultPath"] == "$.job"
+    for rule in note["Choices"]:
+        (field,) = {
+            c["Variable"].removeprefix("$.job.")
+            for c in rule["And"]
+            if c["Variable"].startswith("$.job.")
+        }
+        assert field in Job.__dataclass_fields__
+    rewrite = states(asl)["NoteSubmitted"]["Parameters"]["Cause.$"]
+    assert rewrite.startswith("States.Format('{} (the export was submitted to AI Studios")
+    assert "$.error.Cause" in rewrite

@@ -142,3 +142,18 @@ def test_every_decision_fails_closed(batch: dict[str, Any]) -> None:
     states = dict(all_states(batch))
     for name, choice in choices.items():
         assert states[choice["Default"]]["Type"] == "Fail", name
+
+
+def test_a_batch_whose_report_cannot_be_written_fails_saying_so(batch: dict[str, Any]) -> None:
+    states = batch["States"]
+    (summarize,) = [n for n in lambda_tasks(batch) if n == the_map(batch)[1]["Next"]]
+    (catch,) = states[summarize]["Catch"]
+    assert catch["ErrorEquals"] == ["States.ALL"] and catch["ResultPath"] == "$.error"
+    record = states[catch["Next"]]
+    assert record["Type"] == "Pass" and record["ResultPath"] == "$.error"
+    assert record["Parameters"]["Error.$"] == "$.error.Error", "the error keeps its name"
+    cause = record["Parameters"]["Cause.$"]
+    assert cause.startswith("States.Format('The batch report could not be written")
+    assert cause.endswith(", $.error.Cause)"), "the reason follows"
+    fail = states[record["Next"]]
+    assert fail == {"Type": "Fail", "ErrorPath": "$.error.Error", "CausePath": "$.error.Cause"}

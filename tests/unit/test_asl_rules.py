@@ -22,6 +22,7 @@ from tests.unit._asl import (
     targets,
 )
 from tests.unit._fixtures import ROOT
+from tests.unit._retry import expected_wait, worst_case_wait
 
 STATE_TYPES = {"Pass", "Task", "Choice", "Wait", "Succeed", "Fail", "Parallel", "Map"}
 LAMBDA_SERVICE_ERRORS = frozenset(
@@ -35,6 +36,11 @@ LAMBDA_SERVICE_ERRORS = frozenset(
     }
 )
 """What Lambda itself may fail with, worth a retry (AWS's list of retryable Lambda errors)."""
+LAMBDA_THROTTLE_PATIENCE_SECONDS = 120
+"""How long, on average, a Lambda task retries Lambda's own errors: a batch of 1,000 rows
+starts that many executions, whose invocations Lambda throttles for minutes, not seconds."""
+MAX_RETRY_DELAY_SECONDS = 300
+"""The longest single wait between two tries: an outage longer than minutes is reported."""
 
 
 def test_every_asl_file_is_a_state_machine_of_the_template() -> None:
@@ -87,8 +93,10 @@ def test_every_retry_has_full_jitter_and_bounds(machine: dict[str, Any]) -> None
     for name, retrier in retriers:
         assert retrier.get("JitterStrategy") == "FULL", name
         delay = retrier.get("MaxDelaySeconds")
-        assert isinstance(delay, int) and 0 < delay <= 60, name
+        assert isinstance(delay, int) and 0 < delay <= MAX_RETRY_DELAY_SECONDS, name
         assert 0 < retrier.get("MaxAttempts", 3) <= 10, name
+        # Retrying gives up well within the execution: a failure still gets reported.
+        assert worst_case_wait(retrier) <= machine["TimeoutSeconds"] / 4, name
 
 
 def test_states_all_comes_last(machine: dict[str, Any]) -> None:
@@ -179,3 +187,12 @@ def test_every_error_name_is_an_error_class(machine: dict[str, Any]) -> None:
     for name in ours:
         cls = getattr(errors, name, None)
         assert isinstance(cls, type) and issubclass(cls, errors.ExportError), name
+
+
+def test_lambda_tasks_outlast_a_throttled_fan_out(machine: dict[str, Any]) -> None:
+    throttled = {"Lambda.TooManyRequestsException", "Lambda.ServiceException"}
+    for name, task in lambda_tasks(machine).items():
+        (retrier,) = [r for r in task["Retry"] if throttled & set(r["ErrorEquals"])]
+        assert throttled <= set(retrier["ErrorEquals"]), name
+        assert set(retrier["ErrorEquals"]) <= LAMBDA_SERVICE_ERRORS, name
+        assert expected_wait(retrier) >= LAMBDA_THROTTLE_PATIENCE_SECONDS, name

@@ -13,12 +13,14 @@ from hypothesis import strategies as st
 
 from aistudios_export.errors import InvalidRequest
 from aistudios_export.models import (
+    MIN_POLL_SECONDS,
     POLL_SECONDS,
     REQUEST_FIELDS,
     STALL_SECONDS,
     TIMEOUT_SECONDS,
     ExportRequest,
     Job,
+    min_poll_seconds,
 )
 from aistudios_local.template import load_template
 from tests.unit._fixtures import PROJECT_ID, ROOT, T0
@@ -363,7 +365,9 @@ def _request(**overrides: Any) -> ExportRequest:
 
 
 def test_job_start() -> None:
-    job = Job.start(_request(pollSeconds=10, timeoutSeconds=600, stallSeconds=120), T0)
+    job = Job.start(
+        _request(pollSeconds=10, timeoutSeconds=600, stallSeconds=120), T0, export_id="exec-1"
+    )
     assert job.to_dict() == {
         "projectId": PROJECT_ID,
         "resolution": "1080",
@@ -382,6 +386,8 @@ def test_job_start() -> None:
         "nextPollSeconds": 10,
         "error": None,
         "cause": None,
+        "exportId": "exec-1",
+        "submittedUtc": "2026-01-01T00:00:00Z",
     }
 
 
@@ -420,3 +426,26 @@ def test_job_from_dict_ignores_fields_it_does_not_know() -> None:
 def test_job_from_dict_rejects_what_the_library_did_not_write(raw: Any) -> None:
     with pytest.raises(InvalidRequest, match=r"^job: "):
         Job.from_dict(raw)
+
+
+@pytest.mark.parametrize(
+    ("defaults", "expected"),
+    [
+        (None, MIN_POLL_SECONDS),
+        ({}, MIN_POLL_SECONDS),
+        ({"minPollSeconds": " 5 "}, 5),
+        ({"minPollSeconds": 900}, 900),
+    ],
+)
+def test_min_poll_seconds_comes_from_the_deployment(
+    defaults: dict[str, Any] | None, expected: int
+) -> None:
+    assert min_poll_seconds(defaults) == expected
+
+
+def test_min_poll_seconds_raises_max_polls_with_the_interval() -> None:
+    job = Job.start(
+        _request(pollSeconds=0, timeoutSeconds=TIMEOUT_SECONDS[1]), T0, min_poll_seconds=5
+    )
+    assert (job.pollSeconds, job.nextPollSeconds) == (5, 5)
+    assert job.maxPolls == math.ceil(TIMEOUT_SECONDS[1] / 5) + 10 == 1090

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from typing import Any
 
 import pytest
@@ -300,3 +301,100 @@ def test_object_key_depends_only_on_the_job() -> None:
     later = Job.from_dict(job.to_dict() | {"polls": 9, "progress": 100.0, "outcome": "done"})
     assert workflow.object_key("exports/", job) == workflow.object_key("exports/", later)
     assert workflow.object_key("exports/", job) == f"exports/{PROJECT_ID}/1080/20260101T000000Z.mp4"
+
+
+def _exported(export_id: str, **request: Any) -> Job:
+    parsed = ExportRequest.parse({"projectId": PROJECT_ID, **request}, DEFAULTS)
+    return Job.start(parsed, T0, export_id=export_id)
+
+
+def test_exports_of_the_same_project_in_the_same_second_get_their_own_keys() -> None:
+    first, second = _exported(f"{PROJECT_ID}-1080-aaaa"), _exported(f"{PROJECT_ID}-1080-bbbb")
+    assert workflow.object_key("exports/", first) != workflow.object_key("exports/", second)
+    assert workflow.object_key("exports/", first) == (
+        f"exports/{PROJECT_ID}/1080/20260101T000000Z-{PROJECT_ID}-1080-aaaa.mp4"
+    )
+
+
+def test_a_retried_finalize_of_one_export_writes_the_same_key() -> None:
+    job = _exported("row-7")
+    again = Job.from_dict(json.loads(json.dumps(job.to_dict())) | {"polls": 4})
+    assert workflow.object_key("exports/", again) == workflow.object_key("exports/", job)
+    assert workflow.object_key("", job) == f"{PROJECT_ID}/1080/20260101T000000Z-row-7.mp4"
+
+
+def test_submit_export_carries_the_export_id_into_the_job() -> None:
+    job = workflow.submit_export(
+        {"projectId": PROJECT_ID}, DEFAULTS, api=FakeApi(), export_id="exec-1", now=Clock(T0)
+    )
+    assert job["exportId"] == "exec-1"
+
+
+@pytest.mark.parametrize("name", ["ünïcode", "a/b", "..", "x" * 81])
+def test_an_export_id_unfit_for_a_key_is_replaced_by_its_digest(name: str) -> None:
+    job = _exported(name)
+    assert re.fullmatch(r"[0-9a-f]{24}", job.exportId)
+    assert job.exportId != _exported(name + "2").exportId
+    assert Job.from_dict(job.to_dict()) == job
+
+
+@pytest.mark.parametrize("bad", ["a/b", 7, None])
+def test_job_from_dict_refuses_an_export_id_unfit_for_a_key(bad: Any) -> None:
+    with pytest.raises(InvalidRequest, match="exportId"):
+        Job.from_dict(new_job() | {"exportId": bad})
+
+
+# --- the deployment's floor under pollSeconds -----------------------------------------------
+
+
+def test_a_request_cannot_poll_more_often_than_the_deployment_allows() -> None:
+    job = workflow.submit_export(
+        {"projectId": PROJECT_ID, "pollSeconds": 0, "timeoutSeconds": 600},
+        DEFAULTS | {"minPollSeconds": "5"},
+        api=FakeApi(),
+        now=Clock(T0),
+    )
+    assert (job["pollSeconds"], job["nextPollSeconds"], job["maxPolls"]) == (5, 5, 130)
+    result, _ = check(job, exporting(10), Clock(T0 + 5))
+    assert result["nextPollSeconds"] == 5
+
+
+def test_a_request_above_the_floor_keeps_its_interval() -> None:
+    job = workflow.submit_export(
+        {"projectId": PROJECT_ID, "pollSeconds": 30},
+        DEFAULTS | {"minPollSeconds": "5"},
+        api=FakeApi(),
+        now=Clock(T0),
+    )
+    assert (job["pollSeconds"], job["nextPollSeconds"]) == (30, 30)
+
+
+@pytest.mark.parametrize("floor", ["-1", "901", "five", 2.5])
+def test_a_broken_floor_is_refused_before_anything_is_sent(floor: Any) -> None:
+    api = FakeApi()
+    with pytest.raises(InvalidRequest, match="minPollSeconds"):
+        workflow.submit_export(
+            {"projectId": PROJECT_ID}, DEFAULTS | {"minPollSeconds": floor}, api=api
+        )
+    assert api.submitted == []
+
+
+@settings(derandomize=True, database=None, max_examples=200)
+@given(
+    poll=st.integers(0, 900),
+    floor=st.integers(0, 900),
+    timeout=st.integers(1, 5400),
+    elapsed=st.floats(0, 5400, allow_nan=False),
+)
+def test_waits_stay_above_the_floor_until_the_last_one_before_the_deadline(
+    poll: int, floor: int, timeout: int, elapsed: float
+) -> None:
+    raw = {"projectId": PROJECT_ID, "pollSeconds": poll, "timeoutSeconds": timeout}
+    raw |= {"stallSeconds": 5400}
+    job = workflow.submit_export(raw, {"minPollSeconds": str(floor)}, api=FakeApi(), now=Clock(T0))
+    assert job["nextPollSeconds"] >= floor
+    clock = Clock(T0 + min(elapsed, timeout - 0.001))
+    result, _ = check(job, exporting(50), clock)
+    assert result["outcome"] == "waiting"
+    if result["nextPollSeconds"] < floor:
+        assert clock.t + result["nextPollSeconds"] >= job["deadline"], "only the last wait"

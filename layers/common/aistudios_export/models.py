@@ -6,10 +6,12 @@ visible in the console and in execution history. The download URL is never part 
 
 from __future__ import annotations
 
+import hashlib
 import math
 import re
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
@@ -42,9 +44,13 @@ TIMEOUT_SECONDS = (1, 5400)
 STALL_SECONDS = (1, 5400)
 DEFAULT_SECONDS = {"pollSeconds": 15, "timeoutSeconds": 1800, "stallSeconds": 600}
 """Used when neither the request nor the deployment's defaults say otherwise."""
+MIN_POLL_SECONDS = 0
+"""The floor under ``pollSeconds`` when the deployment's defaults set no ``minPollSeconds``."""
 WHOLE_NUMBER = re.compile(r"[0-9]{1,9}")
 MAX_URL_MISSING_CHECKS = 3
 """How many polls at 100% without a download URL are tolerated before failing."""
+EXPORT_ID = re.compile(r"[A-Za-z0-9_-]{1,80}")
+"""An execution name that may stand in an object key as it is."""
 
 REQUEST_FIELDS = frozenset(
     {
@@ -177,6 +183,33 @@ class ExportRequest:
         return body
 
 
+def min_poll_seconds(defaults: Mapping[str, Any] | None) -> int:
+    """Return the deployment's floor under ``pollSeconds``, which no request can lower.
+
+    Each poll writes about ten events into the execution's history, which Step Functions ends
+    at 25,000: the floor keeps a long budget's polls below that, and off the API.
+
+    Parameters
+    ----------
+    defaults
+        The deployment's defaults; ``minPollSeconds`` there (a string, as template substitutions
+        are), else :data:`MIN_POLL_SECONDS`.
+
+    Raises
+    ------
+    InvalidRequest
+        When the deployment's value is not a whole number within :data:`POLL_SECONDS`.
+    """
+    name = "minPollSeconds"
+    problems: list[Problem] = []
+    value = _seconds(
+        {name: (defaults or {}).get(name, MIN_POLL_SECONDS)}, {}, name, POLL_SECONDS, problems
+    )
+    if problems:
+        raise InvalidRequest(problems)
+    return value
+
+
 def _resolution(value: Any, problems: list[Problem]) -> str:
     text = (
         str(value).strip().lower()
@@ -243,7 +276,7 @@ def _seconds(
     problems: list[Problem],
 ) -> int:
     low, high = bounds
-    value = raw.get(name, defaults.get(name, DEFAULT_SECONDS[name]))
+    value = raw[name] if name in raw else defaults.get(name, DEFAULT_SECONDS.get(name))
     if isinstance(value, str) and WHOLE_NUMBER.fullmatch(value.strip()):
         value = int(value.strip())
     if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
@@ -277,24 +310,45 @@ class Job:
     nextPollSeconds: int = 0  # noqa: N815
     error: str | None = None
     cause: str | None = None
+    exportId: str = ""  # noqa: N815 - empty in jobs written before it existed
+    submittedUtc: str = ""  # noqa: N815 - submittedAt for people: the failure cause names it
 
     @classmethod
-    def start(cls, request: ExportRequest, now: float) -> Job:
-        """Return the job of a just-submitted export."""
+    def start(
+        cls, request: ExportRequest, now: float, *, export_id: str = "", min_poll_seconds: int = 0
+    ) -> Job:
+        """Return the job of a just-submitted export.
+
+        Parameters
+        ----------
+        request
+            The validated request.
+        now
+            When the export was submitted (epoch seconds).
+        export_id
+            The execution's name: it makes the object key of this export its own. A name with
+            characters an object key should not carry is replaced by a digest of it.
+        min_poll_seconds
+            The deployment's floor (:func:`min_poll_seconds`): a request asking to poll more
+            often polls this often.
+        """
+        poll_seconds = max(request.poll_seconds, min_poll_seconds)
         # The poll count is a second bound beside the deadline, so a clock that misbehaves
         # still cannot loop forever.
-        max_polls = math.ceil(request.timeout_seconds / max(request.poll_seconds, 1)) + 10
+        max_polls = math.ceil(request.timeout_seconds / max(poll_seconds, 1)) + 10
         return cls(
             projectId=request.project_id,
             resolution=request.resolution,
             outputPrefix=request.output_prefix,
             submittedAt=now,
             deadline=now + request.timeout_seconds,
-            pollSeconds=request.poll_seconds,
+            pollSeconds=poll_seconds,
             stallSeconds=request.stall_seconds,
             maxPolls=max_polls,
             lastChangeAt=now,
-            nextPollSeconds=request.poll_seconds,
+            nextPollSeconds=poll_seconds,
+            exportId=_key_safe(export_id),
+            submittedUtc=datetime.fromtimestamp(now, UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         )
 
     @classmethod
@@ -313,13 +367,24 @@ class Job:
             job = cls(**{k: v for k, v in raw.items() if k in known})
         except TypeError as e:
             raise InvalidRequest([("job", str(e))], f"job: {e}") from None
-        if not PROJECT_ID.fullmatch(str(job.projectId)) or job.resolution not in RESOLUTIONS:
+        if (
+            not PROJECT_ID.fullmatch(str(job.projectId))
+            or job.resolution not in RESOLUTIONS
+            or not isinstance(job.exportId, str)
+            or _key_safe(job.exportId) != job.exportId
+        ):
             raise InvalidRequest(
-                [("job", "projectId or resolution is not valid")],
-                "job: projectId or resolution is not valid",
+                [("job", "projectId, resolution or exportId is not valid")],
+                "job: projectId, resolution or exportId is not valid",
             )
         return job
 
     def to_dict(self) -> dict[str, Any]:
         """Return the JSON-able form handed back to the state machine."""
         return asdict(self)
+
+
+def _key_safe(export_id: str) -> str:
+    if not export_id or EXPORT_ID.fullmatch(export_id):
+        return export_id
+    return hashlib.sha256(export_id.encode()).hexdigest()[:24]

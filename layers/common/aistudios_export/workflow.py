@@ -18,7 +18,12 @@ from aws_lambda_powertools import Logger
 from aistudios_export.checksums import previous_copy
 from aistudios_export.client import AiStudiosClient
 from aistudios_export.errors import DownloadUrlMissing, ExportFailed, ExportTimedOut
-from aistudios_export.models import MAX_URL_MISSING_CHECKS, ExportRequest, Job
+from aistudios_export.models import (
+    MAX_URL_MISSING_CHECKS,
+    ExportRequest,
+    Job,
+    min_poll_seconds,
+)
 from aistudios_export.multipart import abort_open_uploads
 from aistudios_export.settings import OutputSettings
 from aistudios_export.transfer import copy_url_to_s3
@@ -57,9 +62,14 @@ def submit_export(
     defaults: Mapping[str, Any] | None,
     *,
     api: AiStudiosClient,
+    export_id: str = "",
     now: Callable[[], float] = time.time,
 ) -> dict[str, Any]:
     """Validate a request, submit the export, and return the new job.
+
+    ``export_id`` is the execution's name; it makes the export's object key its own.
+    ``defaults`` are the deployment's: the request's missing knobs, and ``minPollSeconds``,
+    the floor under every wait (:func:`~aistudios_export.models.min_poll_seconds`).
 
     Raises
     ------
@@ -67,8 +77,9 @@ def submit_export(
         Before anything is sent to AI Studios, naming every bad field.
     """
     request = ExportRequest.parse(raw_request, defaults)
+    floor = min_poll_seconds(defaults)
     api.submit_export(request.api_body())
-    job = Job.start(request, now())
+    job = Job.start(request, now(), export_id=export_id, min_poll_seconds=floor)
     logger.info(
         "export submitted", extra={"projectId": job.projectId, "resolution": job.resolution}
     )
@@ -116,6 +127,8 @@ def check_progress(
                 f"after {job.urlMissingChecks} checks",
             )
         else:
+            # Below the deployment's floor on purpose: the URL is usually a moment away, and
+            # these re-checks are few (MAX_URL_MISSING_CHECKS) and counted like any poll.
             _wait(job, t, min(job.pollSeconds, URL_MISSING_POLL_SECONDS))
     elif t >= job.deadline or job.polls >= job.maxPolls:
         _end(
@@ -216,12 +229,16 @@ def finalize_export(
 
 
 def object_key(root_prefix: str, job: Job) -> str:
-    """Return ``{root}{outputPrefix}{projectId}/{resolution}/{submitted UTC}.mp4``.
+    """Return ``{root}{outputPrefix}{projectId}/{resolution}/{submitted UTC}-{exportId}.mp4``.
 
-    The key depends only on the job, so a retried finalize writes the same key.
+    The key depends only on the job, so a retried finalize writes the same key; the export id
+    makes it the export's own, so two exports submitted in the same second (or a re-export)
+    never write over each other. A job without one (written before it existed) keeps the key
+    it was started with.
     """
     stamp = datetime.fromtimestamp(job.submittedAt, UTC).strftime("%Y%m%dT%H%M%SZ")
-    return f"{root_prefix}{job.outputPrefix}{job.projectId}/{job.resolution}/{stamp}.mp4"
+    name = f"{stamp}-{job.exportId}" if job.exportId else stamp
+    return f"{root_prefix}{job.outputPrefix}{job.projectId}/{job.resolution}/{name}.mp4"
 
 
 def _end(job: Job, outcome: str, error: str, cause: str) -> None:
@@ -231,5 +248,7 @@ def _end(job: Job, outcome: str, error: str, cause: str) -> None:
 
 def _wait(job: Job, now: float, seconds: int) -> None:
     # Never sleep past the deadline: the next check must still be able to report a timeout.
+    # Job.start raised pollSeconds to the deployment's floor; only this last wait before the
+    # deadline may be shorter, and the check after it ends the loop.
     job.outcome = "waiting"
     job.nextPollSeconds = max(0, min(seconds, int(job.deadline - now) + 1))

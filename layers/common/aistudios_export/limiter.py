@@ -5,7 +5,8 @@ holder is an export id (its execution name), each value the epoch second its lea
 rather than one per slot, because DynamoDB makes each write to an item atomic, so a single
 conditional ``UpdateItem`` can check the count, check the holder and write the lease together;
 and ``held()`` is one strongly consistent read. An entry is about 100 bytes, so the 1000 slots
-this module allows use a quarter of DynamoDB's 400 KB item limit.
+this module allows use a quarter of DynamoDB's 400 KB item limit; a write costs one write unit
+per KB of the item, one unit at a limit of 10.
 
 Why concurrent acquirers can never exceed the limit:
 

@@ -15,6 +15,7 @@ import boto3
 from botocore.config import Config
 
 if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
     from mypy_boto3_s3 import S3Client
     from mypy_boto3_secretsmanager import SecretsManagerClient
     from mypy_boto3_stepfunctions import SFNClient
@@ -73,3 +74,15 @@ def secretsmanager(
     if client is not None:
         return client
     return _session(session).client("secretsmanager", config=_config(config))
+
+
+def dynamodb(
+    client: DynamoDBClient | None = None,
+    *,
+    session: boto3.Session | None = None,
+    config: Config | None = None,
+) -> DynamoDBClient:
+    """Return ``client``, or a new DynamoDB client."""
+    if client is not None:
+        return client
+    return _session(session).client("dynamodb", config=_config(config))

@@ -174,6 +174,44 @@ class DownloadUrlMissing(FinalError):
     """The export reached 100% but no download URL appeared within the allowed re-checks."""
 
 
+# --- render slots ------------------------------------------------------------------
+
+
+class NoSlotFree(TransientError):
+    """Every slot of the account-wide render limit is held by a live lease; wait and try again.
+
+    Parameters
+    ----------
+    held
+        How many slots live leases hold (as last read).
+    limit
+        How many renders may be in flight at once.
+    message
+        The text of the error; by default ``"no render slot free: H of L held"``.
+
+    Examples
+    --------
+    >>> str(NoSlotFree(10, 10))
+    'no render slot free: 10 of 10 held'
+    """
+
+    def __init__(self, held: int, limit: int, message: str | None = None) -> None:
+        self.held = held
+        self.limit = limit
+        super().__init__(message or f"no render slot free: {held} of {limit} held")
+
+    def __reduce__(self) -> tuple[type[NoSlotFree], tuple[int, int, str]]:
+        return type(self), (self.held, self.limit, str(self))
+
+
+class SlotLost(FinalError):
+    """A holder renewed a slot it no longer holds: its lease expired and another export took it.
+
+    The render it covered may still be running, so the caller decides whether to carry on (over
+    the limit for a while) or to stop; trying the renewal again cannot bring the slot back.
+    """
+
+
 # --- download and storage ----------------------------------------------------------
 
 
@@ -242,6 +280,7 @@ TRANSIENT_ERROR_NAMES: tuple[str, ...] = tuple(
             NetworkError,
             DownloadInterrupted,
             StorageError,
+            NoSlotFree,
         )
     )
 )

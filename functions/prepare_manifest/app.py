@@ -22,7 +22,7 @@ def _s3() -> "S3Client":
 
 @logger.inject_lambda_context(clear_state=True)
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    """Handle ``{"request", "bucket", "manifestPrefix", "resultsPrefix", "defaults"}``.
+    """Handle ``{"request", "bucket", "manifestPrefix", "resultsPrefix", "rowIdentity", ...}``.
 
     ``request`` is the batch input (``{"bucket", "key"}``); the rest comes from the template
     through the state machine. Returns the batch plan.
@@ -31,6 +31,7 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
         bucket=str(event.get("bucket", "")),
         manifest_prefix=str(event.get("manifestPrefix", "")),
         results_prefix=str(event.get("resultsPrefix", "")),
+        row_identity=str(event.get("rowIdentity") or "manifest"),
     )
     plan = batches.prepare_batch(
         event.get("request"), settings=settings, defaults=event.get("defaults"), s3_client=_s3()

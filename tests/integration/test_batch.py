@@ -279,3 +279,21 @@ def test_a_schedule_runs_the_manifest_at_its_key(
     assert runs[1].rows == runs[0].rows
     assert export_posts(simulator) == [{"projectId": P1, "resolution": "720"}] * 2
     assert len(stack.rule_deliveries) == 1
+
+
+@pytest.mark.parametrize(("identity", "posts"), [("manifest", 2), ("request", 1)])
+def test_a_row_another_manifest_exported_is_exported_again_only_if_asked(
+    simulator: AiStudiosSimulator, identity: str, posts: int
+) -> None:
+    # Two different files name the same request. By default (manifest) each file is its own
+    # batch of exports; with BatchRowIdentity=request the second is answered from the first.
+    parameters = {"DefaultPollSeconds": "0", "BatchRowIdentity": identity}
+    with LocalStack(simulator=simulator, parameters=parameters) as local:
+        first = batch(local, f"projectId,resolution\n{P1},720\n", name="monday.csv")
+        second = batch(local, f"resolution,projectId\n720,{P1}\n", name="tuesday.csv")
+        assert first.status == second.status == "SUCCEEDED", (second.error, second.cause)
+        assert len(export_posts(simulator)) == posts
+        same = [r["exportId"] for r in first.rows] == [r["exportId"] for r in second.rows]
+        assert same is (identity == "request")
+        keys = {k.split("#")[0] for k in videos(local)}
+        assert len(keys) == posts, "one video per export, none overwritten"

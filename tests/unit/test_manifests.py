@@ -13,7 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from aistudios_export.errors import ManifestInvalid, readable_cause
+from aistudios_export.errors import ConfigurationError, ManifestInvalid, readable_cause
 from aistudios_export.manifests import MAX_MANIFEST_BYTES, MAX_ROWS, parse_manifest
 from aistudios_export.naming import is_export_id
 
@@ -494,3 +494,39 @@ def test_any_json_value_is_a_manifest_or_manifest_invalid(value: Any) -> None:
 @given(st.lists(JSON_TOKENS, max_size=40))
 def test_any_json_ish_text_is_a_manifest_or_manifest_invalid(tokens: list[str]) -> None:
     assert_manifest_or_invalid("".join(tokens).encode(), "m.json")
+
+
+# --- which rows are one export --------------------------------------------------------------
+
+
+def names(data: bytes, key: str, **options: str) -> list[str]:
+    return [i["name"] for i in parse_manifest(data, key, defaults=DEFAULTS, **options).items]
+
+
+def test_by_default_a_row_is_one_export_only_within_its_own_manifest() -> None:
+    monday = names(f"projectId,resolution\n{P1},720\n".encode(), "monday.csv")
+    tuesday = names(f"resolution,projectId\n720,{P1}\n".encode(), "tuesday.csv")
+    assert monday != tuesday
+
+
+def test_with_request_identity_the_same_request_in_any_manifest_is_one_export() -> None:
+    monday = names(f"projectId,resolution\n{P1},720\n".encode(), "a.csv", row_identity="request")
+    tuesday = names(
+        f'[{{"resolution": "720", "projectId": "{P1}"}}]'.encode(), "b.json", row_identity="request"
+    )
+    assert monday == tuesday
+    # Another field (here the resolution) is another export; a schedule's run is another export.
+    other = names(f"projectId\n{P1}\n".encode(), "c.csv", row_identity="request")
+    assert other != monday
+    rerun = names(
+        f"projectId,resolution\n{P1},720\n".encode(),
+        "a.csv",
+        row_identity="request",
+        scope="2026-01-02T03:00:00Z",
+    )
+    assert rerun != monday
+
+
+def test_an_unknown_row_identity_is_a_configuration_error() -> None:
+    with pytest.raises(ConfigurationError, match="must be one of manifest, request, not 'file'"):
+        parse_manifest(f"projectId\n{P1}\n".encode(), "a.csv", row_identity="file")

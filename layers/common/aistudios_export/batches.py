@@ -57,11 +57,15 @@ class BatchSettings:
         Manifests are read only under this prefix.
     results_prefix
         Work files and reports go under it, never under ``manifest_prefix``.
+    row_identity
+        What makes two rows one export: ``"manifest"`` or ``"request"``
+        (:data:`~aistudios_export.manifests.ROW_IDENTITIES`).
     """
 
     bucket: str
     manifest_prefix: str
     results_prefix: str
+    row_identity: str = "manifest"
 
 
 def prepare_batch(
@@ -118,7 +122,9 @@ def prepare_batch(
         "reportKey": prefix + REPORT_FILE,
     }
     try:
-        manifest = parse_manifest(data, key, defaults=defaults, scope=scope)
+        manifest = parse_manifest(
+            data, key, defaults=defaults, scope=scope, row_identity=settings.row_identity
+        )
     except ManifestInvalid as e:
         report = {"manifest": manifest_info, "status": "FAILED", "error": ManifestInvalid.__name__}
         _put_json(s3_client, bucket, plan["reportKey"], {**report, "cause": str(e), "rows": []})

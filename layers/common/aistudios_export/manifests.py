@@ -27,12 +27,15 @@ from dataclasses import dataclass
 from typing import Any
 
 from aistudios_export.echo import excerpt, safe_cell
-from aistudios_export.errors import InvalidRequest, ManifestInvalid
+from aistudios_export.errors import ConfigurationError, InvalidRequest, ManifestInvalid
 from aistudios_export.models import ExportRequest
 from aistudios_export.naming import execution_name
 
 CSV_COLUMNS = ("projectId", "resolution", "workspaceId", "outputPrefix")
 """The columns a CSV manifest may have; only ``projectId`` is required."""
+ROW_IDENTITIES = ("manifest", "request")
+"""What makes two manifest rows one export (the template's ``BatchRowIdentity``): the same
+canonical request (every request field, defaults filled in) in the same file, or in any file."""
 MAX_MANIFEST_BYTES = 5 * 1024 * 1024
 MAX_ROWS = 10_000
 """Bounds of one manifest: the batch stays one Distributed Map run of bounded cost."""
@@ -145,6 +148,7 @@ def parse_manifest(
     *,
     defaults: Mapping[str, Any] | None = None,
     scope: str = "",
+    row_identity: str = "manifest",
 ) -> Manifest:
     """Validate a manifest's bytes and turn them into named executions.
 
@@ -158,6 +162,9 @@ def parse_manifest(
         ``pollSeconds``/``timeoutSeconds``/``stallSeconds`` for rows that have none.
     scope
         Extra scope of the execution names (a schedule's run), beside the file's digest.
+    row_identity
+        What makes two rows the same export (see :data:`ROW_IDENTITIES`): ``"manifest"``, the
+        same request in this very file; ``"request"``, the same request in any manifest.
 
     Raises
     ------
@@ -175,8 +182,16 @@ def parse_manifest(
     if not rows:
         raise ManifestInvalid(f"manifest {key} has no rows")
 
+    if row_identity not in ROW_IDENTITIES:
+        raise ConfigurationError(
+            f"the batch row identity must be one of {', '.join(ROW_IDENTITIES)}, "
+            f"not {row_identity[:40]!r}"
+        )
     digest = hashlib.sha256(data).hexdigest()
-    name_scope = f"{digest}:{scope}" if scope else digest
+    # The request's canonical fields always name the export; the file's digest joins them only
+    # when a row is the same export only within its own manifest.
+    within = digest if row_identity == "manifest" else "any-manifest"
+    name_scope = f"{within}:{scope}" if scope else within
     items: dict[str, dict[str, Any]] = {}
     rejected: list[Rejection] = []
     duplicates = 0

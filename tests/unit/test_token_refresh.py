@@ -7,7 +7,6 @@ import threading
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
-import boto3
 import pytest
 
 from aistudios_export import token_refresh
@@ -20,23 +19,26 @@ from aistudios_export.errors import (
 )
 from aistudios_export.token_refresh import RefreshResult, TokenRefresher
 from aistudios_export.tokens import TOKEN_LIFETIME_SECONDS, TokenStore, token_record
-from aistudios_local.moto_shims import atomic_requests
 from tests.unit._fixtures import (
     ROTATION_LAMBDA_ARN,
     T0,
     Clock,
     FakeApi,
-    fake_aws,
     install_rotation_lambda,
+)
+from tests.unit._secrets import (
+    APP_ID,
+    CREDENTIALS_SECRET,
+    TOKEN_SECRET,
+    USER_KEY,
+    current,
+    secrets_on_moto,
+    stages,
 )
 
 if TYPE_CHECKING:
     from mypy_boto3_secretsmanager import SecretsManagerClient
 
-TOKEN_SECRET = "aistudios-export/TokenSecret"
-CREDENTIALS_SECRET = "aistudios-export/CredentialsSecret"
-APP_ID = "app-1d-5ecret"
-USER_KEY = "user-key-5ecret"
 HOLDER = "execution-1"
 
 
@@ -62,24 +64,8 @@ class Api(FakeApi):
 
 @pytest.fixture
 def sm(monkeypatch: pytest.MonkeyPatch) -> Iterator[SecretsManagerClient]:
-    with fake_aws(monkeypatch), atomic_requests():
-        client = boto3.client("secretsmanager")
-        client.create_secret(
-            Name=CREDENTIALS_SECRET, SecretString=json.dumps({"appId": APP_ID, "userKey": USER_KEY})
-        )
-        client.create_secret(Name=TOKEN_SECRET, SecretString=token_record("tok-0", T0 - 3600))
+    with secrets_on_moto(monkeypatch) as client:
         yield client
-
-
-def current(client: SecretsManagerClient) -> dict[str, Any]:
-    value: dict[str, Any] = json.loads(
-        client.get_secret_value(SecretId=TOKEN_SECRET)["SecretString"]
-    )
-    return value
-
-
-def stages(client: SecretsManagerClient) -> dict[str, list[str]]:
-    return client.describe_secret(SecretId=TOKEN_SECRET)["VersionIdsToStages"]
 
 
 def refresher(

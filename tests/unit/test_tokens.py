@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-import boto3
 import pytest
 
 from aistudios_export.errors import ConfigurationError
@@ -16,25 +14,22 @@ from aistudios_export.tokens import (
     read_credentials,
     token_record,
 )
-from tests.unit._fixtures import T0, fake_aws
+from tests.unit._fixtures import T0
+from tests.unit._secrets import (
+    APP_ID,
+    CREDENTIALS_SECRET,
+    TOKEN_SECRET,
+    USER_KEY,
+    secrets_on_moto,
+)
 
 if TYPE_CHECKING:
     from mypy_boto3_secretsmanager import SecretsManagerClient
 
-TOKEN_SECRET = "aistudios-export/TokenSecret"
-CREDENTIALS_SECRET = "aistudios-export/CredentialsSecret"
-APP_ID = "app-1d-5ecret"
-USER_KEY = "user-key-5ecret"
-
 
 @pytest.fixture
 def sm(monkeypatch: pytest.MonkeyPatch) -> Iterator[SecretsManagerClient]:
-    with fake_aws(monkeypatch):
-        client = boto3.client("secretsmanager")
-        client.create_secret(
-            Name=CREDENTIALS_SECRET, SecretString=json.dumps({"appId": APP_ID, "userKey": USER_KEY})
-        )
-        client.create_secret(Name=TOKEN_SECRET, SecretString=token_record("tok-0", T0 - 3600))
+    with secrets_on_moto(monkeypatch) as client:
         yield client
 
 
@@ -47,17 +42,6 @@ def count_reads(client: SecretsManagerClient) -> list[str]:
 
     client.meta.events.register("provide-client-params.secrets-manager.GetSecretValue", hook)
     return seen
-
-
-def current(client: SecretsManagerClient) -> dict[str, Any]:
-    value: dict[str, Any] = json.loads(
-        client.get_secret_value(SecretId=TOKEN_SECRET)["SecretString"]
-    )
-    return value
-
-
-def stages(client: SecretsManagerClient) -> dict[str, list[str]]:
-    return client.describe_secret(SecretId=TOKEN_SECRET)["VersionIdsToStages"]
 
 
 # --- TokenStore ----------------------------------------------------------------------------

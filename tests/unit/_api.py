@@ -107,14 +107,19 @@ def aws() -> Iterator[None]:
         yield
 
 
-def load_api(monkeypatch: pytest.MonkeyPatch, **env: str) -> Api:
-    """Load functions/api with a state machine of its own and ``env``."""
-    sfn = boto3.client("stepfunctions")
-    arn = sfn.create_state_machine(
+def new_machine(sfn: SFNClient) -> str:
+    """Create a state machine of its own for one test; return its ARN."""
+    return sfn.create_state_machine(
         name=f"{MACHINE}-{uuid.uuid4().hex[:8]}",
         definition=PASS_MACHINE,
         roleArn=f"arn:aws:iam::{ACCOUNT}:role/r",
     )["stateMachineArn"]
+
+
+def load_api(monkeypatch: pytest.MonkeyPatch, **env: str) -> Api:
+    """Load functions/api with a state machine of its own and ``env``."""
+    sfn = boto3.client("stepfunctions")
+    arn = new_machine(sfn)
     monkeypatch.setenv("STATE_MACHINE_ARN", arn)
     monkeypatch.setenv("OUTPUT_BUCKET", BUCKET)
     for name, value in env.items():
@@ -133,11 +138,7 @@ def loaded_api(aws: None) -> Iterator[Api]:
 def api(loaded_api: Api, monkeypatch: pytest.MonkeyPatch) -> Iterator[Api]:
     """The module's handler, pointed at a new state machine (loading it anew is slow)."""
     sfn = loaded_api.sfn
-    arn = sfn.create_state_machine(
-        name=f"{MACHINE}-{uuid.uuid4().hex[:8]}",
-        definition=PASS_MACHINE,
-        roleArn=f"arn:aws:iam::{ACCOUNT}:role/r",
-    )["stateMachineArn"]
+    arn = new_machine(sfn)
     monkeypatch.setenv("STATE_MACHINE_ARN", arn)
     loaded_api.module["_services"].cache_clear()
     yield Api(loaded_api.handler, sfn, arn, loaded_api.module)

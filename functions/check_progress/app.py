@@ -6,8 +6,10 @@ from typing import Any
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from aistudios_export import observability, runtime, workflow
+from aistudios_export import observability, render_slots, runtime, workflow
 from aistudios_export.client import AiStudiosClient
+from aistudios_export.limiter import RenderLimiter
+from aistudios_export.settings import SlotSettings
 
 logger = Logger()
 
@@ -18,7 +20,17 @@ def _api() -> AiStudiosClient:
     return runtime.api_client()
 
 
+@cache
+def _limiter() -> RenderLimiter:
+    return RenderLimiter.from_settings(SlotSettings.from_env())
+
+
 @logger.inject_lambda_context(clear_state=True)
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    """Handle ``{"job": {...}}`` from the state machine; return the updated job."""
-    return workflow.check_progress(event.get("job"), api=_api())
+    """Handle ``{"job", "holder"}`` from the state machine; return the updated job.
+
+    A waiting export's render slot is renewed before its lease could end (``holder`` is the
+    execution's name).
+    """
+    job = workflow.check_progress(event.get("job"), api=_api())
+    return render_slots.keep_slot(job, str(event.get("holder") or ""), limiter=_limiter)

@@ -20,10 +20,11 @@ def _api() -> AiStudiosClient:
 
 @logger.inject_lambda_context(clear_state=True)
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    """Handle ``{"request", "defaults", "executionName"}`` from the state machine; return a job."""
+    """Handle ``{"request", "defaults", "executionName", "slot"}``; return a job."""
     return workflow.submit_export(
         event.get("request"),
         event.get("defaults"),
         api=_api(),
         export_id=str(event.get("executionName") or ""),
+        slot=event.get("slot"),
     )

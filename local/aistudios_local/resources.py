@@ -55,6 +55,8 @@ def resolver_for(
         "TrustedDownloadOrigin": f"{api.scheme}://{api.netloc}" if loopback else "",
         # Polls as often as each request asks: local exports are seconds long, not minutes.
         "MinPollSeconds": "0",
+        # Waits for a render slot of a second or more, not of half a minute.
+        "RenderSlotRetrySeconds": "1",
     }
     parameters.update(overrides)
     pseudo = {

@@ -16,6 +16,10 @@ from tests.unit._asl import lambda_tasks, of_type, retried, targets
 from tests.unit._retry import expected_wait, worst_case_wait
 
 EXPORT_MACHINE = "ExportStateMachine"
+AI_STUDIOS_TASKS = {"SubmitExport", "CheckProgress", "FinalizeExport", "RefreshToken"}
+"""The tasks whose functions call AI Studios."""
+RENDER_SLOT_TASKS = {"AcquireRenderSlot", "ReleaseRenderSlot", "ReleaseRenderSlotAfterFailure"}
+"""The tasks of the account-wide render limit (DynamoDB only)."""
 
 
 @pytest.fixture
@@ -35,26 +39,39 @@ def test_execution_timeout_is_above_every_budget(asl: dict[str, Any]) -> None:
     )
 
 
-def test_wait_states_use_the_interval_of_the_last_check(asl: dict[str, Any]) -> None:
+def test_wait_states_wait_as_long_as_the_task_they_lead_back_to_said(
+    asl: dict[str, Any],
+) -> None:
     waits = of_type(asl, "Wait")
-    assert waits
+    assert set(waits) == {"WaitForExport", "WaitForRenderSlot"}
     for name, wait in waits.items():
-        assert wait.get("SecondsPath") == "$.job.nextPollSeconds", name
         assert not {"Seconds", "Timestamp", "TimestampPath"} & set(wait), name
+        # The task after the wait wrote the interval (into its ResultPath) the time before.
+        task = states(asl)[wait["Next"]]
+        assert wait["SecondsPath"].startswith(task["ResultPath"] + "."), name
+    assert waits["WaitForExport"]["SecondsPath"] == "$.job.nextPollSeconds"
+    assert waits["WaitForRenderSlot"]["SecondsPath"] == "$.slot.waitSeconds"
+
+
+def test_the_lambda_tasks_are_the_ai_studios_ones_and_the_render_slot_ones(
+    asl: dict[str, Any],
+) -> None:
+    assert set(lambda_tasks(asl)) == AI_STUDIOS_TASKS | RENDER_SLOT_TASKS
 
 
 def test_transient_errors_are_retried_where_they_can_be_raised(asl: dict[str, Any]) -> None:
     api_transient = {"RateLimited", "ServiceUnavailable", "NetworkError"}
     tasks = lambda_tasks(asl)
-    assert tasks
-    for name, task in tasks.items():
-        assert api_transient <= retried(task), name
+    for name in AI_STUDIOS_TASKS:
+        assert api_transient <= retried(tasks[name]), name
+    for name in RENDER_SLOT_TASKS:
+        assert "StorageError" in retried(tasks[name]), name
     assert {"DownloadInterrupted", "StorageError"} <= retried(states(asl)["FinalizeExport"])
 
 
 def test_unauthorized_is_caught_before_anything_else(asl: dict[str, Any]) -> None:
     for name, task in lambda_tasks(asl).items():
-        if name == "RefreshToken":
+        if name not in AI_STUDIOS_TASKS - {"RefreshToken"}:
             continue
         first = task["Catch"][0]
         assert first["ErrorEquals"] == ["Unauthorized"], name
@@ -89,8 +106,8 @@ def retrier_of(task: dict[str, Any], error: str) -> dict[str, Any]:
 
 def test_rate_limits_back_off_for_minutes_on_every_ai_studios_task(asl: dict[str, Any]) -> None:
     tasks = lambda_tasks(asl)
-    assert set(tasks) == {"SubmitExport", "CheckProgress", "FinalizeExport", "RefreshToken"}
-    for name, task in tasks.items():
+    for name in AI_STUDIOS_TASKS:
+        task = tasks[name]
         throttled = retrier_of(task, "RateLimited")
         assert throttled["ErrorEquals"] == ["RateLimited"], f"{name}: a retrier of its own"
         assert expected_wait(throttled) >= RATE_LIMIT_PATIENCE_SECONDS, name
@@ -114,9 +131,14 @@ def test_every_failure_passes_the_submitted_check_before_it_is_reported(
     asl: dict[str, Any],
 ) -> None:
     note = states(asl)["WasSubmitted"]
+    release = "ReleaseRenderSlotAfterFailure"
+    into_release = {n for n, s in states(asl).items() if release in set(targets(s))}
+    assert into_release == {"WasSubmitted", "NoteSubmitted"}
+    assert note["Default"] == release
+    # The slot is freed on the way, and a release that fails does not hide the export's error.
     into_report = {n for n, s in states(asl).items() if "HasProjectId" in set(targets(s))}
-    assert into_report == {"WasSubmitted", "NoteSubmitted"}
-    assert note["Default"] == "HasProjectId"
+    assert into_report == {release}
+    assert {c["ResultPath"] for c in states(asl)[release]["Catch"]} == {None}
     # The check reads a field the job has from its submit on (SubmitExport writes $.job).
     assert states(asl)["SubmitExport"]["ResultPath"] == "$.job"
     for rule in note["Choices"]:
@@ -129,3 +151,76 @@ def test_every_failure_passes_the_submitted_check_before_it_is_reported(
     rewrite = states(asl)["NoteSubmitted"]["Parameters"]["Cause.$"]
     assert rewrite.startswith("States.Format('{} (the export was submitted to AI Studios")
     assert "$.error.Cause" in rewrite
+
+
+# --- the account-wide render limit ---------------------------------------------------------
+
+
+def reachable(asl: dict[str, Any], start: str, *, avoiding: set[str]) -> set[str]:
+    """The states reachable from ``start`` (itself included) without entering ``avoiding``."""
+    seen, todo = set(), [start]
+    while todo:
+        name = todo.pop()
+        if name in seen or name in avoiding:
+            continue
+        seen.add(name)
+        todo.extend(targets(states(asl)[name]))
+    return seen
+
+
+def ends(asl: dict[str, Any]) -> set[str]:
+    return {
+        name
+        for name, state in states(asl).items()
+        if state["Type"] in ("Succeed", "Fail") or state.get("End")
+    }
+
+
+def test_a_slot_is_taken_before_anything_is_submitted(asl: dict[str, Any]) -> None:
+    init = states(asl)["Init"]
+    assert init["Next"] == "AcquireRenderSlot"
+    # Until the submit, the export is queued: GET /exports/{id} reads state and progress.
+    assert init["Parameters"]["job"] == {"state": "queued", "progress": 0}
+    assert init["Parameters"]["slot"] == {"acquired": False, "attempts": 0}
+    before_submit = reachable(asl, "Init", avoiding={"SubmitExport"})
+    assert "SubmitExport" in set(targets(states(asl)["HasRenderSlot"]))
+    assert not AI_STUDIOS_TASKS & before_submit
+
+
+def test_every_way_from_a_taken_slot_to_the_end_frees_it(asl: dict[str, Any]) -> None:
+    # Without the release states, no end can be reached once the slot is held.
+    assert not ends(asl) & reachable(asl, "SubmitExport", avoiding=RENDER_SLOT_TASKS)
+    assert not ends(asl) & reachable(asl, "HasRenderSlot", avoiding=RENDER_SLOT_TASKS)
+    # The success path frees it as soon as the render is done, before the copy.
+    done = next(c for c in states(asl)["IsExportDone"]["Choices"] if c["StringEquals"] == "done")
+    assert done["Next"] == "ReleaseRenderSlot"
+    assert states(asl)["ReleaseRenderSlot"]["Next"] == "FinalizeExport"
+    for name in RENDER_SLOT_TASKS - {"AcquireRenderSlot"}:
+        task = states(asl)[name]
+        assert task["Parameters"] == {"action": "release", "holder.$": "$$.Execution.Name"}
+        assert task["ResultPath"] is None, name
+        (catch,) = task["Catch"]
+        assert (catch["ErrorEquals"], catch["ResultPath"]) == (["States.ALL"], None), name
+        assert catch["Next"] == task["Next"], f"{name}: a failed release changes nothing else"
+
+
+def test_the_wait_for_a_slot_is_decided_by_the_function_and_has_a_default(
+    asl: dict[str, Any],
+) -> None:
+    acquire = states(asl)["AcquireRenderSlot"]
+    assert acquire["Parameters"] == {
+        "action": "acquire",
+        "holder.$": "$$.Execution.Name",
+        "slot.$": "$.slot",
+    }
+    assert acquire["ResultPath"] == "$.slot"
+    choice = states(asl)["HasRenderSlot"]
+    assert {(c["BooleanEquals"], c["Next"]) for c in choice["Choices"]} == {
+        (True, "SubmitExport"),
+        (False, "WaitForRenderSlot"),
+    }
+    assert choice["Default"] == "RecordUnexpectedOutcome"
+    # The polls renew the slot: they name its holder, and the job carries its lease.
+    assert states(asl)["CheckProgress"]["Parameters"]["holder.$"] == "$$.Execution.Name"
+    assert states(asl)["SubmitExport"]["Parameters"]["slot.$"] == "$.slot"
+    assert "slotExpires" in Job.__dataclass_fields__

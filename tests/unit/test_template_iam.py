@@ -461,6 +461,7 @@ def test_trigger_roles_may_only_start_their_target(
         for kind in SERVICE_PRINCIPALS
         for name, resource in of_type(resources, kind).items()
         for target in resource["Properties"].get("Targets", [resource["Properties"].get("Target")])
+        if "Fn::GetAtt" not in target["Arn"]  # a function's: its permission is the next test's
     ]
     assert {kind for _, kind, _ in triggers} == set(SERVICE_PRINCIPALS)
     for name, kind, target in triggers:
@@ -491,6 +492,42 @@ def test_trigger_roles_may_only_start_their_target(
                 == {"ArnEquals": {"aws:SourceArn": {"Fn::GetAtt": [name, "Arn"]}}}
                 for s in grants
             ), name
+
+
+def test_a_rule_may_invoke_its_function_target_and_nothing_else(
+    resources: dict[str, Any],
+) -> None:
+    function_targets = [
+        (name, target)
+        for name, rule in of_type(resources, "AWS::Events::Rule").items()
+        for target in rule["Properties"]["Targets"]
+        if "Fn::GetAtt" in target["Arn"]
+    ]
+    assert function_targets
+    permissions = of_type(resources, "AWS::Lambda::Permission")
+    for name, target in function_targets:
+        function = target["Arn"]["Fn::GetAtt"][0]
+        assert resources[function]["Type"] == FUNCTION, name
+        assert "RoleArn" not in target, f"{name}: a function target is invoked by its permission"
+        granted = [
+            p["Properties"]
+            for p in permissions.values()
+            if p["Properties"].get("SourceArn") == {"Fn::GetAtt": [name, "Arn"]}
+        ]
+        assert granted == [
+            {
+                "Action": "lambda:InvokeFunction",
+                "FunctionName": {"Ref": function},
+                "Principal": SERVICE_PRINCIPALS["AWS::Events::Rule"],
+                "SourceArn": {"Fn::GetAtt": [name, "Arn"]},
+            }
+        ], name
+        queue = target["DeadLetterConfig"]["Arn"]
+        assert any(
+            s["Condition"] == {"ArnEquals": {"aws:SourceArn": {"Fn::GetAtt": [name, "Arn"]}}}
+            for _, s in resource_statements(resources)
+            if s["Effect"] == "Allow" and s.get("Resource") == queue
+        ), f"{name}: what could not be delivered is kept"
 
 
 def test_sub_variables_in_permissions_name_what_exists(

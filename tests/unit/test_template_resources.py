@@ -319,6 +319,8 @@ def test_every_trigger_starts_a_state_machine_on_a_manifest_of_the_bucket(
     prefix = parameters[manifest_prefix(template, resources)]
     for name, rule in of_type(resources, "AWS::Events::Rule").items():
         pattern = values.resolve(rule["Properties"]["EventPattern"])
+        if pattern["source"] == ["aws.states"]:
+            continue  # the render slots' rule, tested below
         (bucket,) = pattern["detail"]["bucket"]["name"]
         if "aws.s3" in pattern["source"]:
             owner = next(
@@ -422,3 +424,31 @@ def test_a_maps_concurrency_can_never_be_unlimited(template: dict[str, Any]) -> 
                 assert template["Parameters"][parameter]["MinValue"] >= 1, parameter
                 limited += 1
     assert limited
+
+
+def test_the_render_slot_rule_hears_every_way_an_export_execution_ends_badly(
+    resources: dict[str, Any],
+) -> None:
+    from moto.events.models import EventPattern
+
+    values = _template.resolver()
+    rule = props(resources, "RenderSlotReleaseRule")
+    pattern = EventPattern.load(json.dumps(values.resolve(rule["EventPattern"])))
+    export = values.refs["ExportStateMachine"]
+    (target,) = rule["Targets"]
+    assert target["Arn"] == {"Fn::GetAtt": ["RenderSlotFunction", "Arn"]}
+    assert target["RetryPolicy"]["MaximumRetryAttempts"] > 0
+    for status, machine, heard in [
+        ("ABORTED", export, True),
+        ("TIMED_OUT", export, True),
+        ("FAILED", export, True),
+        ("SUCCEEDED", export, False),  # its own steps freed the slot
+        ("RUNNING", export, False),
+        ("ABORTED", values.refs["BatchStateMachine"], False),
+    ]:
+        event: Any = {
+            "source": "aws.states",
+            "detail-type": "Step Functions Execution Status Change",
+            "detail": {"status": status, "stateMachineArn": machine, "name": "e-1"},
+        }
+        assert pattern.matches_event(event) is heard, (status, machine)

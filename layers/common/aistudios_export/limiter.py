@@ -36,11 +36,14 @@ from typing import TYPE_CHECKING, Any
 from aws_lambda_powertools import Logger
 from botocore.exceptions import BotoCoreError, ClientError
 
+from aistudios_export import clients
 from aistudios_export.aws_errors import error_code, translate
 from aistudios_export.errors import NoSlotFree, SlotLost
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
+
+    from aistudios_export.settings import SlotSettings
 
 logger = Logger(service="aistudios-export", child=True)
 
@@ -129,6 +132,18 @@ class RenderLimiter:
         self._client = client
         self._now = now
         self._key = {KEY: {"S": semaphore}}
+
+    @classmethod
+    def from_settings(
+        cls, settings: SlotSettings, *, client: DynamoDBClient | None = None
+    ) -> RenderLimiter:
+        """Return the limiter ``settings`` describe (a default DynamoDB client when None)."""
+        return cls(
+            settings.table,
+            client=clients.dynamodb(client),
+            limit=settings.limit,
+            lease_seconds=settings.lease_seconds,
+        )
 
     def acquire(self, holder: str) -> Slot:
         """Take a slot for ``holder``, or renew the one it holds (a retried call takes no second).

@@ -38,7 +38,8 @@ WEBHOOK_URL = re.compile(r"https://[A-Za-z0-9.-]+(?::[0-9]{1,5})?(?:[/?#][!-~]*)
 :data:`WEBHOOK_URL_MAX` characters); its rule also takes IPv6 and international hosts."""
 
 # Bounds of the per-export knobs: (minimum, maximum). The execution itself times out after
-# 7200 s (statemachine/export.asl.json), so a budget stays well below that.
+# 10800 s (statemachine/export.asl.json): the longest budget plus the longest wait for a render
+# slot (RenderSlotMaxWaitSeconds, at most 3600 s) stays below that.
 POLL_SECONDS = (0, 900)
 TIMEOUT_SECONDS = (1, 5400)
 STALL_SECONDS = (1, 5400)
@@ -312,10 +313,17 @@ class Job:
     cause: str | None = None
     exportId: str = ""  # noqa: N815 - empty in jobs written before it existed
     submittedUtc: str = ""  # noqa: N815 - submittedAt for people: the failure cause names it
+    slotExpires: float = 0.0  # noqa: N815 - when the render slot's lease ends; 0: none held
 
     @classmethod
     def start(
-        cls, request: ExportRequest, now: float, *, export_id: str = "", min_poll_seconds: int = 0
+        cls,
+        request: ExportRequest,
+        now: float,
+        *,
+        export_id: str = "",
+        min_poll_seconds: int = 0,
+        slot_expires: float = 0.0,
     ) -> Job:
         """Return the job of a just-submitted export.
 
@@ -331,6 +339,8 @@ class Job:
         min_poll_seconds
             The deployment's floor (:func:`min_poll_seconds`): a request asking to poll more
             often polls this often.
+        slot_expires
+            When the lease of the export's render slot ends (0: it holds none).
         """
         poll_seconds = max(request.poll_seconds, min_poll_seconds)
         # The poll count is a second bound beside the deadline, so a clock that misbehaves
@@ -349,6 +359,7 @@ class Job:
             nextPollSeconds=poll_seconds,
             exportId=_key_safe(export_id),
             submittedUtc=datetime.fromtimestamp(now, UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            slotExpires=slot_expires,
         )
 
     @classmethod

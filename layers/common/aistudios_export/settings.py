@@ -27,6 +27,10 @@ STATE_MACHINE_ARN = "STATE_MACHINE_ARN"
 DEDUPE_WINDOW_SECONDS = "DEDUPE_WINDOW_SECONDS"
 DOWNLOAD_LINK_SECONDS = "DOWNLOAD_LINK_SECONDS"
 CORS_ALLOW_ORIGIN = "CORS_ALLOW_ORIGIN"
+RENDER_SLOTS_TABLE = "RENDER_SLOTS_TABLE"
+MAX_RENDERS_IN_FLIGHT = "MAX_RENDERS_IN_FLIGHT"
+RENDER_SLOT_RETRY_SECONDS = "RENDER_SLOT_RETRY_SECONDS"
+RENDER_SLOT_MAX_WAIT_SECONDS = "RENDER_SLOT_MAX_WAIT_SECONDS"
 
 DEFAULT_API_URL = "https://app.aistudios.com"
 DEFAULT_OUTPUT_PREFIX = "exports/"
@@ -40,6 +44,14 @@ DEFAULT_DEDUPE_WINDOW_SECONDS = 600
 DEFAULT_DOWNLOAD_LINK_SECONDS = 900
 TOKEN_CACHE_SECONDS = 300
 """How long a warm function trusts its cached copy of the token secret."""
+DEFAULT_MAX_RENDERS_IN_FLIGHT = 10
+MAX_RENDERS_IN_FLIGHT_BOUNDS = (1, 1000)
+"""The limiter keeps every holder in one DynamoDB item: 1000 fit well within its 400 KB."""
+DEFAULT_RENDER_SLOT_LEASE_SECONDS = 1200
+"""A slot's lease; CheckProgress renews it, so only a holder that died loses it, this long after."""
+DEFAULT_RENDER_SLOT_RETRY_SECONDS = 30
+"""The first wait for a slot; later waits grow to ten times this."""
+DEFAULT_RENDER_SLOT_MAX_WAIT_SECONDS = 3600
 RATE_LIMIT_WAIT_SECONDS = 8.0
 """How long a function waits out AI Studios' ``Retry-After`` before the state machine backs off:
 8 s plus one call's (3 + 15) s timeout fit the API functions' 30 s timeout."""
@@ -225,6 +237,65 @@ class HttpApiSettings:
                 DOWNLOAD_LINK_SECONDS, env=env, default=DEFAULT_DOWNLOAD_LINK_SECONDS
             ),
             cors_allow_origin=resolve(CORS_ALLOW_ORIGIN, env=env) or None,
+        )
+
+
+@dataclass(frozen=True)
+class SlotSettings:
+    """The account-wide limit on renders in flight at AI Studios, and how an export waits for it.
+
+    Attributes
+    ----------
+    table
+        The DynamoDB table of the render semaphore.
+    limit
+        How many renders may be in flight at once, across every way in.
+    lease_seconds
+        How long a slot is held without a renewal (CheckProgress renews it while rendering).
+    retry_seconds
+        The first wait of an export that found every slot taken (later ones grow to ten times it).
+    max_wait_seconds
+        How long an export waits for a slot before it fails with ``NoSlotFree``.
+    """
+
+    table: str
+    limit: int = DEFAULT_MAX_RENDERS_IN_FLIGHT
+    lease_seconds: int = DEFAULT_RENDER_SLOT_LEASE_SECONDS
+    retry_seconds: int = DEFAULT_RENDER_SLOT_RETRY_SECONDS
+    max_wait_seconds: int = DEFAULT_RENDER_SLOT_MAX_WAIT_SECONDS
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> SlotSettings:
+        """Read the settings from ``env`` (default: ``os.environ``).
+
+        Raises
+        ------
+        ConfigurationError
+            When the table is not named or a number is out of its bounds.
+        """
+        low, high = MAX_RENDERS_IN_FLIGHT_BOUNDS
+        return cls(
+            table=required(RENDER_SLOTS_TABLE, env=env),
+            limit=whole_number(
+                MAX_RENDERS_IN_FLIGHT,
+                env=env,
+                default=DEFAULT_MAX_RENDERS_IN_FLIGHT,
+                minimum=low,
+                maximum=high,
+                unit="renders",
+            ),
+            retry_seconds=whole_number(
+                RENDER_SLOT_RETRY_SECONDS,
+                env=env,
+                default=DEFAULT_RENDER_SLOT_RETRY_SECONDS,
+                maximum=3600,
+            ),
+            max_wait_seconds=whole_number(
+                RENDER_SLOT_MAX_WAIT_SECONDS,
+                env=env,
+                default=DEFAULT_RENDER_SLOT_MAX_WAIT_SECONDS,
+                minimum=0,
+            ),
         )
 
 

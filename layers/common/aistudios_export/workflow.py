@@ -63,11 +63,14 @@ def submit_export(
     *,
     api: AiStudiosClient,
     export_id: str = "",
+    slot: Mapping[str, Any] | None = None,
     now: Callable[[], float] = time.time,
 ) -> dict[str, Any]:
     """Validate a request, submit the export, and return the new job.
 
     ``export_id`` is the execution's name; it makes the export's object key its own.
+    ``slot`` is the render slot the export took (:func:`~aistudios_export.render_slots.take_slot`),
+    whose lease the job carries so that polls renew it.
     ``defaults`` are the deployment's: the request's missing knobs, and ``minPollSeconds``,
     the floor under every wait (:func:`~aistudios_export.models.min_poll_seconds`).
 
@@ -79,7 +82,14 @@ def submit_export(
     request = ExportRequest.parse(raw_request, defaults)
     floor = min_poll_seconds(defaults)
     api.submit_export(request.api_body())
-    job = Job.start(request, now(), export_id=export_id, min_poll_seconds=floor)
+    expires = slot.get("expires") if slot and slot.get("acquired") is True else None
+    job = Job.start(
+        request,
+        now(),
+        export_id=export_id,
+        min_poll_seconds=floor,
+        slot_expires=float(expires) if isinstance(expires, int | float) else 0.0,
+    )
     logger.info(
         "export submitted", extra={"projectId": job.projectId, "resolution": job.resolution}
     )

@@ -388,6 +388,7 @@ def test_job_start() -> None:
         "cause": None,
         "exportId": "exec-1",
         "submittedUtc": "2026-01-01T00:00:00Z",
+        "slotExpires": 0.0,
     }
 
 

@@ -1,12 +1,18 @@
 """Compatibility shims for moto 5.2.x, installed by the local stack for the length of a run.
 
 Each shim corrects one moto behaviour that makes an AWS-correct definition fail (or do
-nothing) on the local engine; ``tests/unit/test_moto_shims.py`` has a test per shim that fails
-without it. Nothing here touches what the product or the tests send and receive:
+nothing) on the local engine; ``tests/unit/test_moto_shims.py`` and
+``tests/unit/test_status_events.py`` have a test per shim that fails without it. Nothing here
+touches what the product or the tests send and receive. The shims:
 
-- the botocore hooks are registered on the clients that moto's Step Functions engine creates
-  for its ``states:*`` and ``aws-sdk:*`` integrations, never on boto3's default session;
-- the EventBridge shim only adds what moto's rules lack (delivery to Step Functions targets);
+- engine hooks: botocore hooks registered on the clients that moto's Step Functions engine
+  creates for its ``states:*`` and ``aws-sdk:*`` integrations (never on boto3's default
+  session): parameter names, PascalCase answers, epoch-millisecond dates;
+- rule targets: what moto's rules cannot deliver to, a Step Functions target (an execution
+  starts) and a Lambda target (invoked asynchronously through boto3's default session, where
+  the local stack's Lambda bridge answers; see :mod:`aistudios_local.lambda_targets`);
+- status events: Step Functions "Execution Status Change" events on the default event bus when
+  a Standard execution starts and ends (see :mod:`aistudios_local.status_events`);
 - one lock makes each request atomic, as each AWS API call is: moto checks a condition
   (``ClientRequestToken`` already used, a DynamoDB condition expression) and then writes, and two
   threads can both pass the check in between.
@@ -33,7 +39,14 @@ from moto.stepfunctions.parser.asl.component.state.exec.state_task.service impor
     state_task_service_aws_sdk,
     state_task_service_sfn,
 )
+from moto.stepfunctions.parser.backend.execution import (
+    BaseExecutionWorkerCommunication,
+    Execution,
+)
 from moto.stepfunctions.responses import get_backend
+
+from aistudios_local import status_events
+from aistudios_local.lambda_targets import LambdaDeliveries
 
 if TYPE_CHECKING:
     from moto.events.utils import EventMessageType
@@ -99,7 +112,7 @@ def _register_engine_hooks(client: Any) -> Any:
     return client
 
 
-# --- EventBridge rules with Step Functions targets --------------------------------------------
+# --- EventBridge rules with Step Functions and Lambda targets ---------------------------------
 
 
 @dataclass(frozen=True)
@@ -112,28 +125,41 @@ class RuleDelivery:
     execution_arn: str
 
 
-def _deliver_to_state_machines(
-    original: Callable[..., None], on_delivery: Callable[[RuleDelivery], None]
+def _target_service(target: dict[str, Any]) -> str:
+    """``states``, ``lambda``, ``sqs``, ...: the service of a target's ARN."""
+    parts = str(target["Arn"]).split(":")
+    return parts[2] if len(parts) > 2 else ""
+
+
+def _deliver_to_targets(
+    original: Callable[..., None],
+    on_delivery: Callable[[RuleDelivery], None],
+    lambdas: LambdaDeliveries,
 ) -> Callable[..., None]:
-    """Wrap moto's ``Rule.send_to_targets`` so that Step Functions targets start executions.
+    """Wrap moto's ``Rule.send_to_targets`` so that Step Functions and Lambda targets get events.
 
     moto's rules deliver only to logs, SQS, archives, buses and API destinations: a
-    ``states`` target raises ``NotImplementedError``, which S3's EventBridge notification path
-    swallows, so an upload starts nothing. That path also passes ``transform_input=False``,
-    skipping the target's ``InputTransformer`` that AWS applies, and its events lack the
-    ``ingestion-time`` that moto's transformer reads.
+    ``states`` or ``lambda`` target raises ``NotImplementedError``, which S3's EventBridge
+    notification path swallows, so an upload starts nothing (and ``PutEvents`` fails). That
+    path also passes ``transform_input=False``, skipping the target's ``InputTransformer`` that
+    AWS applies, and its events lack the ``ingestion-time`` that moto's transformer reads.
+    moto's rules also deliver while DISABLED; ours do not.
     """
 
     def send_to_targets(rule: Any, event: dict[str, Any], transform_input: bool = True) -> None:
-        ours = [t for t in rule.targets if t["Arn"].split(":")[2:3] == ["states"]]
+        ours = [t for t in rule.targets if _target_service(t) in ("states", "lambda")]
         others = [t for t in rule.targets if t not in ours]
         if ours and rule.state == "ENABLED" and rule.event_pattern.matches_event(event):
             for target in ours:
                 try:
-                    _start_target(rule, target, event, on_delivery)
+                    text = _target_input(target, event)
+                    if _target_service(target) == "lambda":
+                        lambdas.submit(rule.name, target["Arn"], text)
+                    else:
+                        _start_target(rule, target, text, on_delivery)
                 except Exception:
                     # moto's caller swallows every error: say what happened at least.
-                    logger.exception("rule %s could not start %s", rule.name, target["Arn"])
+                    logger.exception("rule %s could not deliver to %s", rule.name, target["Arn"])
         if others:
             clone = copy.copy(rule)
             clone.targets = others
@@ -142,12 +168,8 @@ def _deliver_to_state_machines(
     return send_to_targets
 
 
-def _start_target(
-    rule: Any,
-    target: dict[str, Any],
-    event: dict[str, Any],
-    on_delivery: Callable[[RuleDelivery], None],
-) -> None:
+def _target_input(target: dict[str, Any], event: dict[str, Any]) -> str:
+    """Return what EventBridge sends a target: its transformer's output, its Input, or the event."""
     transformer = target.get("InputTransformer")
     if transformer:
         event = {"ingestion-time": datetime.datetime.now(datetime.UTC).isoformat(), **event}
@@ -156,11 +178,24 @@ def _start_target(
             input_paths_map=transformer.get("InputPathsMap", {}),
             event=cast("EventMessageType", event),
         )
-        text = payload if isinstance(payload, str) else json.dumps(payload)
-    elif "Input" in target:
-        text = str(target["Input"])
-    else:
-        text = json.dumps(event)
+        return payload if isinstance(payload, str) else json.dumps(payload)
+    if "Input" in target:
+        return str(target["Input"])
+    # moto adds ``ingestion-time`` for its transformer and keeps ``time`` in epoch seconds;
+    # AWS's events have no such field and give the time in ISO 8601.
+    sent = {k: v for k, v in event.items() if k != "ingestion-time"}
+    if isinstance(sent.get("time"), int | float):
+        moment = datetime.datetime.fromtimestamp(sent["time"], datetime.UTC)
+        sent["time"] = moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+    return json.dumps(sent)
+
+
+def _start_target(
+    rule: Any,
+    target: dict[str, Any],
+    text: str,
+    on_delivery: Callable[[RuleDelivery], None],
+) -> None:
     arn = target["Arn"]
     region, account = arn.split(":")[3], arn.split(":")[4]
     # EventBridge names the execution itself; moto's engine would name it "None".
@@ -210,11 +245,17 @@ class MotoShims:
     ----------
     on_delivery
         Called with each execution an EventBridge rule starts (the local stack records them).
+
+    Attributes
+    ----------
+    lambda_deliveries
+        The invocations of Lambda targets: their outcomes, and a way to wait for them.
     """
 
     def __init__(self, on_delivery: Callable[[RuleDelivery], None] | None = None) -> None:
         self._on_delivery = on_delivery or (lambda _: None)
         self._saved: list[tuple[Any, str, Any]] = []
+        self.lambda_deliveries = LambdaDeliveries()
 
     @property
     def installed(self) -> bool:
@@ -231,15 +272,28 @@ class MotoShims:
         self._patch(
             events_models.Rule,
             "send_to_targets",
-            _deliver_to_state_machines(events_models.Rule.send_to_targets, self._on_delivery),
+            _deliver_to_targets(
+                events_models.Rule.send_to_targets, self._on_delivery, self.lambda_deliveries
+            ),
+        )
+        self._patch(
+            Execution, "start", status_events.emitting_start(Execution.start, _REQUEST_LOCK)
+        )
+        self._patch(
+            BaseExecutionWorkerCommunication,
+            "terminated",
+            status_events.emitting_terminated(
+                BaseExecutionWorkerCommunication.terminated, _REQUEST_LOCK
+            ),
         )
         self._patch(BotocoreStubber, "process_request", _atomic(BotocoreStubber.process_request))
 
     def uninstall(self) -> None:
-        """Restore moto as it was."""
+        """Restore moto as it was (let the caller settle the Lambda deliveries first)."""
         while self._saved:
             owner, name, original = self._saved.pop()
             setattr(owner, name, original)
+        self.lambda_deliveries.close()
 
     def _patch(self, owner: Any, name: str, replacement: Any) -> None:
         self._saved.append((owner, name, getattr(owner, name)))

@@ -1,4 +1,4 @@
-"""Create ``template.yaml``'s resources on moto: buckets, secrets, functions, machines, rules.
+"""Create ``template.yaml``'s resources on moto: storage, secrets, functions, machines, rules.
 
 Every name, handler, environment variable and substitution comes from the template through
 its `Resolver`; this module only decides the physical names and ARNs moto gets, as
@@ -10,13 +10,16 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import boto3
 
 from aistudios_local.lambda_bridge import LocalFunction
 from aistudios_local.template import Resolver
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
 
 __all__ = ["ACCOUNT", "REGION", "STACK_NAME", "create_resources", "resolver_for"]
 
@@ -116,6 +119,11 @@ def _identify(resolver: Resolver, logical: str, kind: str) -> None:
         resolver.attributes[(logical, "Name")] = name
     elif kind == "AWS::SecretsManager::Secret":
         resolver.refs[logical] = f"arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:{name}"
+    elif kind == "AWS::DynamoDB::Table":
+        explicit = resolver.template["Resources"][logical].get("Properties", {}).get("TableName")
+        name = str(resolver.resolve(explicit)) if explicit else name
+        resolver.refs[logical] = name
+        resolver.attributes[(logical, "Arn")] = f"arn:aws:dynamodb:{REGION}:{ACCOUNT}:table/{name}"
     else:
         resolver.refs[logical] = name
         resolver.attributes[(logical, "Arn")] = f"arn:aws:local:{REGION}:{ACCOUNT}:{logical}"
@@ -124,9 +132,10 @@ def _identify(resolver: Resolver, logical: str, kind: str) -> None:
 def _create_storage(
     resolver: Resolver, resources: Mapping[str, Any], secret_value: SecretValue
 ) -> None:
-    """Create the buckets and secrets whose condition holds (functions' variables name them)."""
+    """Create the buckets, tables and secrets whose condition holds (functions name them)."""
     s3 = boto3.client("s3")
     secrets = boto3.client("secretsmanager")
+    dynamodb = boto3.client("dynamodb")
     for logical, resource in resources.items():
         if "Condition" in resource and not resolver.condition(resource["Condition"]):
             continue
@@ -144,11 +153,40 @@ def _create_storage(
                     Bucket=resolver.refs[logical],
                     NotificationConfiguration={"EventBridgeConfiguration": {}},
                 )
+        elif kind == "AWS::DynamoDB::Table":
+            _create_table(dynamodb, resolver.refs[logical], resolver.resolve(props))
         elif kind == "AWS::SecretsManager::Secret":
             secret = secrets.create_secret(
                 Name=f"{STACK_NAME}/{logical}", SecretString=secret_value(logical)
             )
             resolver.refs[logical] = secret["ARN"]
+
+
+TABLE_PROPERTIES = (
+    "KeySchema",
+    "AttributeDefinitions",
+    "BillingMode",
+    "ProvisionedThroughput",
+    "GlobalSecondaryIndexes",
+    "LocalSecondaryIndexes",
+)
+"""The ``AWS::DynamoDB::Table`` properties that are ``CreateTable`` parameters of the same shape.
+
+The rest change nothing a local run can observe (``SSESpecification``,
+``PointInTimeRecoverySpecification``, tags) except ``TimeToLiveSpecification``, which is set
+after the table is created, as CloudFormation does.
+"""
+
+
+def _create_table(dynamodb: DynamoDBClient, name: str, props: Mapping[str, Any]) -> None:
+    params = {key: props[key] for key in TABLE_PROPERTIES if key in props}
+    dynamodb.create_table(TableName=name, **params)
+    ttl = props.get("TimeToLiveSpecification")
+    if ttl and ttl.get("Enabled"):
+        dynamodb.update_time_to_live(
+            TableName=name,
+            TimeToLiveSpecification={"Enabled": True, "AttributeName": ttl["AttributeName"]},
+        )
 
 
 def _functions(root: Path, resolver: Resolver) -> dict[str, LocalFunction]:

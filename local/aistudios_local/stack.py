@@ -26,6 +26,7 @@ from moto import mock_aws
 
 from aistudios_export import observability
 from aistudios_local.lambda_bridge import Invocation, LambdaBridge, LocalFunction
+from aistudios_local.lambda_targets import DeliveriesNotSettled, LambdaDelivery
 from aistudios_local.moto_shims import MotoShims, RuleDelivery
 from aistudios_local.resources import ACCOUNT, REGION, create_resources, resolver_for
 from aistudios_local.runs import ExportRun, wait_for_execution, watch_export
@@ -36,12 +37,23 @@ if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
     from mypy_boto3_stepfunctions import SFNClient
 
-__all__ = ["ROOT", "ExportRun", "LocalStack", "wait_for_execution"]
+__all__ = [
+    "ROOT",
+    "DeliveriesNotSettled",
+    "ExportRun",
+    "LambdaDelivery",
+    "LocalStack",
+    "wait_for_execution",
+]
+
+logger = logging.getLogger(__name__)
 
 EXPORT_STATE_MACHINE = "ExportStateMachine"
 OUTPUT_BUCKET = "OutputBucket"
 CREDENTIALS_SECRET = "CredentialsSecret"  # noqa: S105 - logical ids, not secrets
 TOKEN_SECRET = "TokenSecret"  # noqa: S105
+STOP_SETTLE_SECONDS = 30.0
+"""How long `LocalStack.stop` waits for rule deliveries to functions still running."""
 
 
 class LocalStack:
@@ -133,7 +145,15 @@ class LocalStack:
         return self
 
     def stop(self) -> None:
-        """Stop everything this stack started and restore the environment."""
+        """Stop everything this stack started and restore the environment.
+
+        Rule deliveries to functions still running are waited for (a bounded time) first:
+        their handlers call moto, which is about to stop.
+        """
+        try:
+            self._shims.lambda_deliveries.settle(timeout=STOP_SETTLE_SECONDS)
+        except DeliveriesNotSettled as e:
+            logger.warning("stopping with deliveries still running: %s", e)
         if self.bridge is not None:
             self.bridge.uninstall()
         boto3._get_default_session().events.unregister(
@@ -270,6 +290,43 @@ class LocalStack:
     def s3(self) -> S3Client:
         """An S3 client of this stack."""
         return boto3.client("s3")
+
+    @property
+    def lambda_deliveries(self) -> list[LambdaDelivery]:
+        """Every event the template's rules delivered to a function, once it ran, in order."""
+        return list(self._shims.lambda_deliveries.finished)
+
+    def settle(self, timeout: float = 30.0) -> list[LambdaDelivery]:
+        """Wait until every rule delivery to a function so far has run; return them all.
+
+        EventBridge invokes a function target asynchronously: the execution (or upload) that
+        caused the event does not wait for it, and neither does `wait`. Call this before
+        looking at what the function did.
+
+        Parameters
+        ----------
+        timeout
+            Seconds to wait at most.
+
+        Returns
+        -------
+        list[LambdaDelivery]
+            Every delivery so far with its outcome (``result``, ``error``), in the order they
+            ended.
+
+        Raises
+        ------
+        DeliveriesNotSettled
+            When some are still running after ``timeout`` seconds.
+
+        Examples
+        --------
+        >>> with LocalStack() as stack:  # doctest: +SKIP
+        ...     run = stack.run_export(request)
+        ...     [release] = stack.settle(timeout=10)
+        ...     assert release.succeeded, release.result
+        """
+        return self._shims.lambda_deliveries.settle(timeout)
 
     @property
     def invocations(self) -> list[Invocation]:

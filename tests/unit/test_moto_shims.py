@@ -160,16 +160,28 @@ def test_uninstall_restores_moto(engine: None) -> None:
     from moto.stepfunctions.parser.asl.component.state.exec.state_task.service import (
         state_task_service_sfn,
     )
+    from moto.stepfunctions.parser.backend.execution import (
+        BaseExecutionWorkerCommunication,
+        Execution,
+    )
 
-    before = (Rule.send_to_targets, vars(state_task_service_sfn)["boto_client_for"])
+    def patched() -> tuple[Any, ...]:
+        return (
+            Rule.send_to_targets,
+            vars(state_task_service_sfn)["boto_client_for"],
+            Execution.start,
+            BaseExecutionWorkerCommunication.terminated,
+        )
+
+    before = patched()
     shims = MotoShims()
     shims.install()
     shims.install()  # idempotent
     assert shims.installed
-    assert (Rule.send_to_targets, vars(state_task_service_sfn)["boto_client_for"]) != before
+    assert all(now != then for now, then in zip(patched(), before, strict=True))
     shims.uninstall()
     assert not shims.installed
-    assert (Rule.send_to_targets, vars(state_task_service_sfn)["boto_client_for"]) == before
+    assert patched() == before
 
 
 # --- EventBridge rules with a Step Functions target --------------------------------------------

@@ -35,6 +35,8 @@ from moto.stepfunctions.parser.asl.component.state.exec.state_task.service impor
 )
 from moto.stepfunctions.responses import get_backend
 
+from aistudios_local import result_writer
+
 if TYPE_CHECKING:
     from moto.events.utils import EventMessageType
 
@@ -234,9 +236,11 @@ class MotoShims:
             _deliver_to_state_machines(events_models.Rule.send_to_targets, self._on_delivery),
         )
         self._patch(BotocoreStubber, "process_request", _atomic(BotocoreStubber.process_request))
+        result_writer.install()
 
     def uninstall(self) -> None:
         """Restore moto as it was."""
+        result_writer.uninstall()
         while self._saved:
             owner, name, original = self._saved.pop()
             setattr(owner, name, original)

@@ -45,7 +45,7 @@ from moto.stepfunctions.parser.backend.execution import (
 )
 from moto.stepfunctions.responses import get_backend
 
-from aistudios_local import status_events
+from aistudios_local import result_writer, status_events
 from aistudios_local.lambda_targets import LambdaDeliveries
 
 if TYPE_CHECKING:
@@ -287,9 +287,11 @@ class MotoShims:
             ),
         )
         self._patch(BotocoreStubber, "process_request", _atomic(BotocoreStubber.process_request))
+        result_writer.install()
 
     def uninstall(self) -> None:
         """Restore moto as it was (let the caller settle the Lambda deliveries first)."""
+        result_writer.uninstall()
         while self._saved:
             owner, name, original = self._saved.pop()
             setattr(owner, name, original)

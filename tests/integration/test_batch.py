@@ -10,14 +10,16 @@ from __future__ import annotations
 
 import hashlib
 import json
+import threading
 from collections.abc import Iterator
 from typing import Any
 
 import boto3
 import pytest
 
+from aistudios_export import batches
 from aistudios_local.batch import BatchRun, upload_and_wait, upload_manifest, wait_batch
-from aistudios_local.simulator import AiStudiosSimulator, video_bytes
+from aistudios_local.simulator import AiStudiosSimulator, Scenario, video_bytes
 from aistudios_local.stack import LocalStack
 from tests.unit.test_manifests import assert_safe_to_show
 
@@ -297,3 +299,41 @@ def test_a_row_another_manifest_exported_is_exported_again_only_if_asked(
         assert same is (identity == "request")
         keys = {k.split("#")[0] for k in videos(local)}
         assert len(keys) == posts, "one video per export, none overwritten"
+
+
+# --- the report at volume ------------------------------------------------------------------
+
+
+def test_the_report_is_read_from_the_map_results_without_describing_exports(
+    stack: LocalStack, simulator: AiStudiosSimulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Every AWS call SummarizeBatch makes, counted at boto3's level on the thread it runs on.
+    summarizing: set[int] = set()
+    calls: list[str] = []
+
+    def record(event_name: str, **_: Any) -> None:
+        if threading.get_ident() in summarizing:
+            calls.append(event_name.removeprefix("before-call."))
+
+    boto3._get_default_session().events.register("before-call", record)
+    original = batches.summarize_batch
+
+    def summarize_batch(*args: Any, **kwargs: Any) -> dict[str, Any]:
+        summarizing.add(threading.get_ident())
+        try:
+            return original(*args, **kwargs)
+        finally:
+            summarizing.discard(threading.get_ident())
+
+    monkeypatch.setattr(batches, "summarize_batch", summarize_batch)
+    simulator.set_scenario(P2, Scenario(fail_at_poll=1))
+    result = batch(stack, f"projectId\n{P1}\n{P2}\n{P3}\n")
+    assert result.status == "FAILED" and result.error == "ExportsFailed", result.cause
+    rows = by_project(result)
+    assert [rows[p]["status"] for p in (P1, P2, P3)] == ["SUCCEEDED", "FAILED", "SUCCEEDED"]
+    assert rows[P2]["error"] == "ExportFailed" and rows[P2]["cause"]
+    assert rows[P1]["video"]["sha256"] == hashlib.sha256(video_bytes(P1)).hexdigest()
+    assert result.report is not None and result.report["mapRun"]["ResultWriterDetails"]
+    # items, rejected rows, the manifest and its two files (SUCCEEDED, FAILED); the report.
+    assert [c for c in calls if not c.startswith("s3.")] == []
+    assert calls == ["s3.GetObject"] * 5 + ["s3.PutObject"]

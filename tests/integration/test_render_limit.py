@@ -56,10 +56,9 @@ def history(arn: str) -> list[dict[str, Any]]:
     events: list[dict[str, Any]] = []
     token: str | None = None
     for _ in range(100):
-        page = sfn.get_execution_history(
-            executionArn=arn, maxResults=1000, **({"nextToken": token} if token else {})
-        )
-        events += page["events"]
+        more: dict[str, Any] = {"nextToken": token} if token else {}
+        page = sfn.get_execution_history(executionArn=arn, maxResults=1000, **more)
+        events += [dict(e) for e in page["events"]]
         token = page.get("nextToken")
         if not token:
             return events
@@ -97,8 +96,8 @@ def held(stack: LocalStack) -> dict[str, Any]:
     item = boto3.client("dynamodb").get_item(
         TableName=stack.ref("RenderSlotsTable"), Key={"pk": {"S": "renders"}}, ConsistentRead=True
     )
-    holders: dict[str, Any] = item.get("Item", {}).get("holders", {}).get("M", {})
-    return holders
+    holders = item.get("Item", {}).get("holders", {}).get("M", {})
+    return dict(holders)
 
 
 def wait_until(condition: Any, what: str, deadline: float = 60) -> None:

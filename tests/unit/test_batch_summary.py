@@ -1,21 +1,24 @@
 """aistudios_export.batches, SummarizeBatch's step: every row's outcome, the report, the verdict.
 
-The batch is prepared on moto's S3 (as tests/unit/test_batches.py does); a fake Step Functions
-answers DescribeExecution from a table.
+The batch is prepared on moto's S3 (as tests/unit/test_batches.py does); each row's outcome is
+written as a Distributed Map's ``ResultWriter`` writes it (a manifest and result files).
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any, cast
+from collections.abc import Iterator, Mapping
+from typing import TYPE_CHECKING, Any
 
 import pytest
-from botocore.exceptions import ClientError
 
 from aistudios_export.batches import REPORTED_REJECTIONS, summarize_batch
-from aistudios_export.errors import ConfigurationError, ExportError, StorageError
-from tests.events import load_event
+from aistudios_export.errors import (
+    ConfigurationError,
+    ExportError,
+    ResultsUnreadable,
+    StorageError,
+)
 from tests.unit.test_batches import (
     BUCKET,
     P1,
@@ -31,36 +34,15 @@ from tests.unit.test_manifests import FORMULAS, assert_safe_to_show
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
-    from mypy_boto3_stepfunctions import SFNClient
 
 ARN_PREFIX = "arn:aws:states:us-east-1:123456789012:execution:stack-export:"
+MAP_RUN = "arn:aws:states:us-east-1:123456789012:mapRun:stack-batch/ExportRows:run-1"
 
 
 @pytest.fixture
 def s3(monkeypatch: pytest.MonkeyPatch) -> Iterator[S3Client]:
     with stack_bucket(monkeypatch) as client:
         yield client
-
-
-class FakeStepFunctions:
-    """Answers DescribeExecution from a table of execution name → description, or fails."""
-
-    def __init__(
-        self, executions: dict[str, dict[str, Any]], failure: ClientError | None = None
-    ) -> None:
-        self.executions = executions
-        self.failure = failure
-        self.described: list[str] = []
-
-    def describe_execution(self, executionArn: str) -> dict[str, Any]:  # noqa: N803 - boto3's name
-        self.described.append(executionArn)
-        if self.failure is not None:
-            raise self.failure
-        name = executionArn.removeprefix(ARN_PREFIX)
-        if name not in self.executions:
-            error = {"Error": {"Code": "ExecutionDoesNotExist", "Message": "no"}}
-            raise ClientError(error, "DescribeExecution")  # type: ignore[arg-type]
-        return {"executionArn": executionArn, **self.executions[name]}
 
 
 def video(project_id: str) -> dict[str, Any]:
@@ -75,49 +57,83 @@ def video(project_id: str) -> dict[str, Any]:
     }
 
 
+def succeeded(project_id: str) -> dict[str, Any]:
+    """A row whose export succeeded: the item's output is ``{"export": <its output>}``."""
+    output = {"projectId": project_id, "resolution": "1080", "video": video(project_id)}
+    return {"Status": "SUCCEEDED", "Output": json.dumps({"export": output})}
+
+
+def export_ended(status: str, **error: str) -> dict[str, Any]:
+    """A row whose export ended otherwise: a failed .sync task's cause is its description."""
+    described = {"ExecutionArn": ARN_PREFIX + "x", "Status": status, **error}
+    return {"Status": "FAILED", "Error": "States.TaskFailed", "Cause": json.dumps(described)}
+
+
+PENDING = {"Status": "PENDING"}
+
+
+def write_results(
+    s3: S3Client, items: list[dict[str, Any]], outcomes: Mapping[int, dict[str, Any]]
+) -> dict[str, Any]:
+    """Write a map run's results as Step Functions does; return the Map's result."""
+    prefix = "results/map-runs/run-1/"
+    files: dict[str, list[dict[str, Any]]] = {"FAILED": [], "PENDING": [], "SUCCEEDED": []}
+    for index, outcome in sorted(outcomes.items()):
+        entry = {
+            "ExecutionArn": f"arn:aws:states:us-east-1:123456789012:execution:b/ExportRows:{index}",
+            "Input": json.dumps(items[index]),
+            "InputDetails": {"Included": True},
+            "Name": str(index),
+            **outcome,
+        }
+        files[outcome["Status"] if outcome["Status"] in files else "FAILED"].append(entry)
+    listed: dict[str, list[dict[str, Any]]] = {}
+    for kind, entries in files.items():
+        listed[kind] = []
+        if entries:
+            body = json.dumps(entries).encode()
+            key = f"{prefix}{kind}_0.json"
+            s3.put_object(Bucket=BUCKET, Key=key, Body=body)
+            listed[kind].append({"Key": key, "Size": len(body)})
+    manifest = {"DestinationBucket": BUCKET, "MapRunArn": MAP_RUN, "ResultFiles": listed}
+    s3.put_object(Bucket=BUCKET, Key=prefix + "manifest.json", Body=json.dumps(manifest).encode())
+    return {
+        "MapRunArn": MAP_RUN,
+        "ResultWriterDetails": {"Bucket": BUCKET, "Key": prefix + "manifest.json"},
+    }
+
+
 def summarize(
     s3: S3Client,
-    executions: dict[str, dict[str, Any]],
+    outcomes: dict[str, dict[str, Any]],
     *,
     rows: str = f"projectId\n{P1}\n{P2}\n{P3}\nbad\n",
     map_run: dict[str, Any] | None = None,
     tolerance: float = 10,
 ) -> tuple[dict[str, Any], dict[str, Any], list[str]]:
-    """Prepare a batch of P1..P3, then summarize it with the given executions."""
+    """Prepare a batch of P1..P3, write the Map's results for it, then summarize it.
+
+    ``map_run`` replaces the Map's result (a failed Map has no results).
+    """
     s3.put_object(Bucket=BUCKET, Key="manifests/a.csv", Body=rows.encode())
     plan = prepare(s3, "manifests/a.csv")
-    names = [i["name"] for i in stored(s3, plan["itemsKey"])]
-    table = {names[int(k)]: v for k, v in executions.items()}
-    sfn = FakeStepFunctions(table)
+    items = stored(s3, plan["itemsKey"])
+    written = write_results(s3, items, {int(k): v for k, v in outcomes.items()})
     summary = summarize_batch(
         plan,
-        map_run,
+        written if map_run is None else map_run,
         tolerated_failure_percentage=tolerance,
-        execution_arn_prefix=ARN_PREFIX,
         s3_client=s3,
-        sfn_client=cast("SFNClient", sfn),
     )
-    assert sfn.described == [ARN_PREFIX + n for n in names]
-    return summary, stored(s3, plan["reportKey"]), names
-
-
-def succeeded(project_id: str) -> dict[str, Any]:
-    return {
-        "status": "SUCCEEDED",
-        "output": json.dumps(
-            {"projectId": project_id, "resolution": "1080", "video": video(project_id)}
-        ),
-    }
+    return summary, stored(s3, plan["reportKey"]), [i["name"] for i in items]
 
 
 def test_summary_reports_every_row_from_its_export(s3: S3Client) -> None:
-    failure = {
-        "status": "FAILED",
-        "error": "ExportFailed",
-        "cause": json.dumps(
-            {"errorMessage": "AI Studios reported state 'failed'", "errorType": "X"}
-        ),
-    }
+    failure = export_ended(
+        "FAILED",
+        Error="ExportFailed",
+        Cause=json.dumps({"errorMessage": "AI Studios reported state 'failed'", "errorType": "X"}),
+    )
     summary, report, names = summarize(
         s3, {"0": succeeded(P1), "1": failure, "2": succeeded(P3)}, tolerance=50
     )
@@ -169,7 +185,7 @@ def test_summary_reports_every_row_from_its_export(s3: S3Client) -> None:
 
 
 def test_summary_fails_the_batch_beyond_the_tolerated_share(s3: S3Client) -> None:
-    timed_out = {"status": "TIMED_OUT"}
+    timed_out = export_ended("TIMED_OUT")
     summary, report, _ = summarize(s3, {"0": succeeded(P1), "1": timed_out, "2": succeeded(P3)})
     assert summary["status"] == "FAILED"
     assert summary["error"] == "ExportsFailed"
@@ -178,24 +194,63 @@ def test_summary_fails_the_batch_beyond_the_tolerated_share(s3: S3Client) -> Non
     assert report["rows"][1]["status"] == "TIMED_OUT" and report["rows"][1]["error"] == "TIMED_OUT"
 
 
+def test_rows_the_map_never_started_are_reported_as_such(s3: S3Client) -> None:
+    summary, report, _ = summarize(
+        s3, {"0": succeeded(P1), "1": PENDING, "2": PENDING}, tolerance=100
+    )
+    assert [r["status"] for r in report["rows"]] == ["SUCCEEDED", "NOT_STARTED", "NOT_STARTED"]
+    assert report["rows"][1]["error"] == "NotStarted"
+    assert report["rows"][1]["cause"] == "the batch ended before this export started"
+    assert summary["counts"]["failed"] == 2
+
+
 def test_summary_of_a_failed_map_names_the_batch_failure(s3: S3Client) -> None:
+    # A Map caught by its Catch hands over {Error, Cause}: no results to read.
     map_error = {"Error": "States.ExceedToleratedFailureThreshold", "Cause": "too many failed"}
-    summary, report, _ = summarize(s3, {"0": succeeded(P1)}, map_run=map_error, tolerance=100)
+    summary, report, names = summarize(s3, {"0": succeeded(P1)}, map_run=map_error, tolerance=100)
     assert summary["error"] == "BatchFailed"
     assert summary["cause"] == (
         "the exports stopped with States.ExceedToleratedFailureThreshold: too many failed"
     )
-    assert [r["status"] for r in report["rows"]] == ["SUCCEEDED", "NOT_STARTED", "NOT_STARTED"]
-    assert report["rows"][1]["cause"] == "the batch ended before this export started"
+    assert [r["status"] for r in report["rows"]] == ["UNKNOWN"] * 3
+    assert [r["exportId"] for r in report["rows"]] == names
+    assert report["rows"][0]["error"] == "ResultMissing"
+    assert report["rows"][0]["cause"].startswith(
+        "the Map stopped with States.ExceedToleratedFailureThreshold before writing its results"
+    )
+    assert summary["counts"]["failed"] == 3
+
+
+def test_a_row_missing_from_the_results_is_unknown_not_lost(s3: S3Client) -> None:
+    summary, report, _ = summarize(s3, {"0": succeeded(P1), "2": succeeded(P3)}, tolerance=50)
+    assert [r["status"] for r in report["rows"]] == ["SUCCEEDED", "UNKNOWN", "SUCCEEDED"]
+    assert report["rows"][1]["cause"].startswith("the Map's results do not list it")
+    assert summary["status"] == "SUCCEEDED" and summary["counts"]["failed"] == 1
+
+
+def test_a_row_answered_from_an_earlier_failed_export_reports_that_export(s3: S3Client) -> None:
+    # EarlierExportDidNotSucceed makes the earlier export's description the row's cause.
+    earlier = {"ExecutionArn": ARN_PREFIX + "x", "Status": "ABORTED", "Input": "{}"}
+    row = {"Status": "FAILED", "Error": "ExportNotSucceeded", "Cause": json.dumps(earlier)}
+    _, report, _ = summarize(s3, {"0": succeeded(P1), "1": row, "2": succeeded(P3)}, tolerance=50)
+    assert report["rows"][1]["status"] == "ABORTED" and report["rows"][1]["error"] == "ABORTED"
+
+
+def test_a_row_that_failed_in_the_map_itself_keeps_that_error(s3: S3Client) -> None:
+    row = {"Status": "FAILED", "Error": "States.Timeout", "Cause": "the row ran too long"}
+    _, report, _ = summarize(s3, {"0": succeeded(P1), "1": row, "2": succeeded(P3)}, tolerance=50)
+    assert {k: report["rows"][1][k] for k in ("status", "error", "cause")} == {
+        "status": "FAILED",
+        "error": "States.Timeout",
+        "cause": "the row ran too long",
+    }
 
 
 def test_summary_keeps_the_result_writer_location(s3: S3Client) -> None:
-    map_run = load_event("summarize_batch")["mapRun"]
-    _, report, _ = summarize(
-        s3, {str(i): succeeded(p) for i, p in enumerate((P1, P2, P3))}, map_run=map_run
-    )
-    assert report["status"] == "SUCCEEDED"
-    assert report["mapRun"] == map_run
+    summary, report, _ = summarize(s3, {str(i): succeeded(p) for i, p in enumerate((P1, P2, P3))})
+    assert report["status"] == summary["status"] == "SUCCEEDED"
+    assert report["mapRun"]["ResultWriterDetails"]["Key"].endswith("/manifest.json")
+    assert report["mapRun"]["MapRunArn"] == MAP_RUN
 
 
 def test_the_report_lists_every_rejected_row(s3: S3Client) -> None:
@@ -231,38 +286,62 @@ def planned(s3: S3Client) -> dict[str, Any]:
     return prepare(s3, "manifests/a.csv")
 
 
-def summarize_plan(s3: S3Client, plan: dict[str, Any], sfn: FakeStepFunctions) -> dict[str, Any]:
-    return summarize_batch(
-        plan,
-        None,
-        tolerated_failure_percentage=0,
-        execution_arn_prefix=ARN_PREFIX,
-        s3_client=s3,
-        sfn_client=cast("SFNClient", sfn),
-    )
+def summarize_plan(s3: S3Client, plan: dict[str, Any]) -> dict[str, Any]:
+    written = write_results(s3, stored(s3, plan["itemsKey"]), {0: succeeded(P1)})
+    return summarize_batch(plan, written, tolerated_failure_percentage=0, s3_client=s3)
 
 
 @pytest.mark.parametrize(
     ("code", "status", "expected"),
     [
-        ("ThrottlingException", 400, StorageError),
+        ("SlowDown", 503, StorageError),
         ("502", 502, StorageError),
-        ("AccessDeniedException", 400, ConfigurationError),
+        ("AccessDenied", 403, ConfigurationError),
     ],
 )
-def test_a_failed_description_of_an_export(
-    s3: S3Client, code: str, status: int, expected: type[ExportError]
+def test_a_failed_read_of_the_map_results(
+    s3: S3Client,
+    monkeypatch: pytest.MonkeyPatch,
+    code: str,
+    status: int,
+    expected: type[ExportError],
 ) -> None:
     plan = planned(s3)
-    [item] = stored(s3, plan["itemsKey"])
-    sfn = FakeStepFunctions({}, client_error(code, status, "DescribeExecution"))
+    original = s3.get_object
+
+    def get_object(**kwargs: Any) -> Any:
+        if kwargs["Key"].startswith("results/map-runs/"):
+            raise client_error(code, status, "GetObject")
+        return original(**kwargs)
+
+    monkeypatch.setattr(s3, "get_object", get_object)
     with pytest.raises(ExportError) as raised:
-        summarize_plan(s3, plan, sfn)
+        summarize_plan(s3, plan)
     assert type(raised.value) is expected
-    assert str(raised.value) == f"could not describe export {item['name']}: {code}"
+    assert str(raised.value) == f"could not read results/map-runs/run-1/manifest.json: {code}"
     assert plan["reportKey"] not in [
         o["Key"] for o in s3.list_objects_v2(Bucket=BUCKET)["Contents"]
     ]
+
+
+@pytest.mark.parametrize(
+    ("manifest", "message"),
+    [
+        (b"not json", "is not a map run's manifest"),
+        (
+            json.dumps({"ResultFiles": {"SUCCEEDED": [{"Key": "manifests/a.csv"}]}}).encode(),
+            "outside its folder",
+        ),
+    ],
+)
+def test_results_that_are_not_what_step_functions_writes_are_refused(
+    s3: S3Client, manifest: bytes, message: str
+) -> None:
+    plan = planned(s3)
+    written = write_results(s3, stored(s3, plan["itemsKey"]), {0: succeeded(P1)})
+    s3.put_object(Bucket=BUCKET, Key=written["ResultWriterDetails"]["Key"], Body=manifest)
+    with pytest.raises(ResultsUnreadable, match=message):
+        summarize_batch(plan, written, tolerated_failure_percentage=0, s3_client=s3)
 
 
 @pytest.mark.parametrize(
@@ -290,9 +369,10 @@ def test_a_failed_read_of_the_rows_or_write_of_the_report(
     message: str,
 ) -> None:
     plan = planned(s3)
+    written = write_results(s3, stored(s3, plan["itemsKey"]), {0: succeeded(P1)})
     operation = "GetObject" if method == "get_object" else "PutObject"
     monkeypatch.setattr(s3, method, raising(client_error(code, status, operation)))
     with pytest.raises(ExportError) as raised:
-        summarize_plan(s3, plan, FakeStepFunctions({}))
+        summarize_batch(plan, written, tolerated_failure_percentage=0, s3_client=s3)
     assert type(raised.value) is expected
     assert str(raised.value) == message.format(**plan)

@@ -235,8 +235,16 @@ def test_summarize_batch(stack: Stack) -> None:
     rows = [{"name": f"{PROJECT_ID}-1080-{'0' * 20}", "input": request}]
     stack.s3.put_object(Bucket=BUCKET, Key=event["batch"]["itemsKey"], Body=json.dumps(rows))
     stack.s3.put_object(Bucket=BUCKET, Key=event["batch"]["rejectedKey"], Body=b"[]")
+    # The Map's results: it never started the row's export.
+    manifest_key = event["mapRun"]["ResultWriterDetails"]["Key"]
+    pending_key = manifest_key.replace("manifest.json", "PENDING_0.json")
+    pending = [{"Input": json.dumps(rows[0]), "Status": "PENDING"}]
+    stack.s3.put_object(Bucket=BUCKET, Key=pending_key, Body=json.dumps(pending))
+    files = {"FAILED": [], "SUCCEEDED": [], "PENDING": [{"Key": pending_key, "Size": 1}]}
+    manifest = {"DestinationBucket": BUCKET, "ResultFiles": files}
+    stack.s3.put_object(Bucket=BUCKET, Key=manifest_key, Body=json.dumps(manifest))
     summary = run("summarize_batch", event)
-    # The export never ran on this (empty) account: the row is reported, the batch fails.
+    # The export never ran: the row is reported, the batch fails.
     assert summary["status"] == "FAILED" and summary["error"] == "ExportsFailed"
     report = stored_json(stack, event["batch"]["reportKey"])
     assert report["rows"][0]["status"] == "NOT_STARTED"

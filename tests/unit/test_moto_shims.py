@@ -108,9 +108,9 @@ def test_with_the_shims_a_sync2_child_and_an_aws_sdk_describe_run(
     parent = run_parent()
     assert parent["status"] == "SUCCEEDED", parent.get("cause")
     output = json.loads(parent["output"])
-    assert output["run"]["output"] == CHILD_OUTPUT
-    assert output["run"]["status"] == "SUCCEEDED"
-    assert isinstance(output["run"]["startDate"], int)  # epoch milliseconds, as AWS answers
+    assert output["run"]["Output"] == CHILD_OUTPUT
+    assert output["run"]["Status"] == "SUCCEEDED"
+    assert isinstance(output["run"]["StartDate"], int)  # epoch milliseconds, as AWS answers
     assert output["described"] == {"status": "SUCCEEDED"}
 
 

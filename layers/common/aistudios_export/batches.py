@@ -2,9 +2,10 @@
 
 :func:`prepare_batch` reads a manifest from S3, checks it with
 :func:`~aistudios_export.manifests.parse_manifest` and writes the rows the Distributed Map
-reads; :func:`summarize_batch` reads each row's export execution and writes the batch report.
-Both read and write S3 and describe executions, and know nothing of Lambda events. Every
-file of a batch lives under :func:`batch_location`.
+reads; :func:`summarize_batch` reads each row's outcome from the Map's result files
+(:mod:`~aistudios_export.map_results`) and writes the batch report. Both read and write S3
+only, and know nothing of Lambda events. Every file of a batch lives under
+:func:`batch_location`.
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ from aistudios_export.errors import (
     ExportsFailed,
     ManifestInvalid,
     NotStarted,
+    ResultMissing,
+    ResultsUnreadable,
     readable_cause,
 )
 from aistudios_export.manifests import (
@@ -32,10 +35,10 @@ from aistudios_export.manifests import (
     parse_manifest,
     too_big,
 )
+from aistudios_export.map_results import read_map_results
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
-    from mypy_boto3_stepfunctions import SFNClient
 
 MAX_SCOPE_LENGTH = 128
 """The longest ``scope`` (a schedule's run) a batch input may carry."""
@@ -43,6 +46,8 @@ REPORTED_REJECTIONS = 25
 """Rejected rows carried in the state machine's data; the report in S3 lists them all."""
 ITEMS_FILE, REJECTED_FILE, REPORT_FILE = "items.json", "rejected.json", "report.json"
 """The files of a batch, under its :func:`batch_location` prefix."""
+VIDEO_FIELDS = ("bucket", "key", "size", "sha256", "contentType", "s3Uri", "versionId")
+"""What the report says of each exported video."""
 
 
 @dataclass(frozen=True)
@@ -164,27 +169,27 @@ def summarize_batch(
     map_run: Mapping[str, Any] | None,
     *,
     tolerated_failure_percentage: float,
-    execution_arn_prefix: str,
     s3_client: S3Client,
-    sfn_client: SFNClient,
 ) -> dict[str, Any]:
     """Write the batch report (every row's outcome) and decide whether the batch succeeded.
 
-    Each row's outcome is read from its export execution, found by its deterministic name, so
-    a row answered from an earlier upload reports that upload's video.
+    Each row's outcome is read from the file the Map's ``ResultWriter`` wrote for it: its
+    export's output (a row answered from an earlier upload carries that upload's), or its
+    error. A row the Map never started is ``NOT_STARTED``; a row its results do not list
+    (the Map stopped without writing them) is ``UNKNOWN``. S3 is read a file at a time, never
+    a call per row.
 
     Parameters
     ----------
     batch
         The plan :func:`prepare_batch` returned.
     map_run
-        The Map state's result, or its error (``{"Error", "Cause"}``) when the Map failed.
+        The Map state's result (``{"MapRunArn", "ResultWriterDetails"}``), or its error
+        (``{"Error", "Cause"}``) when the Map failed.
     tolerated_failure_percentage
         The batch fails when a larger share of its exports did not succeed.
-    execution_arn_prefix
-        ``arn:...:execution:{export state machine}:``; a row's name completes it.
-    s3_client, sfn_client
-        Read the work files and write the report; describe the exports.
+    s3_client
+        Reads the work files and the Map's results; writes the report.
 
     Returns
     -------
@@ -194,7 +199,9 @@ def summarize_batch(
     bucket = str(batch["bucket"])
     items = _get_json(s3_client, bucket, str(batch["itemsKey"]))
     rejected = _get_json(s3_client, bucket, str(batch["rejectedKey"]))
-    rows = [_row_outcome(sfn_client, execution_arn_prefix, item) for item in items]
+    outcomes = _row_outcomes(s3_client, map_run)
+    missing = _missing(map_run)
+    rows = [_row(item, outcomes.get(str(item.get("name")), missing)) for item in items]
     failed = sum(1 for r in rows if r["status"] != "SUCCEEDED")
     counts = {
         **batch.get("counts", {}),
@@ -231,6 +238,98 @@ def summarize_batch(
         report["mapRun"] = map_run
     _put_json(s3_client, bucket, str(batch["reportKey"]), report)
     return {**summary, "counts": counts}
+
+
+def _row_outcomes(
+    s3_client: S3Client, map_run: Mapping[str, Any] | None
+) -> dict[str, dict[str, Any]]:
+    """Return each row's outcome (``status``, ``video`` or ``error``/``cause``) by its name."""
+    details = map_run.get("ResultWriterDetails") if map_run else None
+    if not isinstance(details, Mapping):
+        return {}
+    outcomes: dict[str, dict[str, Any]] = {}
+    for kind, entry in read_map_results(s3_client, details):
+        item = _json_text(entry.get("Input"), "Input")
+        name = item.get("name")
+        if not isinstance(name, str):
+            raise ResultsUnreadable("a result entry's input names no export")
+        outcomes[name] = _entry_outcome(kind, entry)
+    return outcomes
+
+
+def _entry_outcome(kind: str, entry: Mapping[str, Any]) -> dict[str, Any]:
+    if kind == "PENDING":
+        return {
+            "status": "NOT_STARTED",
+            "error": NotStarted.__name__,
+            "cause": "the batch ended before this export started",
+        }
+    if kind == "SUCCEEDED" and entry.get("Status") == "SUCCEEDED":
+        outcome: dict[str, Any] = {"status": "SUCCEEDED"}
+        export = _json_text(entry.get("Output"), "Output").get("export")
+        video = export.get("video") if isinstance(export, Mapping) else None
+        if isinstance(video, Mapping):
+            outcome["video"] = {k: video[k] for k in VIDEO_FIELDS if k in video}
+        return outcome
+    status = str(entry.get("Status") or "FAILED")
+    error, cause = entry.get("Error"), entry.get("Cause")
+    # A failed startExecution.sync (and a row answered from an earlier, failed export) has
+    # the export's description as its cause: its status and error are the row's.
+    export = _described_execution(cause)
+    if export is not None:
+        status = str(export.get("Status") or status)
+        error, cause = export.get("Error"), export.get("Cause")
+    return {
+        "status": status,
+        "error": str(error or status),
+        "cause": readable_cause(cause) or "",
+    }
+
+
+def _described_execution(cause: object) -> Mapping[str, Any] | None:
+    if not isinstance(cause, str) or not cause.startswith("{"):
+        return None
+    try:
+        parsed = json.loads(cause)
+    except ValueError:
+        return None
+    if isinstance(parsed, Mapping) and "ExecutionArn" in parsed and "Status" in parsed:
+        return parsed
+    return None
+
+
+def _missing(map_run: Mapping[str, Any] | None) -> dict[str, Any]:
+    """Return the outcome of a row the Map's results do not list."""
+    if map_run and map_run.get("Error"):
+        why = f"the Map stopped with {map_run['Error']} before writing its results"
+    else:
+        why = "the Map's results do not list it"
+    return {
+        "status": "UNKNOWN",
+        "error": ResultMissing.__name__,
+        "cause": f"{why}; its export execution (named by exportId) says how it ended",
+    }
+
+
+def _row(item: Mapping[str, Any], outcome: Mapping[str, Any]) -> dict[str, Any]:
+    request = item.get("input", {})
+    return {
+        "projectId": request.get("projectId"),
+        "resolution": request.get("resolution"),
+        "exportId": item.get("name"),
+        **outcome,
+    }
+
+
+def _json_text(text: object, what: str) -> dict[str, Any]:
+    """Parse an entry's ``Input`` or ``Output``: JSON text of an object."""
+    try:
+        value = json.loads(text) if isinstance(text, str) else None
+    except ValueError:
+        value = None
+    if not isinstance(value, dict):
+        raise ResultsUnreadable(f"a result entry's {what} is not a JSON object")
+    return value
 
 
 def _batch_input(request: Any, settings: BatchSettings) -> tuple[str, str, str]:
@@ -276,42 +375,6 @@ def _read_manifest(s3_client: S3Client, bucket: str, key: str) -> tuple[bytes, s
             raise too_big(candidate)
         return data, candidate, answer.get("VersionId")
     raise ManifestInvalid(f"manifest s3://{bucket}/{key} does not exist (or may not be read)")
-
-
-def _row_outcome(sfn_client: SFNClient, arn_prefix: str, item: Mapping[str, Any]) -> dict[str, Any]:
-    request = item.get("input", {})
-    row: dict[str, Any] = {
-        "projectId": request.get("projectId"),
-        "resolution": request.get("resolution"),
-        "exportId": item.get("name"),
-    }
-    try:
-        described = sfn_client.describe_execution(executionArn=arn_prefix + str(item["name"]))
-    except ClientError as e:
-        if error_code(e) != "ExecutionDoesNotExist":
-            raise translate(e, f"could not describe export {item.get('name')}") from None
-        return {
-            **row,
-            "status": "NOT_STARTED",
-            "error": NotStarted.__name__,
-            "cause": "the batch ended before this export started",
-        }
-    except BotoCoreError as e:
-        raise translate(e, f"could not describe export {item.get('name')}") from None
-    row["status"] = described["status"]
-    if described["status"] == "SUCCEEDED":
-        output = json.loads(described.get("output") or "{}")
-        video = output.get("video") if isinstance(output, dict) else None
-        if isinstance(video, dict):
-            row["video"] = {
-                k: video[k]
-                for k in ("bucket", "key", "size", "sha256", "contentType", "s3Uri", "versionId")
-                if k in video
-            }
-    elif described["status"] != "RUNNING":
-        row["error"] = described.get("error") or described["status"]
-        row["cause"] = readable_cause(described.get("cause")) or ""
-    return row
 
 
 def _get_json(s3_client: S3Client, bucket: str, key: str) -> Any:

@@ -254,6 +254,14 @@ class ExportNotSucceeded(FinalError):
     """A batch row that an earlier upload of the same manifest ran, and whose export failed."""
 
 
+class ResultMissing(FinalError):
+    """A batch row that the Map's result files do not list (the Map stopped without them)."""
+
+
+class ResultsUnreadable(FinalError):
+    """A Distributed Map's result files are not what Step Functions writes."""
+
+
 def readable_cause(cause: object) -> str | None:
     """Return a Lambda error's message from a Step Functions cause, else the cause as given.
 

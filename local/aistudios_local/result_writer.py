@@ -1,0 +1,262 @@
+"""What a Distributed Map's items return and write, on moto 5.2.x as on AWS.
+
+Two moto gaps, both about the results of a Map whose items run child executions:
+
+- moto's ``states:startExecution.sync`` and ``.sync:2`` answer with boto3's camelCase
+  ``DescribeExecution`` members (``output``, ``status``, ``error``), in the task's result and in
+  the ``Cause`` of its failure; AWS answers with PascalCase ones (``Output``, ``Status``, ...),
+  which is what a ``ResultSelector`` names (``"$.Output.video"``). :func:`pascal_case_answer`
+  corrects ``StateTaskServiceSfn._normalise_response``, which moto leaves empty.
+- moto's ResultWriter drops the items' results (below).
+
+The ResultWriter gap: moto's engine runs a Distributed Map's items, keeps the outputs of the items
+that succeeded, and then drops them (``ResourceEvalS3._handle_put_object``: ``# TODO: results``).
+Its ``ResultWriter`` writes only a stub ``<prefix>/<map run id>/manifest.json`` whose
+``ResultFiles`` lists are empty, so a reader of the Map's results finds no row at all. An item
+that failed keeps nothing (its input, error and cause are only counted).
+
+AWS writes, for the default ``Transformation: NONE``, under ``<prefix>/<map run id>/``:
+
+- ``manifest.json``: ``{"DestinationBucket", "MapRunArn", "ResultFiles": {"FAILED",
+  "PENDING", "SUCCEEDED"}}``, each list of ``{"Key", "Size"}`` of the files below;
+- ``SUCCEEDED_<n>.json``, ``FAILED_<n>.json``, ``PENDING_<n>.json``: JSON arrays of one entry
+  per child execution, ``{"ExecutionArn", "Input", "InputDetails", "Name", "Output"?,
+  "OutputDetails"?, "Error"?, "Cause"?, "StartDate", "StopDate"?, "StateMachineArn", "Status",
+  "RedriveCount", "RedriveStatus", ...}``, where ``Input`` and ``Output`` are JSON *text*.
+  ``FAILED`` holds every child that ended other than SUCCEEDED (failed, timed out, aborted);
+  ``PENDING`` the items that never ran.
+
+This module records each item as moto's worker runs it (:func:`install`) and replaces the stub
+writer by one that writes those files. AWS starts a new file at 5 GB; here a file holds at
+most :data:`ENTRIES_PER_FILE` entries, so that tests see results spread over several files.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import threading
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from moto.stepfunctions.parser.asl.component.state.exec.state_map.iteration import (
+    distributed_iteration_component as _iteration,
+)
+from moto.stepfunctions.parser.asl.component.state.exec.state_map.iteration.itemprocessor import (
+    distributed_item_processor_worker as _worker,
+)
+from moto.stepfunctions.parser.asl.component.state.exec.state_map.result_writer.resource_eval import (  # noqa: E501 - moto's module path
+    resource_eval_s3 as _writer,
+)
+from moto.stepfunctions.parser.asl.component.state.exec.state_task.service import (
+    state_task_service_sfn as _sfn,
+)
+from moto.stepfunctions.parser.asl.eval.program_state import (
+    ProgramEnded,
+    ProgramError,
+    ProgramStopped,
+    ProgramTimedOut,
+)
+from moto.stepfunctions.parser.asl.utils.boto_client import boto_client_for
+
+ENTRIES_PER_FILE = 1000
+"""The most entries one ``<STATUS>_<n>.json`` holds (AWS splits by size, at 5 GB)."""
+FILE_KINDS = ("FAILED", "PENDING", "SUCCEEDED")
+"""The lists of a manifest's ``ResultFiles``."""
+
+Patch = tuple[Any, str, Any]
+"""``(owner, attribute, replacement)``: what :func:`patches` asks to be set."""
+
+
+@dataclass
+class _MapRun:
+    """What one map run's items did: their inputs, and each ended item's entry by index."""
+
+    state_machine_arn: str
+    inputs: list[Any] = field(default_factory=list)
+    entries: dict[int, dict[str, Any]] = field(default_factory=dict)
+
+
+_RUNS: dict[str, _MapRun] = {}
+"""Map run ARN → what its items did, until its results are written."""
+_LOCK = threading.Lock()
+"""The Map's workers are threads: each records into :data:`_RUNS` under it."""
+
+
+def _now() -> str:
+    return datetime.datetime.now(datetime.UTC).isoformat(timespec="milliseconds")[:-6] + "Z"
+
+
+def _record_inputs(original: Callable[..., None]) -> Callable[..., None]:
+    """Wrap ``DistributedIterationComponent._map_run``: keep the items the map run reads."""
+
+    def _map_run(self: Any, env: Any, eval_input: Any) -> None:
+        record = eval_input.map_run_record
+        with _LOCK:
+            _RUNS[record.map_run_arn] = _MapRun(
+                state_machine_arn=record.map_state_machine_arn,
+                inputs=list(env.stack[-1]),  # the items, which the original pops
+            )
+        original(self, env, eval_input)
+
+    return _map_run
+
+
+def _record_items(original: Callable[..., None]) -> Callable[..., None]:
+    """Wrap ``DistributedItemProcessorWorker._eval_job``: keep each item's outcome."""
+
+    def _eval_job(self: Any, env: Any, job: Any) -> None:
+        started = _now()
+        try:
+            original(self, env, job)
+        finally:
+            entry = _entry(self._map_run_record, job, env.program_state(), started)
+            with _LOCK:
+                run = _RUNS.get(self._map_run_record.map_run_arn)
+                if run is not None:
+                    run.entries[job.job_index] = entry
+
+    return _eval_job
+
+
+def _entry(record: Any, job: Any, state: Any, started: str) -> dict[str, Any]:
+    name = str(uuid.uuid4())
+    entry: dict[str, Any] = {
+        "ExecutionArn": (
+            record.map_state_machine_arn.replace(":stateMachine:", ":execution:") + ":" + name
+        ),
+        "Input": json.dumps(job.job_input),
+        "InputDetails": {"Included": True},
+        "Name": name,
+        "RedriveCount": 0,
+        "StartDate": started,
+        "StateMachineArn": record.map_state_machine_arn,
+        "StopDate": _now(),
+    }
+    if isinstance(state, ProgramEnded) and job.job_output is not None:
+        status = "SUCCEEDED"
+        entry |= {"Output": json.dumps(job.job_output), "OutputDetails": {"Included": True}}
+    elif isinstance(state, ProgramError):
+        status = "FAILED"
+        details = state.error or {}
+        entry |= {"Error": details.get("error") or "", "Cause": details.get("cause") or ""}
+    elif isinstance(state, ProgramStopped):
+        status = "ABORTED"
+        entry |= {"Error": state.error or "", "Cause": state.cause or ""}
+    elif isinstance(state, ProgramTimedOut):
+        status = "TIMED_OUT"
+        entry |= {"Error": "States.Timeout", "Cause": ""}
+    else:
+        status = "FAILED"
+        entry |= {"Error": "States.Runtime", "Cause": "the item ended without an outcome"}
+    return {**entry, "Status": status, "RedriveStatus": "NOT_REDRIVABLE"}
+
+
+def _pending(run: _MapRun, index: int) -> dict[str, Any]:
+    """Return the entry of an item the map run never started: its input and status only."""
+    return {
+        "Input": json.dumps(run.inputs[index]),
+        "InputDetails": {"Included": True},
+        "StateMachineArn": run.state_machine_arn,
+        "Status": "PENDING",
+    }
+
+
+def _chunks(entries: list[dict[str, Any]]) -> Iterator[list[dict[str, Any]]]:
+    for start in range(0, len(entries), ENTRIES_PER_FILE):
+        yield entries[start : start + ENTRIES_PER_FILE]
+
+
+def _handle_put_object(env: Any, resource_runtime_part: Any, state_credentials: Any) -> None:
+    """Replace ``ResourceEvalS3._handle_put_object``: write the manifest and its result files."""
+    parameters = env.stack.pop()
+    env.stack.pop()  # the succeeded items' outputs, which the entries carry already
+    s3: Any = boto_client_for(
+        service="s3", region=resource_runtime_part.region, state_credentials=state_credentials
+    )
+    record = env.map_run_record_pool_manager.get_all().pop()
+    with _LOCK:
+        run = _RUNS.pop(record.map_run_arn, None) or _MapRun(record.map_state_machine_arn)
+    bucket, prefix = parameters["Bucket"], parameters.get("Prefix", "")
+    if prefix and not prefix.endswith("/"):
+        prefix += "/"
+    prefix += record.map_run_arn.split(":")[-1] + "/"
+    by_kind: dict[str, list[dict[str, Any]]] = {kind: [] for kind in FILE_KINDS}
+    for index in range(len(run.inputs)):
+        entry = run.entries.get(index) or _pending(run, index)
+        kind = entry["Status"] if entry["Status"] in FILE_KINDS else "FAILED"
+        by_kind[kind].append(entry)
+    files: dict[str, list[dict[str, Any]]] = {kind: [] for kind in FILE_KINDS}
+    for kind, entries in by_kind.items():
+        for number, chunk in enumerate(_chunks(entries)):
+            body = json.dumps(chunk).encode()
+            key = f"{prefix}{kind}_{number}.json"
+            s3.put_object(Bucket=bucket, Key=key, Body=body)
+            files[kind].append({"Key": key, "Size": len(body)})
+    manifest = {"DestinationBucket": bucket, "MapRunArn": record.map_run_arn, "ResultFiles": files}
+    key = prefix + "manifest.json"
+    s3.put_object(Bucket=bucket, Key=key, Body=json.dumps(manifest).encode())
+    env.stack.append(
+        {"MapRunArn": record.map_run_arn, "ResultWriterDetails": {"Bucket": bucket, "Key": key}}
+    )
+
+
+def pascal_case_answer(
+    self: Any,
+    response: Any,
+    boto_service_name: str | None = None,
+    service_action_name: str | None = None,
+) -> None:
+    """Replace ``StateTaskServiceSfn._normalise_response``: ``output`` → ``Output``, ...
+
+    The ``.sync`` resolvers call it on the child's ``DescribeExecution`` before returning it as
+    the task's result or putting it, as JSON, into the ``Cause`` of the task's failure.
+    """
+    if service_action_name != "describe_execution" or not isinstance(response, dict):
+        return
+    for key in [k for k in response if k[:1].islower()]:
+        value = response.pop(key)
+        if key.endswith("Details") and isinstance(value, dict):
+            value = {k[:1].upper() + k[1:]: v for k, v in value.items()}
+        response[key[:1].upper() + key[1:]] = value
+
+
+def patches() -> list[Patch]:
+    """Return the attributes to set on moto for AWS's result files (restore them to undo)."""
+    iteration = _iteration.DistributedIterationComponent
+    worker = _worker.DistributedItemProcessorWorker
+    return [
+        (iteration, "_map_run", _record_inputs(iteration._map_run)),
+        (worker, "_eval_job", _record_items(worker._eval_job)),
+        (_writer.ResourceEvalS3, "_handle_put_object", staticmethod(_handle_put_object)),
+        (_sfn.StateTaskServiceSfn, "_normalise_response", pascal_case_answer),
+    ]
+
+
+_INHERITED = object()
+"""Saved for an attribute the class inherits: uninstalling deletes the replacement."""
+_saved: list[Patch] = []
+
+
+def install() -> None:
+    """Patch moto so that a Map's items return and write what AWS's do; idempotent."""
+    if _saved:
+        return
+    for owner, name, replacement in patches():
+        # From the class's own namespace: a staticmethod stays one when restored.
+        _saved.append((owner, name, vars(owner).get(name, _INHERITED)))
+        setattr(owner, name, replacement)
+
+
+def uninstall() -> None:
+    """Restore moto as it was."""
+    while _saved:
+        owner, name, original = _saved.pop()
+        if original is _INHERITED:
+            delattr(owner, name)
+        else:
+            setattr(owner, name, original)
+    with _LOCK:
+        _RUNS.clear()

@@ -21,6 +21,7 @@ import boto3
 import pytest
 
 from aistudios_local.batch import upload_manifest, wait_batch
+from aistudios_local.serve import LocalGateway
 from aistudios_local.simulator import AiStudiosSimulator, Scenario
 from aistudios_local.stack import LocalStack, wait_for_execution
 
@@ -188,3 +189,53 @@ def test_batches_and_api_starts_share_one_limit_and_leave_no_slot_held(
     assert [(d.succeeded, d.result) for d in released] == [
         (True, {"holder": starts[stopped].rsplit(":", 1)[1], "released": True})
     ]
+
+
+def test_an_export_waiting_for_a_slot_is_queued_in_the_api_until_it_gets_one(
+    simulator: AiStudiosSimulator, capfd: pytest.CaptureFixture[str]
+) -> None:
+    first, second = project(300), project(301)
+    simulator.set_scenario(
+        first, Scenario(progress_steps=tuple(float(n) for n in range(0, 101, 10)))
+    )
+    simulator.set_scenario(second, FAST)
+    parameters = {"MaxRendersInFlight": "1", "DefaultPollSeconds": "1", "LogLevel": "WARNING"}
+    with LocalStack(simulator=simulator, parameters=parameters) as stack:
+        gateway = LocalGateway(stack)
+
+        def request(method: str, target: str, body: Any = None) -> Any:
+            raw = json.dumps(body).encode() if body is not None else b""
+            status, _, payload = gateway.handle(method, target, [("Host", "127.0.0.1")], raw)
+            assert status in (200, 202), payload
+            return json.loads(payload)
+
+        one = request("POST", "/exports", {"projectId": first})["exportId"]
+        wait_until(lambda: simulator.poll_count(first) >= 1, "the first export's render")
+        two = request("POST", "/exports", {"projectId": second})["exportId"]
+        wait_until(
+            lambda: any(
+                e.get("stateEnteredEventDetails", {}).get("name") == "WaitForRenderSlot"
+                for e in history(
+                    stack.ref("ExportStateMachine").replace(":stateMachine:", ":execution:")
+                    + f":{two}"
+                )
+            ),
+            "the second export to queue",
+        )
+        queued = request("GET", f"/exports/{two}")
+        assert (queued["status"], queued["state"], queued["progress"]) == ("RUNNING", "queued", 0)
+        assert simulator.poll_count(second) == 0 and not [
+            c
+            for c in simulator.calls
+            if c.method == "POST" and c.body and c.body.get("projectId") == second
+        ]
+        prefix = stack.ref("ExportStateMachine").replace(":stateMachine:", ":execution:")
+        for export_id in (one, two):
+            assert (
+                wait_for_execution(f"{prefix}:{export_id}", deadline_seconds=DEADLINE)["status"]
+                == "SUCCEEDED"
+            )
+        done = request("GET", f"/exports/{two}")
+        assert (done["status"], done["progress"]) == ("SUCCEEDED", 100)
+        assert held(stack) == {}
+        assert_no_secrets(stack, simulator, capfd)

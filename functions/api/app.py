@@ -3,6 +3,7 @@
 - ``POST /exports`` starts an export (or finds the one an equal request started) → 202.
 - ``GET /exports/{exportId}`` reports its status, progress and, when done, the video.
 - ``GET /exports?projectId=...`` lists recent exports, a page at a time.
+- ``POST /webhooks/{exportId}/{token}`` is AI Studios' webhook: it wakes the export's wait.
 
 The routes, their models and their errors live beside this file, in :mod:`exports_api`; this
 module builds the resolver and the library objects once per container, at the first request.
@@ -18,10 +19,11 @@ from aws_lambda_powertools.event_handler import APIGatewayRestResolver, CORSConf
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from aistudios_export import clients, observability
+from aistudios_export import clients, observability, settings
 from aistudios_export.errors import ConfigurationError
 from aistudios_export.exports import ExportLister, ExportStarter, StatusReader
 from aistudios_export.settings import HttpApiSettings
+from aistudios_export.webhooks import WebhookKey, WebhookWaker
 from exports_api import body, errors, openapi, routes
 
 logger = Logger()
@@ -30,12 +32,15 @@ logger = Logger()
 @cache
 def _services() -> routes.Services:
     observability.install_log_hygiene()
-    settings = HttpApiSettings.from_env()
+    api = HttpApiSettings.from_env()
     sfn = clients.stepfunctions()
+    secret_id = settings.webhook_secret_id()
     return routes.Services(
-        starter=ExportStarter(settings, sfn=sfn),
-        status=StatusReader(settings, sfn=sfn, s3=clients.s3()),
-        lister=ExportLister(settings, sfn=sfn),
+        starter=ExportStarter(api, sfn=sfn),
+        status=StatusReader(api, sfn=sfn, s3=clients.s3()),
+        lister=ExportLister(api, sfn=sfn),
+        waker=WebhookWaker(api, sfn=sfn),
+        webhook_key=WebhookKey(secret_id) if secret_id else None,
     )
 
 

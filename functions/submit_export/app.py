@@ -6,8 +6,9 @@ from typing import Any
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from aistudios_export import observability, runtime, workflow
+from aistudios_export import observability, runtime, settings, workflow
 from aistudios_export.client import AiStudiosClient
+from aistudios_export.webhooks import WebhookKey
 
 logger = Logger()
 
@@ -16,6 +17,12 @@ logger = Logger()
 def _api() -> AiStudiosClient:
     observability.install_log_hygiene()
     return runtime.api_client()
+
+
+@cache
+def _webhook_key() -> WebhookKey | None:
+    secret_id = settings.webhook_secret_id()
+    return WebhookKey(secret_id) if secret_id else None
 
 
 @logger.inject_lambda_context(clear_state=True)
@@ -27,4 +34,5 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
         api=_api(),
         export_id=str(event.get("executionName") or ""),
         slot=event.get("slot"),
+        webhook=key.url if (key := _webhook_key()) else None,
     )

@@ -8,6 +8,7 @@ CloudFormation would (``<stack>-<LogicalId>``).
 from __future__ import annotations
 
 import json
+import secrets as secrets_module
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -27,8 +28,9 @@ REGION = "us-east-1"
 ACCOUNT = "123456789012"
 STACK_NAME = "aistudios-export-local"
 
-SecretValue = Callable[[str], str]
-"""Gives the initial ``SecretString`` of a secret from its logical id."""
+SecretValue = Callable[[str], str | None]
+"""Gives the initial ``SecretString`` of a secret from its logical id; None: as the template's
+``GenerateSecretString`` would (its template, and a random value for its key)."""
 
 
 def resolver_for(
@@ -119,6 +121,14 @@ def _identify(resolver: Resolver, logical: str, kind: str) -> None:
         resolver.attributes[(logical, "Name")] = name
     elif kind == "AWS::SecretsManager::Secret":
         resolver.refs[logical] = f"arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:{name}"
+    elif kind == "AWS::Events::EventBus":
+        explicit = resolver.template["Resources"][logical].get("Properties", {}).get("Name")
+        name = str(resolver.resolve(explicit)) if explicit else name
+        resolver.refs[logical] = name
+        resolver.attributes[(logical, "Name")] = name
+        resolver.attributes[(logical, "Arn")] = (
+            f"arn:aws:events:{REGION}:{ACCOUNT}:event-bus/{name}"
+        )
     elif kind == "AWS::DynamoDB::Table":
         explicit = resolver.template["Resources"][logical].get("Properties", {}).get("TableName")
         name = str(resolver.resolve(explicit)) if explicit else name
@@ -156,10 +166,26 @@ def _create_storage(
         elif kind == "AWS::DynamoDB::Table":
             _create_table(dynamodb, resolver.refs[logical], resolver.resolve(props))
         elif kind == "AWS::SecretsManager::Secret":
+            explicit = props.get("Name")
+            value = secret_value(logical)
+            if value is None:
+                value = _generated(resolver.resolve(props.get("GenerateSecretString", {})))
             secret = secrets.create_secret(
-                Name=f"{STACK_NAME}/{logical}", SecretString=secret_value(logical)
+                Name=str(resolver.resolve(explicit)) if explicit else f"{STACK_NAME}/{logical}",
+                SecretString=value,
             )
             resolver.refs[logical] = secret["ARN"]
+        elif kind == "AWS::Events::EventBus":
+            boto3.client("events").create_event_bus(Name=resolver.refs[logical])
+
+
+def _generated(spec: Mapping[str, Any]) -> str:
+    """Return what ``GenerateSecretString`` would store: its template plus a random key."""
+    value = json.loads(str(spec.get("SecretStringTemplate") or "{}"))
+    key = spec.get("GenerateStringKey")
+    if key:
+        value[str(key)] = secrets_module.token_hex(int(spec.get("PasswordLength", 32)) // 2)
+    return json.dumps(value)
 
 
 TABLE_PROPERTIES = (

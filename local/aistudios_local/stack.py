@@ -25,11 +25,13 @@ import boto3
 from moto import mock_aws
 
 from aistudios_export import observability
+from aistudios_export.webhooks import BASE_URL_FIELD, KEY_FIELD, WebhookKey, webhook_url
 from aistudios_local.lambda_bridge import Invocation, LambdaBridge, LocalFunction
 from aistudios_local.lambda_targets import DeliveriesNotSettled, LambdaDelivery
 from aistudios_local.moto_shims import MotoShims, RuleDelivery
 from aistudios_local.resources import ACCOUNT, REGION, create_resources, resolver_for
 from aistudios_local.runs import ExportRun, wait_for_execution, watch_export
+from aistudios_local.serve import ApiServer
 from aistudios_local.simulator import DEFAULT_APP_ID, DEFAULT_USER_KEY, AiStudiosSimulator
 from aistudios_local.template import ROOT, Resolver, load_template
 
@@ -52,6 +54,8 @@ EXPORT_STATE_MACHINE = "ExportStateMachine"
 OUTPUT_BUCKET = "OutputBucket"
 CREDENTIALS_SECRET = "CredentialsSecret"  # noqa: S105 - logical ids, not secrets
 TOKEN_SECRET = "TokenSecret"  # noqa: S105
+DEFAULT_BUS_ARN = f"arn:aws:events:{REGION}:{ACCOUNT}:event-bus/default"
+WEBHOOK_SECRET = "WebhookSecret"  # noqa: S105
 STOP_SETTLE_SECONDS = 30.0
 """How long `LocalStack.stop` waits for rule deliveries to functions still running."""
 
@@ -72,6 +76,9 @@ class LocalStack:
         otherwise the first call is refused and the state machine's refresh path mints one.
     parameters
         Further template parameter overrides.
+    webhooks
+        Serve the HTTP API on loopback and name it in the webhook secret, so that exports hand
+        AI Studios a webhook URL that wakes them (``webhook_url``); otherwise exports poll only.
     root
         The repository whose template.yaml, functions/ and statemachine/ are run.
     """
@@ -84,6 +91,7 @@ class LocalStack:
         credentials: tuple[str, str] | None = None,
         seed_token: bool = True,
         parameters: Mapping[str, str] | None = None,
+        webhooks: bool = False,
         root: Path = ROOT,
     ) -> None:
         self.root = root
@@ -93,6 +101,8 @@ class LocalStack:
         self._credentials = credentials
         self._seed_token = seed_token
         self._extra_parameters = dict(parameters or {})
+        self._webhooks = webhooks
+        self.api_server: ApiServer | None = None
         self._mock = mock_aws(config={"stepfunctions": {"execute_state_machine": True}})
         self._saved_env: dict[str, str] = {}
         self.functions: dict[str, LocalFunction] = {}
@@ -154,6 +164,9 @@ class LocalStack:
             self._shims.lambda_deliveries.settle(timeout=STOP_SETTLE_SECONDS)
         except DeliveriesNotSettled as e:
             logger.warning("stopping with deliveries still running: %s", e)
+        if self.api_server is not None:
+            self.api_server.stop()
+            self.api_server = None
         if self.bridge is not None:
             self.bridge.uninstall()
         boto3._get_default_session().events.unregister(
@@ -173,8 +186,32 @@ class LocalStack:
         self.functions.update(create_resources(self.root, self.resolver, self._secret_value))
         self.bridge = LambdaBridge(self.functions, dict(os.environ))
         self.bridge.install()
+        base_url = None
+        if self._webhooks:
+            self.api_server = ApiServer(self, port=0).start()
+            base_url = self.api_server.url
+        self._set_webhook_base_url(base_url)
 
-    def _secret_value(self, logical: str) -> str:
+    def _set_webhook_base_url(self, base_url: str | None) -> None:
+        """Point the webhook secret at the local API (None: no webhooks, as no API is served)."""
+        secrets = boto3.client("secretsmanager")
+        secret_id = self.ref(WEBHOOK_SECRET)
+        value = json.loads(secrets.get_secret_value(SecretId=secret_id)["SecretString"])
+        value.pop(BASE_URL_FIELD, None)
+        if base_url:
+            value[BASE_URL_FIELD] = base_url
+        secrets.put_secret_value(SecretId=secret_id, SecretString=json.dumps(value))
+
+    def webhook_url(self, export_id: str, *, token: str | None = None) -> str:
+        """Return the export's webhook URL on the local API (``token``: another, forged one)."""
+        if self.api_server is None:
+            raise RuntimeError("start the stack with webhooks=True to serve its webhooks")
+        secret = boto3.client("secretsmanager").get_secret_value(SecretId=self.ref(WEBHOOK_SECRET))
+        key = json.loads(secret["SecretString"])[KEY_FIELD]
+        real = webhook_url(self.api_server.url, export_id, WebhookKey.of_bytes(key.encode()))
+        return real if token is None else real.rsplit("/", 1)[0] + "/" + token
+
+    def _secret_value(self, logical: str) -> str | None:
         if logical == CREDENTIALS_SECRET:
             app_id, user_key = self._credentials or (
                 self.simulator.credentials
@@ -190,14 +227,16 @@ class LocalStack:
             token = self.simulator.issue_token() if self._seed_token and self.simulator else ""
             issued = int(time.time()) - 3600 if token else 0
             return json.dumps({"token": token, "issuedAt": issued, "expiresAt": issued + 86400})
-        return "{}"
+        return None
 
     def _on_put_events(self, params: dict[str, Any], **_: Any) -> None:
         body = params.get("body") or b"{}"
         for entry in json.loads(body.decode() if isinstance(body, bytes) else body).get(
             "Entries", []
         ):
-            self.events.append(entry)
+            # The default bus only: the export machine's callback waits write to their own.
+            if entry.get("EventBusName", "default") in ("default", DEFAULT_BUS_ARN):
+                self.events.append(entry)
 
     @property
     def bucket(self) -> str:

@@ -138,6 +138,7 @@ class MakeStack(Protocol):
         credentials: tuple[str, str] | None = None,
         seed_token: bool = True,
         parameters: Mapping[str, str] | None = None,
+        webhooks: bool = False,
     ) -> LocalStack: ...
 
 
@@ -151,12 +152,14 @@ def make_stack(simulator: AiStudiosSimulator, secret_watch: SecretWatch) -> Iter
         credentials: tuple[str, str] | None = None,
         seed_token: bool = True,
         parameters: Mapping[str, str] | None = None,
+        webhooks: bool = False,
     ) -> LocalStack:
         stack = LocalStack(
             simulator=simulator,
             credentials=credentials,
             seed_token=seed_token,
             parameters=parameters,
+            webhooks=webhooks,
         ).start()
         started.append(stack)
         return stack

@@ -415,6 +415,7 @@ def test_api_function_gets_its_settings_from_the_template(template: dict[str, An
         "DEDUPE_WINDOW_SECONDS": {"Ref": "DedupeWindowSeconds"},
         "DOWNLOAD_LINK_SECONDS": {"Ref": "DownloadLinkSeconds"},
         "CORS_ALLOW_ORIGIN": {"Ref": "ApiCorsOrigin"},
+        "WEBHOOK_SECRET_ID": {"Fn::Sub": "${AWS::StackName}-webhook"},
     }
     assert props["Timeout"] < 29  # API Gateway's own limit
 
@@ -423,7 +424,14 @@ def test_api_function_has_least_privilege(template: dict[str, Any]) -> None:
     props = template["Resources"]["ApiFunction"]["Properties"]
     [policy] = props["Policies"]
     statements = {s["Sid"]: s for s in policy["Statement"]}
-    assert set(statements) == {"StartAndListExports", "FollowExports", "PresignDownloadLinks"}
+    assert set(statements) == {
+        "StartAndListExports",
+        "FollowExports",
+        "PresignDownloadLinks",
+        "ReadWebhookSecret",
+        "WakeExports",
+    }
+    assert statements["WakeExports"]["Action"] == "states:SendTaskSuccess"
     start = statements["StartAndListExports"]
     assert set(start["Action"]) == {"states:StartExecution", "states:ListExecutions"}
     assert start["Resource"] == {"Ref": "ExportStateMachine"}
@@ -452,13 +460,15 @@ def test_api_is_iam_authenticated_by_default_or_uses_keys(template: dict[str, An
         (path, method)
         for path, item in body["paths"].items()
         for method in item
-        if method != "options"
+        if method != "options" and not path.startswith("/webhooks/")
     ]
     assert sorted(methods) == [
         ("/exports", "get"),
         ("/exports", "post"),
         ("/exports/{exportId}", "get"),
     ]
+    # AI Studios has no AWS credentials: its webhook's token (in the path) is the check.
+    assert body["paths"]["/webhooks/{exportId}/{token}"] == {"post": {"security": []}}
     for path, method in methods:
         assert body["paths"][path][method]["security"] == security
     for name in ("ExportApiUsagePlan", "ExportApiKey", "ExportApiUsagePlanKey"):
@@ -480,7 +490,9 @@ def test_api_stage_is_throttled_logged_traced_and_cors_is_opt_in(
     }
     assert '$context.identity.apiKey"' not in props["AccessLogSetting"]["Format"]
     assert template["Parameters"]["ApiCorsOrigin"]["Default"] == ""
-    for item in props["DefinitionBody"]["paths"].values():
+    for path, item in props["DefinitionBody"]["paths"].items():
+        if path.startswith("/webhooks/"):
+            continue  # called by AI Studios' servers, never by a browser
         assert item["options"]["Fn::If"][0] == "EnableCors"
         assert item["options"]["Fn::If"][2] == {"Ref": "AWS::NoValue"}
     assert "ApiUrl" in template["Outputs"]

@@ -43,14 +43,40 @@ def test_wait_states_wait_as_long_as_the_task_they_lead_back_to_said(
     asl: dict[str, Any],
 ) -> None:
     waits = of_type(asl, "Wait")
-    assert set(waits) == {"WaitForExport", "WaitForRenderSlot"}
+    assert set(waits) == {"WaitForRenderSlot"}
     for name, wait in waits.items():
         assert not {"Seconds", "Timestamp", "TimestampPath"} & set(wait), name
         # The task after the wait wrote the interval (into its ResultPath) the time before.
         task = states(asl)[wait["Next"]]
         assert wait["SecondsPath"].startswith(task["ResultPath"] + "."), name
-    assert waits["WaitForExport"]["SecondsPath"] == "$.job.nextPollSeconds"
     assert waits["WaitForRenderSlot"]["SecondsPath"] == "$.slot.waitSeconds"
+
+
+def test_the_export_waits_for_a_webhook_or_the_time_the_check_chose(
+    asl: dict[str, Any],
+) -> None:
+    wait = states(asl)["WaitForExport"]
+    assert wait["Resource"].endswith(".waitForTaskToken")
+    assert wait["TimeoutSecondsPath"] == "$.job.nextPollSeconds"
+    assert "TimeoutSeconds" not in wait
+    # Either way the progress is checked next; the callback's output never reaches the job.
+    assert wait["Next"] == "CheckProgress"
+    assert wait["ResultSelector"] == {"by": "webhook"}
+    timeout, rest = wait["Catch"]
+    assert (timeout["ErrorEquals"], timeout["Next"]) == (["States.Timeout"], "CheckProgress")
+    assert rest["ErrorEquals"] == ["States.ALL"]
+    assert all("States.Timeout" not in r["ErrorEquals"] for r in wait["Retry"])
+    detail = wait["Parameters"]["Entries"][0]["Detail"]
+    assert detail["taskToken.$"] == "$$.Task.Token"
+
+
+def test_a_wait_of_zero_seconds_checks_at_once(asl: dict[str, Any]) -> None:
+    # A callback task's timeout must be positive: 0 s (local runs) skips the wait.
+    choice = states(asl)["IsExportDone"]
+    waiting = [c for c in choice["Choices"] if c["Next"] in ("WaitForExport", "CheckProgress")]
+    assert [c["Next"] for c in waiting] == ["WaitForExport", "CheckProgress"]
+    assert {"Variable": "$.job.nextPollSeconds", "NumericGreaterThan": 0} in waiting[0]["And"]
+    assert states(asl)["SubmitExport"]["Next"] == "IsExportDone"
 
 
 def test_the_lambda_tasks_are_the_ai_studios_ones_and_the_render_slot_ones(

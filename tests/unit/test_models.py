@@ -376,30 +376,38 @@ def test_job_start() -> None:
         "deadline": T0 + 600,
         "pollSeconds": 10,
         "stallSeconds": 120,
-        "maxPolls": 70,
+        # Adaptive waits may be as short as 1 s here (no floor): the bound follows them.
+        "maxPolls": 610,
         "polls": 0,
         "progress": 0.0,
         "state": "",
         "lastChangeAt": T0,
         "urlMissingChecks": 0,
         "outcome": "waiting",
-        "nextPollSeconds": 10,
+        "nextPollSeconds": 1,
         "error": None,
         "cause": None,
         "exportId": "exec-1",
         "submittedUtc": "2026-01-01T00:00:00Z",
         "slotExpires": 0.0,
+        "minPollSeconds": 1,
+        "checkedAt": 0.0,
+        "predictedDoneAt": 0.0,
+        "wake": None,
+        "wakes": 0,
     }
 
 
 @pytest.mark.parametrize(
-    ("poll", "timeout", "expected"), [(15, 1800, 130), (7, 100, 25), (0, 60, 70), (900, 1, 11)]
+    ("poll", "floor", "timeout", "expected"),
+    [(15, 0, 1800, 1810), (7, 5, 100, 30), (0, 0, 60, 70), (900, 10, 1, 11)],
 )
 def test_max_polls_bounds_the_loop_beside_the_deadline(
-    poll: int, timeout: int, expected: int
+    poll: int, floor: int, timeout: int, expected: int
 ) -> None:
-    job = Job.start(_request(pollSeconds=poll, timeoutSeconds=timeout), T0)
-    assert job.maxPolls == expected == math.ceil(timeout / max(poll, 1)) + 10
+    # The shortest wait is the floor (at least 1 s): adaptive waits may be that short.
+    job = Job.start(_request(pollSeconds=poll, timeoutSeconds=timeout), T0, min_poll_seconds=floor)
+    assert job.maxPolls == expected == math.ceil(timeout / max(job.minPollSeconds, 1)) + 10
 
 
 def test_job_round_trips_through_json() -> None:

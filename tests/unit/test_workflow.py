@@ -51,7 +51,8 @@ def test_submit_export_sends_the_body_and_returns_the_job() -> None:
     job = workflow.submit_export(raw, DEFAULTS, api=api, now=Clock(T0))
     assert api.submitted == [{"projectId": PROJECT_ID, "resolution": "4k", "workspaceId": "ws1"}]
     assert job == Job.start(ExportRequest.parse(raw, DEFAULTS), T0).to_dict()
-    assert (job["submittedAt"], job["deadline"], job["nextPollSeconds"]) == (T0, T0 + 1800, 15)
+    # Nothing is known of the pace yet: the first check comes after the shortest wait.
+    assert (job["submittedAt"], job["deadline"], job["nextPollSeconds"]) == (T0, T0 + 1800, 1)
     json.dumps(job)
 
 
@@ -233,7 +234,8 @@ def test_max_polls_ends_the_loop_when_the_clock_stands_still() -> None:
         if job["outcome"] != "waiting":
             break
     assert job["outcome"] == "timedOut"
-    assert job["polls"] == job["maxPolls"] == 14
+    # 60 s at the shortest wait (1 s without a floor), plus 10.
+    assert job["polls"] == job["maxPolls"] == 70
 
 
 def test_every_loop_ends_within_max_polls() -> None:
@@ -366,7 +368,8 @@ def test_a_request_above_the_floor_keeps_its_interval() -> None:
         api=FakeApi(),
         now=Clock(T0),
     )
-    assert (job["pollSeconds"], job["nextPollSeconds"]) == (30, 30)
+    # pollSeconds is the longest wait; the first one is the floor's.
+    assert (job["pollSeconds"], job["nextPollSeconds"]) == (30, 5)
 
 
 @pytest.mark.parametrize("floor", ["-1", "901", "five", 2.5])

@@ -157,6 +157,12 @@ class ErrorBody(ResponseBody):
     message: str
 
 
+class WebhookAccepted(ResponseBody):
+    """A webhook call taken as a hint; it says nothing of what the export does."""
+
+    status: str = Field(description="Always accepted.", json_schema_extra={"enum": ["accepted"]})
+
+
 class ProblemBody(ResponseBody):
     """One thing wrong with the request: where, what rule it breaks, and its kind."""
 
@@ -177,7 +183,8 @@ def _json(model: type[BaseModel]) -> dict[str, Any]:
 
 _RETRY_AFTER = {"description": "Seconds to wait.", "schema": {"type": "integer"}}
 ERROR_RESPONSES: dict[int, Any] = {
-    404: {"description": "No such export", "content": _json(ErrorBody)},
+    404: {"description": "No such export (or webhook)", "content": _json(ErrorBody)},
+    413: {"description": "The body is too large", "content": _json(ErrorBody)},
     422: {"description": "The request breaks the rules", "content": _json(InvalidRequestBody)},
     500: {"description": "Internal error", "content": _json(ErrorBody)},
     503: {

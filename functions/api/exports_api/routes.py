@@ -13,7 +13,7 @@ from typing import Annotated, Any, NamedTuple
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.event_handler import Depends, Request, Response, content_types
 from aws_lambda_powertools.event_handler.api_gateway import Router
-from aws_lambda_powertools.event_handler.exceptions import NotFoundError
+from aws_lambda_powertools.event_handler.exceptions import NotFoundError, ServiceError
 from aws_lambda_powertools.event_handler.openapi.params import Body, Header, Path, Query
 
 from aistudios_export.exports import (
@@ -27,8 +27,9 @@ from aistudios_export.exports import (
     StatusReader,
     Summary,
 )
-from aistudios_export.models import REQUESTED_PROJECT_ID
+from aistudios_export.models import EXPORT_ID, REQUESTED_PROJECT_ID
 from aistudios_export.naming import EXECUTION_NAME
+from aistudios_export.webhooks import MAX_BODY_BYTES, WebhookKey, WebhookWaker, worth_waking
 from exports_api.models import (
     ERROR_RESPONSES,
     ExportAccepted,
@@ -36,6 +37,7 @@ from exports_api.models import (
     ExportRequestBody,
     ExportStatusBody,
     ExportSummaryBody,
+    WebhookAccepted,
     whole,
 )
 
@@ -53,6 +55,8 @@ class Services(NamedTuple):
     starter: ExportStarter
     status: StatusReader
     lister: ExportLister
+    waker: WebhookWaker
+    webhook_key: WebhookKey | None
 
 
 def services() -> Services:
@@ -195,6 +199,57 @@ def list_exports(
     return ExportListBody(
         exports=[ExportSummaryBody.model_validate(_linked(s, request)) for s in page.exports],
         next_token=page.next_token,
+    )
+
+
+@router.post(
+    "/webhooks/<exportId>/<token>",
+    status_code=HTTPStatus.ACCEPTED,
+    summary="Wake an export (AI Studios calls this)",
+    operation_id="exportWebhook",
+    description=(
+        "The webhookUrl handed to AI Studios for one export; no AWS credentials needed. The "
+        "token is the export's own: any other answers 404. A call only wakes the export, "
+        "which asks AI Studios itself; the answer is 202 whatever it did. Bodies larger than "
+        f"{MAX_BODY_BYTES} bytes answer 413."
+    ),
+    responses={
+        202: {"description": "Taken as a hint"},
+        **{status: ERROR_RESPONSES[status] for status in (404, 413, 500, 503)},
+    },
+    tags=["webhooks"],
+)
+def export_webhook(
+    exportId: Annotated[  # noqa: N803
+        str,
+        Path(
+            description="The export the webhook is of (its execution name).",
+            json_schema_extra={"pattern": whole(EXPORT_ID)},
+        ),
+    ],
+    token: Annotated[
+        str,
+        Path(
+            description="The export's webhook token.",
+            json_schema_extra={"pattern": "^[0-9a-f]{64}$"},
+        ),
+    ],
+    provided: Provided,
+    request: Request,
+) -> Response[WebhookAccepted]:
+    """Wake the export's waiting execution: a hint, confirmed by the execution itself."""
+    key = provided.webhook_key
+    if key is None or not EXPORT_ID.fullmatch(exportId) or not key.verify(exportId, token):
+        raise NotFoundError("no such webhook")
+    raw = request.resolved_event.body or ""
+    if len(raw.encode("utf-8", "surrogateescape")) > MAX_BODY_BYTES:
+        raise ServiceError(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, "the body is too large")
+    woken = worth_waking(raw.encode("utf-8", "surrogateescape")) and provided.waker.wake(exportId)
+    logger.info("webhook received", extra={"exportId": exportId, "woken": woken})
+    return Response(
+        status_code=HTTPStatus.ACCEPTED,
+        content_type=content_types.APPLICATION_JSON,
+        body=WebhookAccepted(status="accepted"),
     )
 
 

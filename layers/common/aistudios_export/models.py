@@ -48,6 +48,8 @@ DEFAULT_SECONDS = {"pollSeconds": 15, "timeoutSeconds": 1800, "stallSeconds": 60
 MIN_POLL_SECONDS = 0
 """The floor under ``pollSeconds`` when the deployment's defaults set no ``minPollSeconds``."""
 WHOLE_NUMBER = re.compile(r"[0-9]{1,9}")
+MAX_WAKES = 100
+"""Checks a webhook may cause beyond ``maxPolls`` (each is one poll of history, bounded)."""
 MAX_URL_MISSING_CHECKS = 3
 """How many polls at 100% without a download URL are tolerated before failing."""
 EXPORT_ID = re.compile(r"[A-Za-z0-9_-]{1,80}")
@@ -84,7 +86,8 @@ class ExportRequest:
     output_prefix
         A key prefix under the deployment's output prefix, ending in ``/`` (or empty).
     poll_seconds, timeout_seconds, stall_seconds
-        Seconds between polls, the export's overall budget, and how long progress may stand still.
+        The longest wait between two progress checks (shorter ones are predicted from the
+        export's pace), the export's overall budget, and how long progress may stand still.
     """
 
     project_id: str
@@ -174,13 +177,18 @@ class ExportRequest:
         )
         return data
 
-    def api_body(self) -> dict[str, str]:
-        """Return the body of ``POST /editor/project/export``."""
+    def api_body(self, own_webhook_url: str | None = None) -> dict[str, str]:
+        """Return the body of ``POST /editor/project/export``.
+
+        AI Studios takes one ``webhookUrl``: the request's own when it has one, else
+        ``own_webhook_url`` (this stack's, which wakes the waiting execution).
+        """
         body = {"projectId": self.project_id, "resolution": self.resolution}
         if self.workspace_id:
             body["workspaceId"] = self.workspace_id
-        if self.webhook_url:
-            body["webhookUrl"] = self.webhook_url
+        webhook = self.webhook_url or own_webhook_url
+        if webhook:
+            body["webhookUrl"] = webhook
         return body
 
 
@@ -314,6 +322,14 @@ class Job:
     exportId: str = ""  # noqa: N815 - empty in jobs written before it existed
     submittedUtc: str = ""  # noqa: N815 - submittedAt for people: the failure cause names it
     slotExpires: float = 0.0  # noqa: N815 - when the render slot's lease ends; 0: none held
+    minPollSeconds: int = 0  # noqa: N815 - the shortest adaptive wait (0: as pollSeconds)
+    checkedAt: float = 0.0  # noqa: N815 - when the previous check ran; 0: none yet
+    predictedDoneAt: float = 0.0  # noqa: N815 - when the previous check expected the end; 0: unknown
+    wake: Any = None
+    """What ended the last wait: ``{"by": "webhook"}`` when a webhook woke it (set by the state
+    machine, never by a caller: the callback's own output is dropped), else a timeout's error."""
+    wakes: int = 0
+    """Checks a webhook caused; up to :data:`MAX_WAKES` of them are not counted in ``polls``."""
 
     @classmethod
     def start(
@@ -343,9 +359,10 @@ class Job:
             When the lease of the export's render slot ends (0: it holds none).
         """
         poll_seconds = max(request.poll_seconds, min_poll_seconds)
+        shortest = shortest_wait(poll_seconds, min_poll_seconds)
         # The poll count is a second bound beside the deadline, so a clock that misbehaves
-        # still cannot loop forever.
-        max_polls = math.ceil(request.timeout_seconds / max(poll_seconds, 1)) + 10
+        # still cannot loop forever. Adaptive waits may be as short as the shortest wait.
+        max_polls = math.ceil(request.timeout_seconds / max(shortest, 1)) + 10
         return cls(
             projectId=request.project_id,
             resolution=request.resolution,
@@ -356,10 +373,12 @@ class Job:
             stallSeconds=request.stall_seconds,
             maxPolls=max_polls,
             lastChangeAt=now,
-            nextPollSeconds=poll_seconds,
+            # Nothing is known of the export's pace yet: look early, then predict.
+            nextPollSeconds=shortest,
             exportId=_key_safe(export_id),
             submittedUtc=datetime.fromtimestamp(now, UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
             slotExpires=slot_expires,
+            minPollSeconds=shortest,
         )
 
     @classmethod
@@ -393,6 +412,19 @@ class Job:
     def to_dict(self) -> dict[str, Any]:
         """Return the JSON-able form handed back to the state machine."""
         return asdict(self)
+
+
+def shortest_wait(poll_seconds: int, min_poll_seconds: int) -> int:
+    """Return the shortest adaptive wait: the floor, at least 1 s, at most ``poll_seconds``.
+
+    ``pollSeconds`` is the longest wait between two checks; 0 checks without waiting (local runs).
+
+    Examples
+    --------
+    >>> shortest_wait(60, 10), shortest_wait(60, 0), shortest_wait(0, 0), shortest_wait(3, 10)
+    (10, 1, 0, 3)
+    """
+    return min(poll_seconds, max(min_poll_seconds, 1))
 
 
 def _key_safe(export_id: str) -> str:

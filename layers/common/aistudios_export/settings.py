@@ -27,6 +27,7 @@ STATE_MACHINE_ARN = "STATE_MACHINE_ARN"
 DEDUPE_WINDOW_SECONDS = "DEDUPE_WINDOW_SECONDS"
 DOWNLOAD_LINK_SECONDS = "DOWNLOAD_LINK_SECONDS"
 CORS_ALLOW_ORIGIN = "CORS_ALLOW_ORIGIN"
+WEBHOOK_SECRET_ID = "WEBHOOK_SECRET_ID"  # noqa: S105
 RENDER_SLOTS_TABLE = "RENDER_SLOTS_TABLE"
 MAX_RENDERS_IN_FLIGHT = "MAX_RENDERS_IN_FLIGHT"
 RENDER_SLOT_RETRY_SECONDS = "RENDER_SLOT_RETRY_SECONDS"
@@ -297,6 +298,11 @@ class SlotSettings:
                 minimum=0,
             ),
         )
+
+
+def webhook_secret_id(env: Mapping[str, str] | None = None) -> str | None:
+    """Return the webhook secret's name (``{"key", "baseUrl"}``), or None: no webhooks."""
+    return resolve(WEBHOOK_SECRET_ID, env=env) or None
 
 
 def credentials_secret_id(env: Mapping[str, str] | None = None) -> str:

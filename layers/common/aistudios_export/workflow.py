@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import random
 import re
 import time
 from collections.abc import Callable, Mapping
@@ -20,11 +21,13 @@ from aistudios_export.client import AiStudiosClient
 from aistudios_export.errors import DownloadUrlMissing, ExportFailed, ExportTimedOut
 from aistudios_export.models import (
     MAX_URL_MISSING_CHECKS,
+    MAX_WAKES,
     ExportRequest,
     Job,
     min_poll_seconds,
 )
 from aistudios_export.multipart import abort_open_uploads
+from aistudios_export.pacing import Pace, next_wait
 from aistudios_export.settings import OutputSettings
 from aistudios_export.transfer import copy_url_to_s3
 from aistudios_export.urlguard import UrlPolicy
@@ -64,9 +67,14 @@ def submit_export(
     api: AiStudiosClient,
     export_id: str = "",
     slot: Mapping[str, Any] | None = None,
+    webhook: Callable[[str], str | None] | None = None,
     now: Callable[[], float] = time.time,
 ) -> dict[str, Any]:
     """Validate a request, submit the export, and return the new job.
+
+    ``webhook`` gives this stack's webhook URL of an export id
+    (:meth:`~aistudios_export.webhooks.WebhookKey.url`), which AI Studios calls to end the
+    execution's waits early; a request with its own ``webhookUrl`` keeps it, and polls only.
 
     ``export_id`` is the execution's name; it makes the export's object key its own.
     ``slot`` is the render slot the export took (:func:`~aistudios_export.render_slots.take_slot`),
@@ -81,7 +89,8 @@ def submit_export(
     """
     request = ExportRequest.parse(raw_request, defaults)
     floor = min_poll_seconds(defaults)
-    api.submit_export(request.api_body())
+    own = webhook(export_id) if webhook is not None and export_id else None
+    api.submit_export(request.api_body(own))
     expires = slot.get("expires") if slot and slot.get("acquired") is True else None
     job = Job.start(
         request,
@@ -97,20 +106,39 @@ def submit_export(
 
 
 def check_progress(
-    raw_job: Any, *, api: AiStudiosClient, now: Callable[[], float] = time.time
+    raw_job: Any,
+    *,
+    api: AiStudiosClient,
+    now: Callable[[], float] = time.time,
+    draw: Callable[[], float] = random.random,
 ) -> dict[str, Any]:
     """Poll the export once and decide what the state machine does next.
 
     The decision is bounded three ways: the deadline, the number of polls, and how long
-    progress may stand still. The download URL is checked for but never returned.
+    progress may stand still. The download URL is checked for but never returned. A waiting
+    export waits as :func:`~aistudios_export.pacing.next_wait` predicts from its pace (``draw``
+    gives the jitter). A check a webhook caused counts as a wake, up to
+    :data:`~aistudios_export.models.MAX_WAKES`, and then as a poll.
     """
     job = Job.from_dict(raw_job)
-    job.polls += 1
+    woken = isinstance(job.wake, dict) and job.wake.get("by") == "webhook"
+    if woken and job.wakes < MAX_WAKES:
+        job.wakes += 1
+    else:
+        job.polls += 1
+    job.wake = None
     answer = api.get_progress(job.projectId)
     t = now()
+    before = Pace(
+        now=t,
+        progress=answer.progress,
+        since=job.checkedAt or job.submittedAt,
+        since_progress=job.progress,
+        predicted_before=job.predictedDoneAt,
+    )
     if answer.progress != job.progress:
         job.lastChangeAt = t
-    job.progress, job.state = answer.progress, answer.state
+    job.progress, job.state, job.checkedAt = answer.progress, answer.state, t
     if answer.state.lower() not in KNOWN_STATES and not FAILURE_STATE.search(answer.state):
         logger.warning(
             "unknown export state", extra={"projectId": job.projectId, "state": answer.state[:40]}
@@ -158,7 +186,14 @@ def check_progress(
             f"for {round(t - job.lastChangeAt)} s (limit {job.stallSeconds} s)",
         )
     else:
-        _wait(job, t, job.pollSeconds)
+        seconds, job.predictedDoneAt = next_wait(
+            before,
+            shortest=job.minPollSeconds or job.pollSeconds,
+            longest=job.pollSeconds,
+            started=job.submittedAt,
+            random=draw,
+        )
+        _wait(job, t, seconds)
     logger.info(
         "export progress",
         extra={
@@ -166,6 +201,8 @@ def check_progress(
             "progress": job.progress,
             "outcome": job.outcome,
             "polls": job.polls,
+            "wakes": job.wakes,
+            "nextPollSeconds": job.nextPollSeconds,
         },
     )
     return job.to_dict()

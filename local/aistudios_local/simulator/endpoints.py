@@ -29,7 +29,7 @@ from aistudios_local.simulator.messages import (
     s3_error,
     status_answer,
 )
-from aistudios_local.simulator.scenario import BAD_ENVELOPE, MALFORMED, RESET
+from aistudios_local.simulator.scenario import BAD_ENVELOPE, MALFORMED, RESET, Scenario
 from aistudios_local.simulator.state import SimulatorState
 
 __all__ = ["RESOLUTIONS", "Reply", "Route", "SimulatedApi"]
@@ -88,8 +88,14 @@ class SimulatedApi:
         The account the endpoints read and change.
     """
 
-    def __init__(self, state: SimulatorState) -> None:
+    def __init__(
+        self,
+        state: SimulatorState,
+        on_submit: Callable[[str, str, Scenario, float], None] | None = None,
+    ) -> None:
         self.state = state
+        self.on_submit = on_submit
+        """Called (lock held) with an accepted submit's project, webhookUrl, scenario, time."""
         get, post = frozenset({"GET"}), frozenset({"POST"})
         self.routes: tuple[Route, ...] = (
             Route(post, re.compile(f"{_API}/auth/token"), self._token),
@@ -180,7 +186,10 @@ class SimulatedApi:
         if scenario.reject_submit is not None:
             code, msg = scenario.reject_submit
             return Reply(error(400, code, msg), project_id, body)
-        project.restart(resolution)
+        webhook = body.get("webhookUrl")
+        project.restart(resolution, webhook)
+        if webhook and self.on_submit is not None:
+            self.on_submit(project_id, webhook, scenario, project.submitted_at)
         return Reply(ok({"projectId": project_id}), project_id, body)
 
     def _progress(self, request: Request, project_id: str, authorized: bool) -> Answer:
@@ -205,6 +214,9 @@ class SimulatedApi:
         project.polls += 1
         steps = scenario.progress_steps
         value = float(steps[min(project.polls, len(steps)) - 1])
+        if scenario.linear_seconds:
+            elapsed = time.time() - project.submitted_at
+            value = min(100.0, round(100.0 * elapsed / scenario.linear_seconds, 2))
         data: dict[str, Any] = {"progress": value}
         if scenario.fail_at_poll is not None and project.polls >= scenario.fail_at_poll:
             data["state"] = scenario.failure_state

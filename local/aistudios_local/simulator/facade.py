@@ -10,7 +10,7 @@ import argparse
 import contextlib
 import threading
 from types import TracebackType
-from typing import Self
+from typing import Any, Self
 
 from aistudios_local.simulator.endpoints import SimulatedApi
 from aistudios_local.simulator.messages import Call
@@ -18,6 +18,7 @@ from aistudios_local.simulator.scenario import Scenario
 from aistudios_local.simulator.server import SimulatorServer
 from aistudios_local.simulator.state import DEFAULT_APP_ID, DEFAULT_USER_KEY, SimulatorState
 from aistudios_local.simulator.video import DEFAULT_VIDEO_SIZE, video_sha256
+from aistudios_local.simulator.webhooks import WebhookCall, WebhookCaller
 
 __all__ = ["AiStudiosSimulator", "main"]
 
@@ -65,7 +66,8 @@ class AiStudiosSimulator:
             default_scenario=default_scenario if default_scenario is not None else Scenario(),
             video_size=video_size,
         )
-        self._api = SimulatedApi(self._state)
+        self._webhooks = WebhookCaller()
+        self._api = SimulatedApi(self._state, on_submit=self._webhooks.schedule)
         self._server = SimulatorServer(
             self._api.dispatch, host=host, port=port, lock=self._state.lock
         )
@@ -82,7 +84,8 @@ class AiStudiosSimulator:
         return self
 
     def stop(self) -> None:
-        """Stop serving and close every open connection; safe to call twice."""
+        """Stop serving, cancel pending webhook calls and close every connection; safe twice."""
+        self._webhooks.stop()
         self._server.stop()
 
     def __enter__(self) -> Self:
@@ -124,6 +127,21 @@ class AiStudiosSimulator:
             Its behaviour.
         """
         self._state.set_scenario(project_id, scenario)
+
+    @property
+    def webhook_calls(self) -> list[WebhookCall]:
+        """Every webhook call made so far (scheduled or `send_webhook`), oldest first."""
+        return list(self._webhooks.calls)
+
+    def send_webhook(self, url: str, payload: Any = None, *, raw: bytes = b"") -> int:
+        """POST a webhook call of the test's own (a forged one, say); return the HTTP status."""
+        return self._webhooks.send(url, payload, raw=raw)
+
+    def submitted_at(self, project_id: str) -> float:
+        """Return when the project's current export was accepted (epoch seconds; 0: never)."""
+        with self._state.lock:
+            project = self._state.projects.get(project_id)
+            return project.submitted_at if project else 0.0
 
     def issue_token(self) -> str:
         """Mint a valid token without an HTTP call (not counted in `tokens_minted`).

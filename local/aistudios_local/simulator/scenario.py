@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["BAD_ENVELOPE", "MALFORMED", "PROGRESS_FAULTS", "RESET", "Scenario"]
+__all__ = ["BAD_ENVELOPE", "MALFORMED", "PROGRESS_FAULTS", "RESET", "WEBHOOK_MODES", "Scenario"]
 
 RESET = "reset"
 """A progress fault: the connection is reset, no answer at all."""
@@ -14,6 +14,8 @@ BAD_ENVELOPE = "bad-envelope"
 """A progress fault: 200 JSON without ``success``/``data``."""
 PROGRESS_FAULTS = frozenset({MALFORMED, BAD_ENVELOPE, RESET})
 """Every named progress fault; any other entry of `Scenario.progress_failures` is a status."""
+WEBHOOK_MODES = frozenset({"never", "finish", "each-step", "late", "duplicated"})
+"""When the export's ``webhookUrl`` is called (see `Scenario.webhook`)."""
 
 
 @dataclass(frozen=True)
@@ -51,6 +53,16 @@ class Scenario:
         Override the simulator's video size for this project.
     revoke_token_after
         After this many authorized API calls for this project, revoke every token minted so far.
+    linear_seconds
+        Progress grows linearly with wall time, from 0 at the accepted submit to 100 this many
+        seconds later, whoever polls (``progress_steps`` is then unused).
+    webhook
+        When the submit's ``webhookUrl`` is called, as AI Studios would (POST, JSON
+        ``{progress, credit, backendTaskId, download_url}``): ``never``; ``finish`` (at 100 %);
+        ``each-step`` (at every 10 %); ``late`` (``webhook_delay`` seconds after the finish);
+        ``duplicated`` (twice at the finish). Needs ``linear_seconds``: only time moves then.
+    webhook_delay
+        The delay of a ``late`` webhook, in seconds.
     """
 
     progress_steps: tuple[float, ...] = (0.0, 35.5, 72.0, 100.0)
@@ -65,6 +77,9 @@ class Scenario:
     download_url: str | None = None
     video_size: int | None = None
     revoke_token_after: int | None = None
+    linear_seconds: float | None = None
+    webhook: str = "never"
+    webhook_delay: float = 5.0
 
     def __post_init__(self) -> None:
         if not self.progress_steps:
@@ -74,3 +89,28 @@ class Scenario:
                 raise ValueError(f"unknown progress failure {fault!r}")
         if self.video_size is not None and self.video_size < 0:
             raise ValueError("video_size must be >= 0")
+        if self.webhook not in WEBHOOK_MODES:
+            raise ValueError(f"unknown webhook mode {self.webhook!r}")
+        if self.webhook != "never" and not self.linear_seconds:
+            raise ValueError("webhooks need linear_seconds: steps move only when polled")
+        if self.linear_seconds is not None and self.linear_seconds <= 0:
+            raise ValueError("linear_seconds must be > 0")
+
+    def webhook_times(self) -> tuple[tuple[float, float], ...]:
+        """Return ``(seconds after the submit, progress)`` of each webhook call.
+
+        Examples
+        --------
+        >>> Scenario(linear_seconds=10, webhook="duplicated").webhook_times()
+        ((10, 100.0), (10, 100.0))
+        """
+        total = self.linear_seconds or 0
+        if self.webhook == "finish":
+            return ((total, 100.0),)
+        if self.webhook == "late":
+            return ((total + self.webhook_delay, 100.0),)
+        if self.webhook == "duplicated":
+            return ((total, 100.0), (total, 100.0))
+        if self.webhook == "each-step":
+            return tuple((total * step / 10, float(step * 10)) for step in range(1, 11))
+        return ()

@@ -40,10 +40,14 @@ class ProjectState:
     downloads: int = 0
     authorized_calls: int = 0
     revoked: bool = False
+    submitted_at: float = 0.0  # when the current export was accepted
+    webhook_url: str | None = None
 
-    def restart(self, resolution: str) -> None:
+    def restart(self, resolution: str, webhook_url: str | None = None) -> None:
         """Start a new export (an accepted submit); lifetime counters keep counting."""
         self.submitted = True
+        self.submitted_at = time.time()
+        self.webhook_url = webhook_url
         self.resolution = resolution
         self.polls = 0
         self.missing_url_answers = 0

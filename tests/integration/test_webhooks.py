@@ -1,0 +1,147 @@
+"""The fast path: AI Studios' webhook wakes the waiting execution, which checks for itself.
+
+Exports here progress linearly with wall time (`Scenario.linear_seconds`), and the simulator calls
+the export's ``webhookUrl`` as the scenario says. Timing is read from the execution's history.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime
+from typing import Any
+
+import boto3
+import pytest
+
+from aistudios_export.webhooks import WAIT_RESOURCE
+from aistudios_local.simulator import AiStudiosSimulator, Scenario, video_bytes
+from aistudios_local.stack import LocalStack
+
+from .conftest import PROJECT, MakeStack, assert_stored
+
+pytestmark = pytest.mark.integration
+
+SLOW_POLLS = {"MinPollSeconds": "30"}
+"""Every wait lasts 30 s unless a webhook ends it: only a webhook can find the video soon."""
+
+
+def history(arn: str) -> list[dict[str, Any]]:
+    events: list[dict[str, Any]] = boto3.client("stepfunctions").get_execution_history(
+        executionArn=arn, maxResults=1000
+    )["events"]
+    return sorted(events, key=lambda e: e["id"])
+
+
+def entered(arn: str, state: str) -> list[datetime]:
+    return [
+        e["timestamp"]
+        for e in history(arn)
+        if e["type"].endswith("StateEntered") and e["stateEnteredEventDetails"]["name"] == state
+    ]
+
+
+def waits(arn: str) -> list[str]:
+    """How each callback wait ended: TaskSucceeded (a webhook) or TaskTimedOut."""
+    events = history(arn)
+    ids = {
+        e["id"]
+        for e in events
+        if e["type"] == "TaskScheduled"
+        and e["taskScheduledEventDetails"]["resource"] == WAIT_RESOURCE
+    }
+    ended: list[str] = []
+    for e in events:
+        before = [i for i in ids if i < e["id"]]
+        ends = e["type"] in ("TaskSucceeded", "TaskTimedOut", "TaskFailed")
+        if ends and before and e["id"] - max(before) <= 4:
+            ended.append(e["type"])
+    return ended
+
+
+def until_waiting(arn: str, count: int = 1, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        scheduled = [
+            e
+            for e in history(arn)
+            if e["type"] == "TaskScheduled"
+            and e["taskScheduledEventDetails"]["resource"] == WAIT_RESOURCE
+        ]
+        if len(scheduled) >= count:
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"{arn} did not reach wait {count}")
+
+
+def start(stack: LocalStack, **request: Any) -> str:
+    return stack.start_export({"projectId": PROJECT, "pollSeconds": 60, **request})
+
+
+def test_a_finish_webhook_ends_the_wait_and_finalize_starts_within_two_seconds(
+    make_stack: MakeStack, simulator: AiStudiosSimulator
+) -> None:
+    stack = make_stack(parameters=SLOW_POLLS, webhooks=True)
+    # A warm API, as after its first call (a cold start of its function takes a second here).
+    assert simulator.send_webhook(stack.webhook_url("warm-up", token="0" * 64), {}) == 404
+    simulator.set_scenario(PROJECT, Scenario(linear_seconds=2, webhook="finish"))
+    arn = start(stack)
+    result = stack.wait(arn, deadline_seconds=25)
+    assert_stored(stack, result, video_bytes(PROJECT, "1080"))
+    ready = simulator.submitted_at(PROJECT) + 2
+    [finalize] = entered(arn, "FinalizeExport")
+    assert finalize.timestamp() - ready <= 2.0
+    assert waits(arn) == ["TaskSucceeded"]  # the one wait, ended by the webhook
+    assert [c.status for c in simulator.webhook_calls] == [202]
+
+
+def test_a_forged_webhook_is_refused_and_without_webhooks_the_timeout_polls(
+    make_stack: MakeStack, simulator: AiStudiosSimulator
+) -> None:
+    stack = make_stack(parameters={"MinPollSeconds": "3"}, webhooks=True)
+    simulator.set_scenario(PROJECT, Scenario(linear_seconds=2))  # AI Studios never calls
+    arn = start(stack)
+    export_id = arn.rsplit(":", 1)[1]
+    until_waiting(arn)
+    forged = [
+        stack.webhook_url(export_id, token="0" * 64),
+        stack.webhook_url(export_id, token=stack.webhook_url(export_id + "x").rsplit("/", 1)[1]),
+        stack.webhook_url(export_id)[:-1] + "0",
+    ]
+    for url in forged:
+        assert simulator.send_webhook(url, {"progress": 100}) == 404
+    result = stack.wait(arn, deadline_seconds=25)
+    assert_stored(stack, result, video_bytes(PROJECT, "1080"))
+    assert set(waits(arn)) == {"TaskTimedOut"}  # nothing woke a wait: each timed out
+
+
+def test_a_webhook_of_an_unfinished_export_only_makes_it_check(
+    make_stack: MakeStack, simulator: AiStudiosSimulator
+) -> None:
+    stack = make_stack(parameters={"MinPollSeconds": "4"}, webhooks=True)
+    simulator.set_scenario(PROJECT, Scenario(linear_seconds=6))
+    arn = start(stack)
+    until_waiting(arn)
+    # A call with the right token that lies: the export is far from done.
+    url = stack.webhook_url(arn.rsplit(":", 1)[1])
+    assert simulator.send_webhook(url, {"progress": 100, "download_url": "https://x/y.mp4"}) == 202
+    until_waiting(arn, count=2)
+    assert waits(arn)[0] == "TaskSucceeded"
+    assert entered(arn, "FinalizeExport") == []
+    result = stack.wait(arn, deadline_seconds=30)
+    assert_stored(stack, result, video_bytes(PROJECT, "1080"))
+    [finalize] = entered(arn, "FinalizeExport")
+    assert finalize.timestamp() >= simulator.submitted_at(PROJECT) + 6
+
+
+@pytest.mark.parametrize("mode", ["duplicated", "late", "each-step"])
+def test_duplicated_late_and_frequent_webhooks_are_harmless(
+    make_stack: MakeStack, simulator: AiStudiosSimulator, mode: str
+) -> None:
+    stack = make_stack(parameters={"MinPollSeconds": "2"}, webhooks=True)
+    simulator.set_scenario(PROJECT, Scenario(linear_seconds=2, webhook=mode, webhook_delay=0.5))
+    result = stack.wait(start(stack), deadline_seconds=25)
+    assert_stored(stack, result, video_bytes(PROJECT, "1080"))
+    time.sleep(1.0)  # the late and duplicated calls land after the end: still harmless
+    assert {c.status for c in simulator.webhook_calls} == {202}
+    [event] = stack.events
+    assert event["DetailType"] == "Export Completed"

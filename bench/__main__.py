@@ -9,6 +9,7 @@ import argparse
 import sys
 
 from aistudios_export.transfer import MIB, MIN_PART_SIZE
+from bench import wait_loop
 from bench.copy_memory import BASELINE, DEFAULT_PART_SIZE, PRODUCT, format_table, memory_bound, run
 
 
@@ -35,6 +36,9 @@ def main(argv: list[str] | None = None) -> int:
     int
         0 when the memory claim holds, 1 when it fails.
     """
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["wait"]:
+        return wait_loop.main(argv[1:])
     parser = argparse.ArgumentParser(
         prog="python -m bench",
         description="Peak memory and throughput of a URL → S3 copy: naive download against "

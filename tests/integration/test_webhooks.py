@@ -26,7 +26,7 @@ SLOW_POLLS = {"MinPollSeconds": "30"}
 
 
 def history(arn: str) -> list[dict[str, Any]]:
-    events: list[dict[str, Any]] = boto3.client("stepfunctions").get_execution_history(
+    events: list[Any] = boto3.client("stepfunctions").get_execution_history(
         executionArn=arn, maxResults=1000
     )["events"]
     return sorted(events, key=lambda e: e["id"])
@@ -91,7 +91,7 @@ def test_a_finish_webhook_ends_the_wait_and_finalize_starts_within_two_seconds(
     [finalize] = entered(arn, "FinalizeExport")
     assert finalize.timestamp() - ready <= 2.0
     assert waits(arn) == ["TaskSucceeded"]  # the one wait, ended by the webhook
-    assert [c.status for c in simulator.webhook_calls] == [202]
+    assert [c.status for c in simulator.webhook_calls] == [404, 202]  # the warm-up, the call
 
 
 def test_a_forged_webhook_is_refused_and_without_webhooks_the_timeout_polls(
@@ -109,6 +109,7 @@ def test_a_forged_webhook_is_refused_and_without_webhooks_the_timeout_polls(
     ]
     for url in forged:
         assert simulator.send_webhook(url, {"progress": 100}) == 404
+    assert all(c.status == 404 for c in simulator.webhook_calls)
     result = stack.wait(arn, deadline_seconds=25)
     assert_stored(stack, result, video_bytes(PROJECT, "1080"))
     assert set(waits(arn)) == {"TaskTimedOut"}  # nothing woke a wait: each timed out
@@ -131,6 +132,20 @@ def test_a_webhook_of_an_unfinished_export_only_makes_it_check(
     assert_stored(stack, result, video_bytes(PROJECT, "1080"))
     [finalize] = entered(arn, "FinalizeExport")
     assert finalize.timestamp() >= simulator.submitted_at(PROJECT) + 6
+
+
+def test_a_strangers_call_halfway_is_refused_and_finalizes_nothing(
+    make_stack: MakeStack, simulator: AiStudiosSimulator
+) -> None:
+    stack = make_stack(parameters={"MinPollSeconds": "3"}, webhooks=True)
+    simulator.set_scenario(PROJECT, Scenario(linear_seconds=2, webhook="forged"))
+    arn = start(stack)
+    result = stack.wait(arn, deadline_seconds=25)
+    assert_stored(stack, result, video_bytes(PROJECT, "1080"))
+    assert [c.status for c in simulator.webhook_calls] == [404]
+    assert set(waits(arn)) == {"TaskTimedOut"}
+    [finalize] = entered(arn, "FinalizeExport")
+    assert finalize.timestamp() >= simulator.submitted_at(PROJECT) + 2
 
 
 @pytest.mark.parametrize("mode", ["duplicated", "late", "each-step"])

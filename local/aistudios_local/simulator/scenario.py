@@ -14,7 +14,7 @@ BAD_ENVELOPE = "bad-envelope"
 """A progress fault: 200 JSON without ``success``/``data``."""
 PROGRESS_FAULTS = frozenset({MALFORMED, BAD_ENVELOPE, RESET})
 """Every named progress fault; any other entry of `Scenario.progress_failures` is a status."""
-WEBHOOK_MODES = frozenset({"never", "finish", "each-step", "late", "duplicated"})
+WEBHOOK_MODES = frozenset({"never", "finish", "each-step", "late", "duplicated", "forged"})
 """When the export's ``webhookUrl`` is called (see `Scenario.webhook`)."""
 
 
@@ -60,7 +60,9 @@ class Scenario:
         When the submit's ``webhookUrl`` is called, as AI Studios would (POST, JSON
         ``{progress, credit, backendTaskId, download_url}``): ``never``; ``finish`` (at 100 %);
         ``each-step`` (at every 10 %); ``late`` (``webhook_delay`` seconds after the finish);
-        ``duplicated`` (twice at the finish). Needs ``linear_seconds``: only time moves then.
+        ``duplicated`` (twice at the finish); ``forged`` (a stranger's call halfway, claiming
+        100 %, to the URL with its last path segment replaced). Needs ``linear_seconds``: only
+        time moves then.
     webhook_delay
         The delay of a ``late`` webhook, in seconds.
     """
@@ -111,6 +113,8 @@ class Scenario:
             return ((total + self.webhook_delay, 100.0),)
         if self.webhook == "duplicated":
             return ((total, 100.0), (total, 100.0))
+        if self.webhook == "forged":
+            return ((total / 2, 100.0),)
         if self.webhook == "each-step":
             return tuple((total * step / 10, float(step * 10)) for step in range(1, 11))
         return ()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import secrets
 import threading
 import time
 import urllib.error
@@ -19,7 +20,7 @@ from typing import Any
 
 from aistudios_local.simulator.scenario import Scenario
 
-__all__ = ["WebhookCall", "WebhookCaller"]
+__all__ = ["WebhookCall", "WebhookCaller", "forged"]
 
 TIMEOUT_SECONDS = 5.0
 
@@ -35,6 +36,11 @@ class WebhookCall:
     answered_at: float
 
 
+def forged(url: str) -> str:
+    """Return ``url`` with its last path segment (the token, on the local stack) guessed anew."""
+    return url.rsplit("/", 1)[0] + "/" + secrets.token_hex(32)
+
+
 class WebhookCaller:
     """Call webhooks on timers; remember every call; cancel what is pending on `stop`."""
 
@@ -47,7 +53,8 @@ class WebhookCaller:
         """Start the timers of one accepted submit's webhook calls."""
         for after, progress in scenario.webhook_times():
             delay = max(0.0, submitted_at + after - time.time())
-            timer = threading.Timer(delay, self._call, (project_id, url, progress))
+            target = forged(url) if scenario.webhook == "forged" else url
+            timer = threading.Timer(delay, self._call, (project_id, target, progress))
             timer.daemon = True
             with self._lock:
                 self._timers.append(timer)

@@ -9,6 +9,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from aistudios_export import observability, render_slots, runtime, workflow
 from aistudios_export.client import AiStudiosClient
 from aistudios_export.limiter import RenderLimiter
+from aistudios_export.relay import WebhookRelay
 from aistudios_export.settings import SlotSettings
 
 logger = Logger()
@@ -18,6 +19,11 @@ logger = Logger()
 def _api() -> AiStudiosClient:
     observability.install_log_hygiene()
     return runtime.api_client()
+
+
+@cache
+def _relay() -> WebhookRelay:
+    return WebhookRelay()
 
 
 @cache
@@ -32,5 +38,5 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     A waiting export's render slot is renewed before its lease could end (``holder`` is the
     execution's name).
     """
-    job = workflow.check_progress(event.get("job"), api=_api())
+    job = workflow.check_progress(event.get("job"), api=_api(), relay=_relay())
     return render_slots.keep_slot(job, str(event.get("holder") or ""), limiter=_limiter)

@@ -395,6 +395,8 @@ def test_job_start() -> None:
         "predictedDoneAt": 0.0,
         "wake": None,
         "wakes": 0,
+        "relayWebhookUrl": None,
+        "relayedProgress": -1.0,
     }
 
 

@@ -72,7 +72,8 @@ class ExportRequestBody(BaseModel):
     webhook_url: str | None = Field(
         default=None,
         description=(
-            "An https URL without credentials that AI Studios calls when its export is done."
+            "An https URL without credentials that is called with the export's progress and, "
+            "once done, its download_url: relayed after the export confirmed it with AI Studios."
         ),
         json_schema_extra={"pattern": whole(WEBHOOK_URL), "maxLength": WEBHOOK_URL_MAX},
     )

@@ -180,13 +180,14 @@ class ExportRequest:
     def api_body(self, own_webhook_url: str | None = None) -> dict[str, str]:
         """Return the body of ``POST /editor/project/export``.
 
-        AI Studios takes one ``webhookUrl``: the request's own when it has one, else
-        ``own_webhook_url`` (this stack's, which wakes the waiting execution).
+        AI Studios takes one ``webhookUrl``: ``own_webhook_url`` (this stack's, which wakes the
+        waiting execution; the request's own is then relayed) when there is one, else the
+        request's own.
         """
         body = {"projectId": self.project_id, "resolution": self.resolution}
         if self.workspace_id:
             body["workspaceId"] = self.workspace_id
-        webhook = self.webhook_url or own_webhook_url
+        webhook = own_webhook_url or self.webhook_url
         if webhook:
             body["webhookUrl"] = webhook
         return body
@@ -330,6 +331,8 @@ class Job:
     machine, never by a caller: the callback's own output is dropped), else a timeout's error."""
     wakes: int = 0
     """Checks a webhook caused; up to :data:`MAX_WAKES` of them are not counted in ``polls``."""
+    relayWebhookUrl: str | None = None  # noqa: N815 - the request's own webhookUrl, relayed
+    relayedProgress: float = -1.0  # noqa: N815 - the progress last relayed to it
 
     @classmethod
     def start(
@@ -340,6 +343,7 @@ class Job:
         export_id: str = "",
         min_poll_seconds: int = 0,
         slot_expires: float = 0.0,
+        relay_webhook_url: str | None = None,
     ) -> Job:
         """Return the job of a just-submitted export.
 
@@ -357,6 +361,9 @@ class Job:
             often polls this often.
         slot_expires
             When the lease of the export's render slot ends (0: it holds none).
+        relay_webhook_url
+            The request's own ``webhookUrl`` when AI Studios was given this stack's instead:
+            CheckProgress relays confirmed progress to it (:mod:`~aistudios_export.relay`).
         """
         poll_seconds = max(request.poll_seconds, min_poll_seconds)
         shortest = shortest_wait(poll_seconds, min_poll_seconds)
@@ -379,6 +386,7 @@ class Job:
             submittedUtc=datetime.fromtimestamp(now, UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
             slotExpires=slot_expires,
             minPollSeconds=shortest,
+            relayWebhookUrl=relay_webhook_url,
         )
 
     @classmethod

@@ -28,6 +28,7 @@ from aistudios_export.models import (
 )
 from aistudios_export.multipart import abort_open_uploads
 from aistudios_export.pacing import Pace, next_wait
+from aistudios_export.relay import relayed_payload
 from aistudios_export.settings import OutputSettings
 from aistudios_export.transfer import copy_url_to_s3
 from aistudios_export.urlguard import UrlPolicy
@@ -74,7 +75,8 @@ def submit_export(
 
     ``webhook`` gives this stack's webhook URL of an export id
     (:meth:`~aistudios_export.webhooks.WebhookKey.url`), which AI Studios calls to end the
-    execution's waits early; a request with its own ``webhookUrl`` keeps it, and polls only.
+    execution's waits early; a request's own ``webhookUrl`` is then kept in the job, and
+    CheckProgress relays confirmed progress to it.
 
     ``export_id`` is the execution's name; it makes the export's object key its own.
     ``slot`` is the render slot the export took (:func:`~aistudios_export.render_slots.take_slot`),
@@ -98,6 +100,7 @@ def submit_export(
         export_id=export_id,
         min_poll_seconds=floor,
         slot_expires=float(expires) if isinstance(expires, int | float) else 0.0,
+        relay_webhook_url=request.webhook_url if own else None,
     )
     logger.info(
         "export submitted", extra={"projectId": job.projectId, "resolution": job.resolution}
@@ -111,6 +114,7 @@ def check_progress(
     api: AiStudiosClient,
     now: Callable[[], float] = time.time,
     draw: Callable[[], float] = random.random,
+    relay: Callable[[str, dict[str, Any]], bool] | None = None,
 ) -> dict[str, Any]:
     """Poll the export once and decide what the state machine does next.
 
@@ -118,7 +122,8 @@ def check_progress(
     progress may stand still. The download URL is checked for but never returned. A waiting
     export waits as :func:`~aistudios_export.pacing.next_wait` predicts from its pace (``draw``
     gives the jitter). A check a webhook caused counts as a wake, up to
-    :data:`~aistudios_export.models.MAX_WAKES`, and then as a poll.
+    :data:`~aistudios_export.models.MAX_WAKES`, and then as a poll. Progress confirmed here is
+    relayed (``relay``) to the request's own webhook, once per change.
     """
     job = Job.from_dict(raw_job)
     woken = isinstance(job.wake, dict) and job.wake.get("by") == "webhook"
@@ -194,6 +199,13 @@ def check_progress(
             random=draw,
         )
         _wait(job, t, seconds)
+    if relay is not None and job.relayWebhookUrl and job.progress != job.relayedProgress:
+        done = job.outcome == "done"
+        relay(
+            job.relayWebhookUrl,
+            relayed_payload(job.projectId, job.progress, (done and answer.download_url) or None),
+        )
+        job.relayedProgress = job.progress
     logger.info(
         "export progress",
         extra={

@@ -1,0 +1,89 @@
+"""A request's own webhookUrl: AI Studios gets this stack's, and the caller gets relayed calls."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aistudios_export import workflow
+from aistudios_export.client import Progress
+from aistudios_export.relay import WebhookRelay
+from aistudios_export.urlguard import UrlPolicy
+from tests.unit._fixtures import PROJECT_ID, T0, Clock, FakeApi
+
+DEFAULTS = {"pollSeconds": "60", "timeoutSeconds": "1800", "stallSeconds": "600"}
+OWN = "https://api.example/v1/webhooks/e1/" + "a" * 64
+CALLERS = "https://hooks.example.com/aistudios?key=x"
+
+
+def submit(raw: dict[str, Any], own: str | None) -> tuple[dict[str, Any], FakeApi]:
+    api = FakeApi()
+    job = workflow.submit_export(
+        {"projectId": PROJECT_ID, **raw},
+        DEFAULTS,
+        api=api,
+        export_id="e1",
+        webhook=(lambda _: own) if own else None,
+        now=lambda: T0,
+    )
+    return job, api
+
+
+def test_ai_studios_gets_the_stacks_webhook_and_the_callers_is_kept_for_the_relay() -> None:
+    job, api = submit({"webhookUrl": CALLERS}, OWN)
+    assert api.submitted[0]["webhookUrl"] == OWN
+    assert job["relayWebhookUrl"] == CALLERS
+
+
+def test_without_the_stacks_webhook_the_callers_goes_to_ai_studios() -> None:
+    job, api = submit({"webhookUrl": CALLERS}, None)
+    assert api.submitted[0]["webhookUrl"] == CALLERS
+    assert job["relayWebhookUrl"] is None
+    job, api = submit({}, OWN)
+    assert api.submitted[0]["webhookUrl"] == OWN
+    assert job["relayWebhookUrl"] is None
+
+
+def test_confirmed_progress_is_relayed_once_per_change_and_the_url_only_when_done() -> None:
+    job, _ = submit({"webhookUrl": CALLERS}, OWN)
+    sent: list[tuple[str, dict[str, Any]]] = []
+
+    def relay(url: str, payload: dict[str, Any]) -> bool:
+        sent.append((url, payload))
+        return True
+
+    clock = Clock(T0)
+    answers = [
+        Progress(state="exporting", progress=40.0, download_url=None),
+        Progress(state="exporting", progress=40.0, download_url=None),
+        Progress(state="completed", progress=100.0, download_url="https://cdn/v.mp4"),
+    ]
+    for answer in answers:
+        clock.advance(10)
+        job = workflow.check_progress(job, api=FakeApi([answer]), now=clock, relay=relay)
+    assert job["outcome"] == "done"
+    assert sent == [
+        (CALLERS, {"progress": 40, "projectId": PROJECT_ID}),
+        (CALLERS, {"progress": 100, "projectId": PROJECT_ID, "download_url": "https://cdn/v.mp4"}),
+    ]
+    assert "cdn" not in str(job)  # the download URL is never execution data
+
+
+def test_a_failing_relay_never_fails_the_check() -> None:
+    job, _ = submit({"webhookUrl": CALLERS}, OWN)
+    job = workflow.check_progress(
+        job,
+        api=FakeApi([Progress(state="exporting", progress=5.0, download_url=None)]),
+        now=Clock(T0 + 5),
+        relay=lambda url, payload: False,
+    )
+    assert job["outcome"] == "waiting"
+
+
+def test_the_relay_calls_public_https_addresses_only() -> None:
+    for address in ("10.0.0.7", "127.0.0.1", "169.254.169.254"):
+
+        def resolve(host: str, port: int, found: str = address) -> list[str]:
+            return [found]
+
+        assert WebhookRelay(UrlPolicy(resolver=resolve))(CALLERS, {"progress": 1}) is False
+    assert WebhookRelay()("http://hooks.example.com/x", {"progress": 1}) is False

@@ -13,6 +13,9 @@ touches what the product or the tests send and receive. The shims:
   the local stack's Lambda bridge answers; see :mod:`aistudios_local.lambda_targets`);
 - status events: Step Functions "Execution Status Change" events on the default event bus when
   a Standard execution starts and ends (see :mod:`aistudios_local.status_events`);
+- stopped callback waits: ``StopExecution`` of an execution in a ``.waitForTaskToken`` task
+  leaves it RUNNING until the task's timeout and then FAILED (``States.Timeout``); AWS aborts it
+  at once. The stop now ends the execution's open callback waits, and it ends ABORTED;
 - one lock makes each request atomic, as each AWS API call is: moto checks a condition
   (``ClientRequestToken`` already used, a DynamoDB condition expression) and then writes, and two
   threads can both pass the check in between.
@@ -39,6 +42,7 @@ from moto.stepfunctions.parser.asl.component.state.exec.state_task.service impor
     state_task_service_aws_sdk,
     state_task_service_sfn,
 )
+from moto.stepfunctions.parser.asl.eval.callback.callback import CallbackOutcomeSuccess
 from moto.stepfunctions.parser.backend.execution import (
     BaseExecutionWorkerCommunication,
     Execution,
@@ -286,6 +290,7 @@ class MotoShims:
                 BaseExecutionWorkerCommunication.terminated, _REQUEST_LOCK
             ),
         )
+        self._patch(Execution, "stop", _ending_callback_waits(Execution.stop))
         self._patch(BotocoreStubber, "process_request", _atomic(BotocoreStubber.process_request))
         result_writer.install()
 
@@ -300,6 +305,26 @@ class MotoShims:
     def _patch(self, owner: Any, name: str, replacement: Any) -> None:
         self._saved.append((owner, name, getattr(owner, name)))
         setattr(owner, name, replacement)
+
+
+def _ending_callback_waits(original: Callable[..., Any]) -> Callable[..., Any]:
+    """Wrap ``Execution.stop``: end the stopped execution's open ``.waitForTaskToken`` waits.
+
+    moto's callback wait blocks on its own event until its timeout, whatever the execution's
+    state. An outcome lets the task return; the engine then finds the program stopped and
+    ends the execution ABORTED, as AWS does at once. No state of the machine sees the outcome.
+    """
+
+    def stop(self: Execution, *args: Any, **kwargs: Any) -> Any:
+        result = original(self, *args, **kwargs)
+        env = self.exec_worker.env if self.exec_worker is not None else None
+        if env is not None:
+            pool = env.callback_pool_manager._pool
+            for callback_id, endpoint in list(pool.items()):
+                endpoint.notify(CallbackOutcomeSuccess(callback_id=callback_id, output="{}"))
+        return result
+
+    return stop
 
 
 def _engine_client_factory(original: Callable[..., Any]) -> Callable[..., Any]:

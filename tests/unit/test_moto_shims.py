@@ -316,3 +316,56 @@ def test_each_request_is_atomic_only_with_the_shim(
         assert sorted(outcomes) == ["ResourceExistsException", "created"]
     else:
         assert outcomes == ["created", "created"], "moto alone lets both writers through"
+
+
+# --- a stop during a callback wait ----------------------------------------------------------------
+
+
+def start_waiting(name: str) -> str:
+    """Start an execution that waits for a task token (60 s), once it waits; return its ARN."""
+    boto3.client("events").create_event_bus(Name=f"{name}-bus")
+    wait = {
+        "Type": "Task",
+        "Resource": "arn:aws:states:::events:putEvents.waitForTaskToken",
+        "TimeoutSeconds": 60,
+        "Parameters": {
+            "Entries": [
+                {
+                    "EventBusName": f"{name}-bus",
+                    "Source": "test",
+                    "DetailType": "Waiting",
+                    "Detail": {"taskToken.$": "$$.Task.Token"},
+                }
+            ]
+        },
+        "End": True,
+    }
+    sfn = boto3.client("stepfunctions")
+    machine = sfn.create_state_machine(
+        name=name,
+        definition=json.dumps({"StartAt": "Wait", "States": {"Wait": wait}}),
+        roleArn=ROLE,
+    )["stateMachineArn"]
+    arn = sfn.start_execution(stateMachineArn=machine, name=f"{name}-1")["executionArn"]
+    for _ in range(200):
+        events = sfn.get_execution_history(executionArn=arn)["events"]
+        if any(e["type"] == "TaskSubmitted" for e in events):
+            return arn
+        threading.Event().wait(0.02)
+    raise AssertionError("the execution never waited")
+
+
+def test_a_stop_during_a_callback_wait_aborts_at_once_only_with_the_shim(engine: None) -> None:
+    sfn = boto3.client("stepfunctions")
+    arn = start_waiting("unshimmed")
+    sfn.stop_execution(executionArn=arn, error="Operator")
+    threading.Event().wait(0.5)
+    assert sfn.describe_execution(executionArn=arn)["status"] == "RUNNING"  # moto's gap
+    shims = MotoShims()
+    shims.install()
+    try:
+        arn = start_waiting("shimmed")
+        sfn.stop_execution(executionArn=arn, error="Operator")
+        assert finished(arn)["status"] == "ABORTED"
+    finally:
+        shims.uninstall()

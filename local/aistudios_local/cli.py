@@ -123,7 +123,7 @@ def _add_stack_options(parser: argparse.ArgumentParser, prefix: str, *, poll_def
         metavar="N",
         type=int,
         default=poll_default,
-        help="seconds between progress polls (the DefaultPollSeconds template parameter)",
+        help="longest wait between progress checks (the DefaultPollSeconds template parameter)",
     )
     parser.add_argument(
         "--verbose",

@@ -194,6 +194,11 @@ class LocalStack:
 
     def _set_webhook_base_url(self, base_url: str | None) -> None:
         """Point the webhook secret at the local API (None: no webhooks, as no API is served)."""
+        assert self.resolver is not None
+        if WEBHOOK_SECRET not in self.resolver.refs:
+            if base_url:
+                raise RuntimeError(f"the template has no {WEBHOOK_SECRET}: no webhooks to serve")
+            return  # a template without webhooks
         secrets = boto3.client("secretsmanager")
         secret_id = self.ref(WEBHOOK_SECRET)
         value = json.loads(secrets.get_secret_value(SecretId=secret_id)["SecretString"])

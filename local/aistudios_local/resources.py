@@ -61,6 +61,9 @@ def resolver_for(
         # Waits for a render slot of a second or more, not of half a minute.
         "RenderSlotRetrySeconds": "1",
     }
+    # A template without one of these (a test's own) keeps what it has.
+    declared = template.get("Parameters", {})
+    parameters = {k: v for k, v in parameters.items() if k in declared}
     parameters.update(overrides)
     pseudo = {
         "AWS::Region": REGION,

@@ -505,3 +505,19 @@ def test_the_body_is_read_as_served_never_decoded(server: DownloadServer) -> Non
 
     with requests.get(server.url("/video"), stream=True, timeout=5) as response:
         assert b"".join(body_chunks(response, 1000)) == encoded
+
+
+def test_tls_is_verified_with_the_configured_ca_bundle_and_never_switched_off(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from aistudios_export.download import _ca_bundle
+
+    session = requests.Session()
+    monkeypatch.delenv("CURL_CA_BUNDLE", raising=False)
+    monkeypatch.delenv("REQUESTS_CA_BUNDLE", raising=False)
+    assert _ca_bundle(session, "https://cdn.example/v.mp4") is True
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", "/etc/bench-ca.pem")
+    assert _ca_bundle(session, "https://cdn.example/v.mp4") == "/etc/bench-ca.pem"
+    monkeypatch.delenv("REQUESTS_CA_BUNDLE")
+    session.verify = False
+    assert _ca_bundle(session, "https://cdn.example/v.mp4") is True

@@ -1,6 +1,7 @@
 """``python -m bench``: measure the copy benchmark and check the bounded-memory claim.
 
 Exits 1 when the product's peak memory at the largest size exceeds 3 parts + 16 MiB.
+``python -m bench copy-speed`` runs the throughput and RSS benchmark of issue #9 instead.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import sys
 
 from aistudios_export.transfer import MIB, MIN_PART_SIZE
 from bench.copy_memory import BASELINE, DEFAULT_PART_SIZE, PRODUCT, format_table, memory_bound, run
+from bench.copy_speed_cli import main as copy_speed_main
 
 
 def _sizes(text: str) -> list[int]:
@@ -52,6 +54,9 @@ def main(argv: list[str] | None = None) -> int:
         default=DEFAULT_PART_SIZE // MIB,
         help="the product's multipart part size in MiB (default: 8)",
     )
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["copy-speed"]:
+        return copy_speed_main(argv[1:])
     args = parser.parse_args(argv)
     part_size = args.part_size_mib * MIB
     if part_size < MIN_PART_SIZE:

@@ -189,7 +189,8 @@ def test_finalize_export_stores_the_verified_video(stack: Stack) -> None:
     }
     stored = stack.s3.get_object(Bucket=BUCKET, Key=key, VersionId=video["versionId"])
     assert stored["Body"].read() == VIDEO
-    assert stored["Metadata"]["sha256"] == video["sha256"]
+    tags = stack.s3.get_object_tagging(Bucket=BUCKET, Key=key, VersionId=video["versionId"])
+    assert tags["TagSet"] == [{"Key": "sha256", "Value": video["sha256"]}]
     no_secret_in(video)
 
 

@@ -35,6 +35,8 @@ from moto.stepfunctions.parser.asl.component.state.exec.state_task.service impor
 )
 from moto.stepfunctions.responses import get_backend
 
+from aistudios_local.engine_cache import EngineCache
+
 if TYPE_CHECKING:
     from moto.events.utils import EventMessageType
 
@@ -215,6 +217,8 @@ class MotoShims:
     def __init__(self, on_delivery: Callable[[RuleDelivery], None] | None = None) -> None:
         self._on_delivery = on_delivery or (lambda _: None)
         self._saved: list[tuple[Any, str, Any]] = []
+        self.cache = EngineCache()
+        """The engine's parse and client caches, installed over the shims."""
 
     @property
     def installed(self) -> bool:
@@ -234,9 +238,11 @@ class MotoShims:
             _deliver_to_state_machines(events_models.Rule.send_to_targets, self._on_delivery),
         )
         self._patch(BotocoreStubber, "process_request", _atomic(BotocoreStubber.process_request))
+        self.cache.install()  # last: the cached clients carry the hooks above
 
     def uninstall(self) -> None:
         """Restore moto as it was."""
+        self.cache.uninstall()
         while self._saved:
             owner, name, original = self._saved.pop()
             setattr(owner, name, original)

@@ -110,6 +110,8 @@ def test_a_kept_tree_gives_every_parse_new_components() -> None:
     assert second is not first
     assert second.states is not first.states
     assert (cache.parses, cache.reuses) == (1, 1)
+    fresh = AmazonStateLanguageParser.parse(text)[1]
+    assert tree.getText() == fresh.getText()  # the kept tree's text, computed once, is the same
 
 
 def test_a_definition_that_does_not_parse_raises_every_time_and_is_not_kept() -> None:

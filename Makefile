@@ -83,6 +83,7 @@ integration: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m bench
+	$(BIN)/python -m bench scale
 
 build: $(STAMP)
 	$(BIN)/sam build --template template.yaml

@@ -84,6 +84,7 @@ integration: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m bench
 	$(BIN)/python -m bench copy-speed
+	$(BIN)/python -m bench scale
 
 build: $(STAMP)
 	$(BIN)/sam build --template template.yaml

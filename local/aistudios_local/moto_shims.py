@@ -46,6 +46,7 @@ from moto.stepfunctions.parser.backend.execution import (
 from moto.stepfunctions.responses import get_backend
 
 from aistudios_local import result_writer, status_events
+from aistudios_local.engine_cache import EngineCache
 from aistudios_local.lambda_targets import LambdaDeliveries
 
 if TYPE_CHECKING:
@@ -256,6 +257,8 @@ class MotoShims:
         self._on_delivery = on_delivery or (lambda _: None)
         self._saved: list[tuple[Any, str, Any]] = []
         self.lambda_deliveries = LambdaDeliveries()
+        self.cache = EngineCache()
+        """The engine's parse and client caches, installed over the shims."""
 
     @property
     def installed(self) -> bool:
@@ -288,9 +291,11 @@ class MotoShims:
         )
         self._patch(BotocoreStubber, "process_request", _atomic(BotocoreStubber.process_request))
         result_writer.install()
+        self.cache.install()  # last: the cached clients carry the hooks above
 
     def uninstall(self) -> None:
         """Restore moto as it was (let the caller settle the Lambda deliveries first)."""
+        self.cache.uninstall()
         result_writer.uninstall()
         while self._saved:
             owner, name, original = self._saved.pop()

@@ -181,6 +181,7 @@ class SimulatedApi:
             code, msg = scenario.reject_submit
             return Reply(error(400, code, msg), project_id, body)
         project.restart(resolution)
+        self.state.render_started(project)
         return Reply(ok({"projectId": project_id}), project_id, body)
 
     def _progress(self, request: Request, project_id: str, authorized: bool) -> Answer:
@@ -218,6 +219,8 @@ class SimulatedApi:
         else:
             data["state"] = "exporting"
         project.state, project.progress = data["state"], value
+        if data["state"] != "exporting":
+            self.state.render_ended(project)
         return ok(data)
 
     def _project(self, request: Request, project_id: str, authorized: bool) -> Answer:

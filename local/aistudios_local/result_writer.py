@@ -1,19 +1,11 @@
-"""What a Distributed Map's items return and write, on moto 5.2.x as on AWS.
+"""What a Distributed Map's items write, on moto 5.2.x as on AWS.
 
-Two moto gaps, both about the results of a Map whose items run child executions:
-
-- moto's ``states:startExecution.sync`` and ``.sync:2`` answer with boto3's camelCase
-  ``DescribeExecution`` members (``output``, ``status``, ``error``), in the task's result and in
-  the ``Cause`` of its failure; AWS answers with PascalCase ones (``Output``, ``Status``, ...),
-  which is what a ``ResultSelector`` names (``"$.Output.video"``). :func:`pascal_case_answer`
-  corrects ``StateTaskServiceSfn._normalise_response``, which moto leaves empty.
-- moto's ResultWriter drops the items' results (below).
-
-The ResultWriter gap: moto's engine runs a Distributed Map's items, keeps the outputs of the items
-that succeeded, and then drops them (``ResourceEvalS3._handle_put_object``: ``# TODO: results``).
-Its ``ResultWriter`` writes only a stub ``<prefix>/<map run id>/manifest.json`` whose
+moto's engine runs a Distributed Map's items, keeps the outputs of the items that succeeded,
+and then drops them (``ResourceEvalS3._handle_put_object``: ``# TODO: results``). Its
+``ResultWriter`` writes only a stub ``<prefix>/<map run id>/manifest.json`` whose
 ``ResultFiles`` lists are empty, so a reader of the Map's results finds no row at all. An item
-that failed keeps nothing (its input, error and cause are only counted).
+that failed keeps nothing (its input, error and cause are only counted). (What the items'
+``.sync`` tasks answer is :func:`aistudios_local.moto_shims.pascal_case_answer`'s fix.)
 
 AWS writes, for the default ``Transformation: NONE``, under ``<prefix>/<map run id>/``:
 
@@ -49,9 +41,6 @@ from moto.stepfunctions.parser.asl.component.state.exec.state_map.iteration.item
 )
 from moto.stepfunctions.parser.asl.component.state.exec.state_map.result_writer.resource_eval import (  # noqa: E501 - moto's module path
     resource_eval_s3 as _writer,
-)
-from moto.stepfunctions.parser.asl.component.state.exec.state_task.service import (
-    state_task_service_sfn as _sfn,
 )
 from moto.stepfunctions.parser.asl.eval.program_state import (
     ProgramEnded,
@@ -203,26 +192,6 @@ def _handle_put_object(env: Any, resource_runtime_part: Any, state_credentials: 
     )
 
 
-def pascal_case_answer(
-    self: Any,
-    response: Any,
-    boto_service_name: str | None = None,
-    service_action_name: str | None = None,
-) -> None:
-    """Replace ``StateTaskServiceSfn._normalise_response``: ``output`` → ``Output``, ...
-
-    The ``.sync`` resolvers call it on the child's ``DescribeExecution`` before returning it as
-    the task's result or putting it, as JSON, into the ``Cause`` of the task's failure.
-    """
-    if service_action_name != "describe_execution" or not isinstance(response, dict):
-        return
-    for key in [k for k in response if k[:1].islower()]:
-        value = response.pop(key)
-        if key.endswith("Details") and isinstance(value, dict):
-            value = {k[:1].upper() + k[1:]: v for k, v in value.items()}
-        response[key[:1].upper() + key[1:]] = value
-
-
 def patches() -> list[Patch]:
     """Return the attributes to set on moto for AWS's result files (restore them to undo)."""
     iteration = _iteration.DistributedIterationComponent
@@ -231,7 +200,6 @@ def patches() -> list[Patch]:
         (iteration, "_map_run", _record_inputs(iteration._map_run)),
         (worker, "_eval_job", _record_items(worker._eval_job)),
         (_writer.ResourceEvalS3, "_handle_put_object", staticmethod(_handle_put_object)),
-        (_sfn.StateTaskServiceSfn, "_normalise_response", pascal_case_answer),
     ]
 
 

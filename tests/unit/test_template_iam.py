@@ -10,12 +10,14 @@ only start its target.
 from __future__ import annotations
 
 import ast
+import fnmatch
 import json
 import re
 from collections.abc import Iterator
 from typing import Any
 
 from aistudios_export import settings
+from aistudios_export.batches import MAP_RUNS_FOLDER, BatchSettings, batch_location
 from tests.unit._asl import all_states
 from tests.unit._fixtures import ROOT
 from tests.unit._template import (
@@ -296,6 +298,29 @@ def test_s3_access_is_on_objects_under_a_key_prefix(
         for resource in as_list(statement["Resource"]):
             assert object_prefix(resource, template), (name, resource)
     assert found
+
+
+def test_summarize_batch_may_list_its_batches_map_runs_and_nothing_else(
+    template: dict[str, Any], resources: dict[str, Any]
+) -> None:
+    policies = props(resources, "SummarizeBatchFunction")["Policies"]
+    [listing] = [s for s in statements(policies) if "s3:ListBucket" in actions(s)]
+    defaults = {k: str(v.get("Default", "")) for k, v in template["Parameters"].items()}
+    pattern = sub_text(listing["Condition"]["StringLike"]["s3:prefix"]) or ""
+    for name, value in defaults.items():
+        pattern = pattern.replace(f"${{{name}}}", value)
+    batch_settings = BatchSettings(
+        bucket="b",
+        manifest_prefix=defaults["ManifestKeyPrefix"],
+        results_prefix=defaults["ResultsKeyPrefix"],
+    )
+    _, prefix = batch_location(
+        batch_settings, defaults["ManifestKeyPrefix"] + "jan/a.csv", "ab" * 32
+    )
+    # What SummarizeBatch lists (map_results.find_map_runs): its batch's ResultWriter folder.
+    assert fnmatch.fnmatchcase(f"{prefix}{MAP_RUNS_FOLDER}/", pattern)
+    for other in ("", defaults["ResultsKeyPrefix"], prefix, defaults["ManifestKeyPrefix"]):
+        assert not fnmatch.fnmatchcase(other, pattern), other
 
 
 def test_every_s3_write_is_under_a_prefix_the_writer_is_given(

@@ -184,11 +184,11 @@ def summarize_batch(
 
     A Map that failed (more rows failed than it tolerates, or an error of its own) hands over
     no ``ResultWriterDetails``, yet Step Functions writes its results: they are found under the
-    batch's own ResultWriter prefix (``mapRunsPrefix``). That prefix can hold several map runs
-    (the same manifest uploaded again while its first batch ran, a redriven run): all are read,
-    oldest first, and a row's outcome is the one of the latest run that started it. Every run
-    names the same export executions (a row's name is its export's), so a later run's outcome
-    of a row is that export's latest; a run that never started a row says nothing about it.
+    batch's own ResultWriter prefix (``mapRunsPrefix``). That prefix holds a map run per batch
+    execution of the same manifest bytes (uploaded again, delivered twice): all are read, oldest
+    first, and a row's outcome is the one of the latest run that started it. Every run names the
+    same export executions (a row's name is its export's), so a later run's outcome of a row is
+    that export's latest; a run that never started a row says nothing about it.
 
     Parameters
     ----------

@@ -7,7 +7,8 @@ touches what the product or the tests send and receive. The shims:
 
 - engine hooks: botocore hooks registered on the clients that moto's Step Functions engine
   creates for its ``states:*`` and ``aws-sdk:*`` integrations (never on boto3's default
-  session): parameter names, PascalCase answers, epoch-millisecond dates;
+  session): parameter names, PascalCase answers, epoch-millisecond dates; and the PascalCase
+  answer of the ``.sync`` integrations, which moto builds after those hooks ran;
 - rule targets: what moto's rules cannot deliver to, a Step Functions target (an execution
   starts) and a Lambda target (invoked asynchronously through boto3's default session, where
   the local stack's Lambda bridge answers; see :mod:`aistudios_local.lambda_targets`);
@@ -75,6 +76,10 @@ def lower_parameter_names(params: dict[str, Any], **_: Any) -> None:
         params[key[0].lower() + key[1:]] = params.pop(key)
 
 
+def _pascal_case(name: str) -> str:
+    return name[:1].upper() + name[1:]
+
+
 def add_pascal_case_copies(parsed: dict[str, Any], **_: Any) -> None:
     """``after-call.sfn.StartExecution`` and ``.DescribeExecution``: add ``ExecutionArn``, ...
 
@@ -83,7 +88,33 @@ def add_pascal_case_copies(parsed: dict[str, Any], **_: Any) -> None:
     is, where AWS answers with PascalCase members (``Status``, ``Output``, ...).
     """
     for key in [k for k in parsed if k[:1].islower()]:
-        parsed.setdefault(key[0].upper() + key[1:], parsed[key])
+        parsed.setdefault(_pascal_case(key), parsed[key])
+
+
+def pascal_case_answer(
+    self: Any,
+    response: Any,
+    boto_service_name: str | None = None,
+    service_action_name: str | None = None,
+) -> None:
+    """Replace ``StateTaskServiceSfn._normalise_response``: ``output`` → ``Output``, ...
+
+    moto's ``states:startExecution.sync`` and ``.sync:2`` keep only boto3's camelCase
+    ``DescribeExecution`` members (``output``, ``status``, ``error``: the copies
+    :func:`add_pascal_case_copies` added are dropped) and call this method, which moto leaves
+    empty, before returning them as the task's result or putting them, as JSON, into the
+    ``Cause`` of the task's failure. AWS answers with PascalCase members only, which is what a
+    ``ResultSelector`` names (``"$.Output"``): the same renaming as the hook's, without the
+    camelCase originals, and inside ``inputDetails``/``outputDetails`` too.
+    """
+    if service_action_name != "describe_execution" or not isinstance(response, dict):
+        return
+    add_pascal_case_copies(response)
+    for key in [k for k in response if k[:1].islower()]:
+        del response[key]
+    for key, value in response.items():
+        if key.endswith("Details") and isinstance(value, dict):
+            response[key] = {_pascal_case(k): v for k, v in value.items()}
 
 
 def datetimes_to_epoch_millis(parsed: dict[str, Any], **_: Any) -> None:
@@ -239,6 +270,10 @@ def atomic_requests() -> Iterator[None]:
 # --- installation -----------------------------------------------------------------------------
 
 
+_INHERITED = object()
+"""Saved for an attribute the class inherits: uninstalling deletes the replacement."""
+
+
 class MotoShims:
     """Install every shim; undo them all.
 
@@ -290,6 +325,9 @@ class MotoShims:
             ),
         )
         self._patch(BotocoreStubber, "process_request", _atomic(BotocoreStubber.process_request))
+        self._patch(
+            state_task_service_sfn.StateTaskServiceSfn, "_normalise_response", pascal_case_answer
+        )
         result_writer.install()
         self.cache.install()  # last: the cached clients carry the hooks above
 
@@ -299,11 +337,15 @@ class MotoShims:
         result_writer.uninstall()
         while self._saved:
             owner, name, original = self._saved.pop()
-            setattr(owner, name, original)
+            if original is _INHERITED:
+                delattr(owner, name)
+            else:
+                setattr(owner, name, original)
         self.lambda_deliveries.close()
 
     def _patch(self, owner: Any, name: str, replacement: Any) -> None:
-        self._saved.append((owner, name, getattr(owner, name)))
+        # From the class's own namespace: an inherited method is deleted again, not copied down.
+        self._saved.append((owner, name, vars(owner).get(name, _INHERITED)))
         setattr(owner, name, replacement)
 
 

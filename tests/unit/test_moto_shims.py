@@ -141,6 +141,33 @@ def test_each_engine_hook_is_needed(
     assert failure in parent["cause"]
 
 
+def test_a_sync_answer_is_pascal_case_only_with_pascal_case_answer(engine: None) -> None:
+    from moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state_task_service_sfn import (  # noqa: E501 - moto's module path
+        StateTaskServiceSfn,
+    )
+
+    shims = MotoShims()
+    shims.install()
+    try:
+        answer = json.loads(run_parent()["output"])["run"]
+        assert answer["Output"] == CHILD_OUTPUT
+        assert not [k for k in answer if k[:1].islower()]  # as AWS answers: PascalCase only
+        # Left out, moto's own (empty) method answers in boto3's camelCase: no "Output".
+        shim = vars(StateTaskServiceSfn)["_normalise_response"]
+        del StateTaskServiceSfn._normalise_response
+        try:
+            sfn = boto3.client("stepfunctions")
+            for machine in sfn.list_state_machines()["stateMachines"]:
+                sfn.delete_state_machine(stateMachineArn=machine["stateMachineArn"])
+            answer = json.loads(run_parent()["output"])["run"]
+        finally:
+            StateTaskServiceSfn._normalise_response = shim  # type: ignore[method-assign]
+        assert "Output" not in answer and answer["output"] == CHILD_OUTPUT
+    finally:
+        shims.uninstall()
+    assert "_normalise_response" not in vars(StateTaskServiceSfn)  # moto's own again
+
+
 def test_the_products_own_calls_are_left_alone(deliveries: list[RuleDelivery]) -> None:
     run_parent()
     sfn = boto3.client("stepfunctions")

@@ -1,6 +1,7 @@
 """``python -m bench``: measure the copy benchmark and check the bounded-memory claim.
 
 Exits 1 when the product's peak memory at the largest size exceeds 3 parts + 16 MiB.
+``python -m bench cold``: the handlers' cold starts and the packages' sizes (bench.cold_start).
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ import argparse
 import sys
 
 from aistudios_export.transfer import MIB, MIN_PART_SIZE
+from bench import cold_start
 from bench.copy_memory import BASELINE, DEFAULT_PART_SIZE, PRODUCT, format_table, memory_bound, run
 
 
@@ -35,6 +37,9 @@ def main(argv: list[str] | None = None) -> int:
     int
         0 when the memory claim holds, 1 when it fails.
     """
+    given = sys.argv[1:] if argv is None else argv
+    if given[:1] == ["cold"]:
+        return cold_start.main(given[1:])
     parser = argparse.ArgumentParser(
         prog="python -m bench",
         description="Peak memory and throughput of a URL → S3 copy: naive download against "

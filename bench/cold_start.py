@@ -327,7 +327,12 @@ def main(argv: Sequence[str]) -> int:
         parser.error("--processes must be at least 1")
 
     started = time.monotonic()
-    results = measure(args.processes, args.handlers or None)
+    results = measure(
+        args.processes,
+        args.handlers or None,
+        progress=lambda name: print(name, end=" ", file=sys.stderr, flush=True),
+    )
+    print(file=sys.stderr)
     sizes: dict[str, int | None] = (
         {"layer_bytes": None, "api_extra_bytes": None} if args.no_sizes else package_sizes()
     )

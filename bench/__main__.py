@@ -4,7 +4,8 @@
 peak memory at the largest size exceeds 3 parts + 16 MiB. ``python -m bench copy-speed`` runs
 the throughput and RSS benchmark of the pipelined copy against its baselines. ``python -m bench
 scale`` runs a manifest through the local stack at two sizes and exits 1 when a row was not
-exported with the right bytes (see bench/README.md).
+exported with the right bytes (see bench/README.md). ``python -m bench cold``: the handlers'
+cold starts and the packages' sizes (bench.cold_start).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import json
 import sys
 
 from aistudios_export.transfer import MIB, MIN_PART_SIZE
-from bench import scale
+from bench import cold_start, scale
 from bench.copy_memory import BASELINE, DEFAULT_PART_SIZE, PRODUCT, format_table, memory_bound, run
 from bench.copy_speed_cli import main as copy_speed_main
 
@@ -47,6 +48,8 @@ def main(argv: list[str] | None = None) -> int:
         return scale_main(args[1:])
     if args[:1] == ["copy-speed"]:
         return copy_speed_main(args[1:])
+    if args[:1] == ["cold"]:
+        return cold_start.main(args[1:])
     return copy_main(args[1:] if args[:1] == ["copy"] else args)
 
 

@@ -93,12 +93,45 @@ class LocalFunction:
 
 @dataclass(frozen=True)
 class Invocation:
-    """A record of one invocation, for tests and progress display."""
+    """A record of one invocation, for tests and progress display.
+
+    A batch makes a few invocations per row, and every record is kept for the stack's life: the
+    payload and the answer are kept as the JSON text Lambda exchanges (a fraction of the size of
+    the dicts they decode to) and decoded, afresh, when read.
+
+    Attributes
+    ----------
+    function
+        The function's logical id.
+    payload_json, result_json
+        The event and the answer (or Lambda's error payload), as JSON text.
+    error_type
+        The handler's error type, or None when it returned.
+    """
 
     function: str
-    payload: Any
-    result: Any
+    payload_json: str
+    result_json: str
     error_type: str | None
+
+    @classmethod
+    def of(cls, function: str, payload: Any, result: Any, error_type: str | None) -> Invocation:
+        """Record an invocation from its decoded payload and answer."""
+        return cls(function, _compact_json(payload), _compact_json(result), error_type)
+
+    @property
+    def payload(self) -> Any:
+        """The event the handler was given."""
+        return json.loads(self.payload_json)
+
+    @property
+    def result(self) -> Any:
+        """The handler's answer, or Lambda's error payload when it failed."""
+        return json.loads(self.result_json)
+
+
+def _compact_json(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"))
 
 
 class _Context:
@@ -158,7 +191,7 @@ class LambdaBridge:
             else:
                 result, error_type = _run(handler, fn, payload)
                 fn.release(handler)
-        record = Invocation(fn.logical_id, payload, result, error_type)
+        record = Invocation.of(fn.logical_id, payload, result, error_type)
         with self._record:
             self.invocations.append(record)
             if self.on_invocation is not None:

@@ -51,6 +51,7 @@ class LocalFunction:
     memory: int = 128
     _idle: list[Handler] = field(default_factory=list, repr=False)
     _started: int = field(default=0, repr=False)
+    _modules: list[str] = field(default_factory=list, repr=False)
     _pool_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @property
@@ -68,6 +69,20 @@ class LocalFunction:
         with self._pool_lock:
             self._idle.append(handler)
 
+    def shut_down(self) -> None:
+        """Drop every idle container and forget its module: nothing invokes them any more.
+
+        Each container's module stays in ``sys.modules`` (under a name of its own) while the
+        function lives, so that its dataclasses can be pickled and compared; a process that
+        runs many stacks (a test session) would otherwise keep every container of every stack,
+        with its clients. A later invocation starts a new container.
+        """
+        with self._pool_lock:
+            self._idle.clear()
+            names, self._modules = self._modules, []
+        for name in names:
+            sys.modules.pop(name, None)
+
     def load(self) -> Handler:
         """Start a container: import the handler's module from its file, under a name of its own."""
         module_name, _, attribute = self.handler.rpartition(".")
@@ -84,6 +99,8 @@ class LocalFunction:
         # As in Lambda: the module is importable by name (dataclasses need that) and its
         # code directory is on the path (for modules next to the handler).
         sys.modules[spec.name] = module
+        with self._pool_lock:
+            self._modules.append(spec.name)
         if str(self.code_dir) not in sys.path:
             sys.path.append(str(self.code_dir))
         spec.loader.exec_module(module)
@@ -170,12 +187,14 @@ class LambdaBridge:
         )
 
     def uninstall(self) -> None:
-        """Remove the hook."""
+        """Remove the hook; shut the functions' containers down."""
         boto3._get_default_session().events.unregister(
             "before-call.lambda.Invoke",
             self._on_invoke,  # type: ignore[arg-type]
         )
         _THREAD_ENVIRON.uninstall()
+        for fn in {id(fn): fn for fn in self._functions.values()}.values():
+            fn.shut_down()
 
     def invoke(self, name: str, payload: Any) -> tuple[Any, str | None]:
         """Run a function's handler; return ``(result or error payload, error type or None)``."""

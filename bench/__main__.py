@@ -163,8 +163,10 @@ def scale_main(argv: list[str]) -> int:
     sizes = sorted({args.small_rows, args.rows} - {0})
     results = [scale.run_in_subprocess(rows, extra) for rows in sizes]
     print(scale.format_table(results))
-    print("(ok: rows exported with the simulator's bytes; renders: most in flight at once;")
-    print(" mints: tokens minted over HTTP, the stack starting with an empty token secret)")
+    print("(ok: rows exported with the simulator's bytes; end: RSS at the batch's end; stored:")
+    print(" what moto's services store then; records: the stack's invocations, events, deliveries")
+    print(" and simulator calls; contnrs: containers the functions started; renders: most in")
+    print(" flight at once; mints: tokens minted over HTTP, the stack starting with no token)")
     largest = results[-1]
     print(scale.format_parts(largest))
     summary: dict[str, object] = {"batches": [r.to_json() for r in results]}
@@ -176,6 +178,8 @@ def scale_main(argv: list[str]) -> int:
             f"peak RSS grows {total:.1f} MiB per 1,000 rows ({results[0].rows} -> "
             f"{largest.rows}), {beyond:.1f} MiB of it beyond the videos stored"
         )
+        summary["memory_growth_mib_per_1000_rows"] = scale.memory_growth(*results).to_json()
+        print(scale.format_growth(*results))
     goal = largest.exports_per_second >= scale.GOAL_EXPORTS_PER_SECOND
     print(
         f"goal >= {scale.GOAL_EXPORTS_PER_SECOND} exports/s: "

@@ -11,7 +11,11 @@ simulator, all in this process), not AWS:
   (``time.thread_time``) around the engine's ASL parse, boto3 client creation, the Lambda
   bridge with its handlers, and the simulator's request handling; the rest is moto's engine,
   its API calls and the waits' bookkeeping;
-- peak RSS of the process (``ru_maxrss``) and its RSS before the stack started;
+- peak RSS of the process (``ru_maxrss``) and its RSS before the stack started; at the batch's
+  end, what moto's services store (S3 objects and versions, executions with their histories,
+  items, secret versions: :mod:`bench.footprint`) and what the stack's records keep (invocations,
+  events, deliveries, the simulator's call log), so that RSS growth with rows can be split
+  between the services' data and the stack's own;
 - the most renders in flight at the simulator at once, and how many tokens were minted over HTTP
   (the stack starts with an empty token secret: single-flight refresh should mint one).
 
@@ -43,6 +47,7 @@ from aistudios_local.lambda_bridge import LambdaBridge
 from aistudios_local.simulator import AiStudiosSimulator, Scenario
 from aistudios_local.simulator.server import _Handler as SimulatorHandler
 from aistudios_local.stack import LocalStack
+from bench.footprint import retained_bytes, service_bytes
 
 MIB = 1024 * 1024
 DEFAULT_ROWS = 1000
@@ -55,6 +60,8 @@ GOAL_EXPORTS_PER_SECOND = 5.0
 """Issue #8's goal for the local stack on 2 cores."""
 SCENARIO = Scenario(progress_steps=(50.0, 100.0))
 """Each export: submitted, one progress check at 50 %, one at 100 % with the URL."""
+OWN_GROWTH_BOUND_MIB = 16.0
+"""Claim: the stack's own peak RSS grows by at most this much per 1,000 rows (README, "Scale")."""
 
 PARSE, CLIENTS, HANDLERS, SIMULATOR, REST = (
     "ASL parsing (moto)",
@@ -82,6 +89,16 @@ class ScaleResult:
     max_renders_in_flight: int
     token_mints: int
     concurrency: int
+    services_mib: float = 0.0
+    """What moto's services store at the batch's end (:func:`bench.footprint.service_bytes`)."""
+    records_mib: float = 0.0
+    """What the stack's records keep at the batch's end (invocations, events, deliveries, calls)."""
+    end_rss_mib: float = 0.0
+    """RSS at the batch's end, after a garbage collection (what stays, not what peaked)."""
+    containers: int = 0
+    """Containers the functions started (one per concurrent invocation at most: a pool that
+    grows to the peak concurrency of each function, then stays)."""
+    services_by_name: dict[str, float] = field(default_factory=dict)
     cpu_by_part: dict[str, float] = field(default_factory=dict)
     calls_by_part: dict[str, int] = field(default_factory=dict)
     failures: list[dict[str, Any]] = field(default_factory=list)
@@ -106,6 +123,7 @@ class ScaleResult:
             if isinstance(value, float):
                 data[key] = round(value, 3)
         data["cpu_by_part"] = {k: round(v, 3) for k, v in self.cpu_by_part.items()}
+        data["services_by_name"] = {k: round(v, 3) for k, v in self.services_by_name.items()}
         data["exports_per_second"] = round(self.exports_per_second, 2)
         data["cpu_per_export"] = round(self.cpu_per_export, 4)
         return data
@@ -268,6 +286,17 @@ def run_scale(
             == stored[r["projectId"]]
             == simulator.expected_sha256(r["projectId"])
         )
+        services = service_bytes()
+        records = retained_bytes(
+            [
+                stack.invocations,
+                stack.events,
+                stack.lambda_deliveries,
+                stack.rule_deliveries,
+                simulator.calls,
+            ]
+        )
+        end_rss = current_rss_mib()
         by_part = dict(parts.seconds)
         by_part[REST] = max(0.0, cpu - sum(by_part.values()))
         return ScaleResult(
@@ -283,6 +312,11 @@ def run_scale(
             max_renders_in_flight=simulator.max_renders_in_flight,
             token_mints=simulator.tokens_minted,
             concurrency=concurrency,
+            services_mib=sum(services.values()) / MIB,
+            records_mib=records / MIB,
+            end_rss_mib=end_rss,
+            containers=sum(fn.containers for fn in stack.functions.values()),
+            services_by_name={name: size / MIB for name, size in services.items()},
             cpu_by_part=by_part,
             calls_by_part=dict(parts.calls),
             failures=[r for r in run.rows if r.get("status") != "SUCCEEDED"][:5],
@@ -317,18 +351,115 @@ def growth_per_1000_rows(small: ScaleResult, large: ScaleResult) -> tuple[float,
     return total, total - stored
 
 
+@dataclass(frozen=True)
+class MemoryGrowth:
+    """How memory grows per 1,000 rows between two batches, by owner (MiB).
+
+    Attributes
+    ----------
+    peak
+        Peak RSS.
+    videos
+        The videos' bytes stored in S3 (part of ``services``).
+    services
+        What moto's services store: S3 objects and versions, executions and their histories,
+        DynamoDB items, secret versions (AWS keeps all of them too).
+    own
+        The stack's own: ``peak - services``.
+    records
+        The part of ``own`` that the stack's records keep, as Python objects.
+    end
+        RSS at the batch's end (after a garbage collection), less ``services``: the stack's own
+        memory that stays, which a transient peak does not blur.
+    """
+
+    peak: float
+    videos: float
+    services: float
+    own: float
+    records: float
+    end: float
+
+    @property
+    def claim_met(self) -> bool:
+        """Whether the stack's own growth is within :data:`OWN_GROWTH_BOUND_MIB`."""
+        return self.own <= OWN_GROWTH_BOUND_MIB
+
+    def to_json(self) -> dict[str, float | bool]:
+        """Return the growths, rounded, and whether the claim holds."""
+        data: dict[str, float | bool] = {k: round(v, 1) for k, v in asdict(self).items()}
+        data["own_bound"] = OWN_GROWTH_BOUND_MIB
+        data["claim_met"] = self.claim_met
+        return data
+
+
+def memory_growth(small: ScaleResult, large: ScaleResult) -> MemoryGrowth:
+    """Split the growth of memory per 1,000 rows between two sizes by owner."""
+    extra_rows = large.rows - small.rows
+    if extra_rows <= 0:
+        return MemoryGrowth(0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
+
+    def per_1000(name: str) -> float:
+        return float(getattr(large, name) - getattr(small, name)) * 1000 / extra_rows
+
+    peak, services = per_1000("peak_rss_mib"), per_1000("services_mib")
+    return MemoryGrowth(
+        peak=peak,
+        videos=per_1000("stored_mib"),
+        services=services,
+        own=peak - services,
+        records=per_1000("records_mib"),
+        end=per_1000("end_rss_mib") - services,
+    )
+
+
+def format_growth(small: ScaleResult, large: ScaleResult) -> str:
+    """The growth per 1,000 rows by owner, and whether the stack's own is within its bound."""
+    growth = memory_growth(small, large)
+    extra_rows = max(large.rows - small.rows, 1)
+    by_service = ", ".join(
+        f"{name} {(large.services_by_name.get(name, 0.0) - size) * 1000 / extra_rows:.1f}"
+        for name, size in small.services_by_name.items()
+    )
+    return "\n".join(
+        [
+            f"memory growth per 1,000 rows ({small.rows} -> {large.rows} rows), MiB:",
+            f"  peak RSS                          {growth.peak:8.1f}",
+            f"  stored by the services (moto)     {growth.services:8.1f}  ({by_service};"
+            f" videos {growth.videos:.1f})",
+            f"  the stack's own (peak - services) {growth.own:8.1f}"
+            f"  (its records {growth.records:.1f}; at the end, after gc {growth.end:.1f})",
+            f"claim: the stack's own growth <= {OWN_GROWTH_BOUND_MIB:.0f} MiB per 1,000 rows: "
+            + ("met" if growth.claim_met else "not met"),
+        ]
+        + (
+            [
+                f"  (the functions started {small.containers} containers at {small.rows} rows, "
+                f"{large.containers} at {large.rows}: the pool had not reached its peak in the "
+                "smaller batch, so the growth includes containers starting, which do not grow "
+                "with rows)"
+            ]
+            if large.containers > small.containers
+            else []
+        )
+    )
+
+
 def format_table(results: list[ScaleResult]) -> str:
     """One line per batch size."""
     header = (
         f"{'rows':>6} {'status':>9} {'ok':>6} {'wall s':>8} {'exp/s':>7} {'CPU s/exp':>10} "
-        f"{'RSS0 MiB':>9} {'peak MiB':>9} {'videos MiB':>10} {'renders':>8} {'mints':>6}"
+        f"{'RSS0 MiB':>9} {'peak MiB':>9} {'end MiB':>8} {'videos MiB':>10} {'stored MiB':>10} "
+        f"{'records MiB':>11} {'contnrs':>7} {'renders':>8} {'mints':>6}"
     )
     lines = [header]
     for r in results:
         lines.append(
             f"{r.rows:>6} {r.status:>9} {r.verified:>6} {r.wall_seconds:>8.1f} "
             f"{r.exports_per_second:>7.2f} {r.cpu_per_export:>10.4f} {r.rss_before_mib:>9.0f} "
-            f"{r.peak_rss_mib:>9.0f} {r.stored_mib:>10.1f} {r.max_renders_in_flight:>8} "
+            f"{r.peak_rss_mib:>9.0f} {r.end_rss_mib:>8.0f} {r.stored_mib:>10.1f} "
+            f"{r.services_mib:>10.1f} {r.records_mib:>11.1f} {r.containers:>7} "
+            f"{r.max_renders_in_flight:>8} "
             f"{r.token_mints:>6}"
         )
     return "\n".join(lines)

@@ -16,7 +16,9 @@ touches what the product or the tests send and receive. The shims:
   a Standard execution starts and ends (see :mod:`aistudios_local.status_events`);
 - one lock makes each request atomic, as each AWS API call is: moto checks a condition
   (``ClientRequestToken`` already used, a DynamoDB condition expression) and then writes, and two
-  threads can both pass the check in between.
+  threads can both pass the check in between;
+- finished threads are forgotten: moto's engine appends every thread it starts (one per
+  execution, Map item, branch, ...) to a module-level list that nothing reads or empties.
 """
 
 from __future__ import annotations
@@ -44,6 +46,7 @@ from moto.stepfunctions.parser.backend.execution import (
     BaseExecutionWorkerCommunication,
     Execution,
 )
+from moto.stepfunctions.parser.utils import TMP_THREADS
 from moto.stepfunctions.responses import get_backend
 
 from aistudios_local import result_writer, status_events
@@ -267,6 +270,32 @@ def atomic_requests() -> Iterator[None]:
         BotocoreStubber.process_request = original  # type: ignore[method-assign]
 
 
+# --- the engine's list of every thread it started --------------------------------------------
+
+
+def forget_finished_threads() -> None:
+    """Drop the threads that have ended from moto's ``TMP_THREADS``.
+
+    moto's engine appends each thread it starts (about fifteen per export execution) to
+    ``moto.stepfunctions.parser.utils.TMP_THREADS`` and never removes one: the list, and every
+    ``Thread`` object in it, grows with executions for the life of the process. Nothing reads
+    it, so a finished thread has nothing left to do there. (The list is pruned in place: moto's
+    modules hold it by reference. A thread appended while it is pruned may be dropped from it,
+    which only forgets one more thread.)
+    """
+    TMP_THREADS[:] = [thread for thread in TMP_THREADS if thread.is_alive()]
+
+
+def _forgetting_finished_threads(original: Callable[..., None]) -> Callable[..., None]:
+    """Wrap ``Execution.start``: each new execution first forgets the threads that ended."""
+
+    def start(execution: Any) -> None:
+        forget_finished_threads()
+        original(execution)
+
+    return start
+
+
 # --- installation -----------------------------------------------------------------------------
 
 
@@ -317,6 +346,7 @@ class MotoShims:
         self._patch(
             Execution, "start", status_events.emitting_start(Execution.start, _REQUEST_LOCK)
         )
+        self._patch(Execution, "start", _forgetting_finished_threads(Execution.start))
         self._patch(
             BaseExecutionWorkerCommunication,
             "terminated",

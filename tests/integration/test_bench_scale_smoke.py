@@ -11,7 +11,7 @@ import json
 import pytest
 
 from aistudios_local.simulator import video_sha256
-from bench import scale
+from bench import footprint, scale
 from bench.__main__ import main
 
 pytestmark = pytest.mark.integration
@@ -51,6 +51,9 @@ def test_the_summary_has_every_measurement(result: scale.ScaleResult) -> None:
     }
     for key in derived:
         assert again[key] == pytest.approx(summary[key], abs=0.01)
+    assert set(result.services_by_name) == set(footprint.SERVICES)
+    assert result.services_mib > result.stored_mib  # the videos and every execution's history
+    assert result.records_mib > 0
     lines = scale.format_table([result]).splitlines()
     assert lines[1].split()[:3] == [str(ROWS), "SUCCEEDED", str(ROWS)]
     assert [p for p in scale.PARTS if p in scale.format_parts(result)] == list(scale.PARTS)
@@ -64,6 +67,38 @@ def test_growth_is_per_1000_rows_and_less_the_videos() -> None:
         {**_zeros(), "rows": 1000, "peak_rss_mib": 450.0, "stored_mib": 100.0}
     )
     assert scale.growth_per_1000_rows(small, large) == (200.0, 100.0)
+
+
+def test_memory_growth_is_split_between_the_services_and_the_stack() -> None:
+    small = scale.ScaleResult.from_json(
+        {
+            **_zeros(),
+            "rows": 250,
+            "peak_rss_mib": 300.0,
+            "end_rss_mib": 280.0,
+            "stored_mib": 25.0,
+            "services_mib": 40.0,
+            "records_mib": 1.0,
+        }
+    )
+    large = scale.ScaleResult.from_json(
+        {
+            **_zeros(),
+            "rows": 1000,
+            "peak_rss_mib": 450.0,
+            "end_rss_mib": 400.0,
+            "stored_mib": 100.0,
+            "services_mib": 130.0,
+            "records_mib": 4.0,
+        }
+    )
+    growth = scale.memory_growth(small, large)
+    assert growth == scale.MemoryGrowth(
+        peak=200.0, videos=100.0, services=120.0, own=80.0, records=4.0, end=40.0
+    )
+    assert growth.own == growth.peak - growth.services
+    assert not growth.claim_met  # 80 MiB per 1,000 rows of its own is above the bound
+    assert "not met" in scale.format_growth(small, large)
 
 
 def test_the_copy_benchmark_is_still_the_default_command() -> None:

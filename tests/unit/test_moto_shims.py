@@ -182,6 +182,35 @@ def test_the_products_own_calls_are_left_alone(deliveries: list[RuleDelivery]) -
         sfn.describe_execution(ExecutionArn=started["executionArn"])  # type: ignore[call-arg]
 
 
+@pytest.mark.parametrize("shimmed", [False, True])
+def test_the_engines_finished_threads_are_forgotten_only_with_the_shim(
+    engine: None, shimmed: bool
+) -> None:
+    from moto.stepfunctions.parser.utils import TMP_THREADS
+
+    shims = MotoShims()
+    if shimmed:
+        shims.install()
+    try:
+        sfn = boto3.client("stepfunctions")
+        definition = {"StartAt": "Done", "States": {"Done": {"Type": "Pass", "End": True}}}
+        arn = sfn.create_state_machine(
+            name="pass", definition=json.dumps(definition), roleArn=ROLE
+        )["stateMachineArn"]
+        del TMP_THREADS[:]
+        for number in range(5):
+            finished(sfn.start_execution(stateMachineArn=arn, name=f"e-{number}")["executionArn"])
+        ended = [thread for thread in TMP_THREADS if not thread.is_alive()]
+    finally:
+        shims.uninstall()
+    # moto keeps every thread its executions started (at least one each); the shim keeps at
+    # most those of the last execution, whose start forgot the others.
+    if shimmed:
+        assert len(ended) < 5, len(ended)
+    else:
+        assert len(ended) >= 5
+
+
 def test_uninstall_restores_moto(engine: None) -> None:
     from moto.events.models import Rule
     from moto.stepfunctions.parser.asl.component.state.exec.state_task.service import (

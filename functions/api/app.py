@@ -24,7 +24,7 @@ from aistudios_export.errors import ConfigurationError
 from aistudios_export.exports import ExportLister, ExportStarter, StatusReader
 from aistudios_export.settings import HttpApiSettings
 from aistudios_export.webhooks import WebhookKey, WebhookWaker
-from exports_api import body, errors, openapi, routes
+from exports_api import body, errors, routes
 
 logger = Logger()
 
@@ -86,6 +86,9 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
 
 def openapi_json() -> str:
     """Return the OpenAPI description of this API: what ``openapi.json`` holds."""
+    # Imported here: Powertools' OpenAPI models cost a cold start and no request needs them.
+    from exports_api import openapi
+
     return openapi.describe(_new_resolver())
 
 

@@ -51,6 +51,7 @@ class LocalFunction:
     memory: int = 128
     _idle: list[Handler] = field(default_factory=list, repr=False)
     _started: int = field(default=0, repr=False)
+    _modules: list[str] = field(default_factory=list, repr=False)
     _pool_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @property
@@ -68,6 +69,20 @@ class LocalFunction:
         with self._pool_lock:
             self._idle.append(handler)
 
+    def shut_down(self) -> None:
+        """Drop every idle container and forget its module: nothing invokes them any more.
+
+        Each container's module stays in ``sys.modules`` (under a name of its own) while the
+        function lives, so that its dataclasses can be pickled and compared; a process that
+        runs many stacks (a test session) would otherwise keep every container of every stack,
+        with its clients. A later invocation starts a new container.
+        """
+        with self._pool_lock:
+            self._idle.clear()
+            names, self._modules = self._modules, []
+        for name in names:
+            sys.modules.pop(name, None)
+
     def load(self) -> Handler:
         """Start a container: import the handler's module from its file, under a name of its own."""
         module_name, _, attribute = self.handler.rpartition(".")
@@ -84,6 +99,8 @@ class LocalFunction:
         # As in Lambda: the module is importable by name (dataclasses need that) and its
         # code directory is on the path (for modules next to the handler).
         sys.modules[spec.name] = module
+        with self._pool_lock:
+            self._modules.append(spec.name)
         if str(self.code_dir) not in sys.path:
             sys.path.append(str(self.code_dir))
         spec.loader.exec_module(module)
@@ -93,12 +110,45 @@ class LocalFunction:
 
 @dataclass(frozen=True)
 class Invocation:
-    """A record of one invocation, for tests and progress display."""
+    """A record of one invocation, for tests and progress display.
+
+    A batch makes a few invocations per row, and every record is kept for the stack's life: the
+    payload and the answer are kept as the JSON text Lambda exchanges (a fraction of the size of
+    the dicts they decode to) and decoded, afresh, when read.
+
+    Attributes
+    ----------
+    function
+        The function's logical id.
+    payload_json, result_json
+        The event and the answer (or Lambda's error payload), as JSON text.
+    error_type
+        The handler's error type, or None when it returned.
+    """
 
     function: str
-    payload: Any
-    result: Any
+    payload_json: str
+    result_json: str
     error_type: str | None
+
+    @classmethod
+    def of(cls, function: str, payload: Any, result: Any, error_type: str | None) -> Invocation:
+        """Record an invocation from its decoded payload and answer."""
+        return cls(function, _compact_json(payload), _compact_json(result), error_type)
+
+    @property
+    def payload(self) -> Any:
+        """The event the handler was given."""
+        return json.loads(self.payload_json)
+
+    @property
+    def result(self) -> Any:
+        """The handler's answer, or Lambda's error payload when it failed."""
+        return json.loads(self.result_json)
+
+
+def _compact_json(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"))
 
 
 class _Context:
@@ -137,12 +187,14 @@ class LambdaBridge:
         )
 
     def uninstall(self) -> None:
-        """Remove the hook."""
+        """Remove the hook; shut the functions' containers down."""
         boto3._get_default_session().events.unregister(
             "before-call.lambda.Invoke",
             self._on_invoke,  # type: ignore[arg-type]
         )
         _THREAD_ENVIRON.uninstall()
+        for fn in {id(fn): fn for fn in self._functions.values()}.values():
+            fn.shut_down()
 
     def invoke(self, name: str, payload: Any) -> tuple[Any, str | None]:
         """Run a function's handler; return ``(result or error payload, error type or None)``."""
@@ -158,7 +210,7 @@ class LambdaBridge:
             else:
                 result, error_type = _run(handler, fn, payload)
                 fn.release(handler)
-        record = Invocation(fn.logical_id, payload, result, error_type)
+        record = Invocation.of(fn.logical_id, payload, result, error_type)
         with self._record:
             self.invocations.append(record)
             if self.on_invocation is not None:

@@ -7,7 +7,8 @@ touches what the product or the tests send and receive. The shims:
 
 - engine hooks: botocore hooks registered on the clients that moto's Step Functions engine
   creates for its ``states:*`` and ``aws-sdk:*`` integrations (never on boto3's default
-  session): parameter names, PascalCase answers, epoch-millisecond dates;
+  session): parameter names, PascalCase answers, epoch-millisecond dates; and the PascalCase
+  answer of the ``.sync`` integrations, which moto builds after those hooks ran;
 - rule targets: what moto's rules cannot deliver to, a Step Functions target (an execution
   starts) and a Lambda target (invoked asynchronously through boto3's default session, where
   the local stack's Lambda bridge answers; see :mod:`aistudios_local.lambda_targets`);
@@ -18,7 +19,9 @@ touches what the product or the tests send and receive. The shims:
   at once. The stop now ends the execution's open callback waits, and it ends ABORTED;
 - one lock makes each request atomic, as each AWS API call is: moto checks a condition
   (``ClientRequestToken`` already used, a DynamoDB condition expression) and then writes, and two
-  threads can both pass the check in between.
+  threads can both pass the check in between;
+- finished threads are forgotten: moto's engine appends every thread it starts (one per
+  execution, Map item, branch, ...) to a module-level list that nothing reads or empties.
 """
 
 from __future__ import annotations
@@ -47,9 +50,11 @@ from moto.stepfunctions.parser.backend.execution import (
     BaseExecutionWorkerCommunication,
     Execution,
 )
+from moto.stepfunctions.parser.utils import TMP_THREADS
 from moto.stepfunctions.responses import get_backend
 
 from aistudios_local import result_writer, status_events
+from aistudios_local.engine_cache import EngineCache
 from aistudios_local.lambda_targets import LambdaDeliveries
 
 if TYPE_CHECKING:
@@ -78,6 +83,10 @@ def lower_parameter_names(params: dict[str, Any], **_: Any) -> None:
         params[key[0].lower() + key[1:]] = params.pop(key)
 
 
+def _pascal_case(name: str) -> str:
+    return name[:1].upper() + name[1:]
+
+
 def add_pascal_case_copies(parsed: dict[str, Any], **_: Any) -> None:
     """``after-call.sfn.StartExecution`` and ``.DescribeExecution``: add ``ExecutionArn``, ...
 
@@ -86,7 +95,33 @@ def add_pascal_case_copies(parsed: dict[str, Any], **_: Any) -> None:
     is, where AWS answers with PascalCase members (``Status``, ``Output``, ...).
     """
     for key in [k for k in parsed if k[:1].islower()]:
-        parsed.setdefault(key[0].upper() + key[1:], parsed[key])
+        parsed.setdefault(_pascal_case(key), parsed[key])
+
+
+def pascal_case_answer(
+    self: Any,
+    response: Any,
+    boto_service_name: str | None = None,
+    service_action_name: str | None = None,
+) -> None:
+    """Replace ``StateTaskServiceSfn._normalise_response``: ``output`` → ``Output``, ...
+
+    moto's ``states:startExecution.sync`` and ``.sync:2`` keep only boto3's camelCase
+    ``DescribeExecution`` members (``output``, ``status``, ``error``: the copies
+    :func:`add_pascal_case_copies` added are dropped) and call this method, which moto leaves
+    empty, before returning them as the task's result or putting them, as JSON, into the
+    ``Cause`` of the task's failure. AWS answers with PascalCase members only, which is what a
+    ``ResultSelector`` names (``"$.Output"``): the same renaming as the hook's, without the
+    camelCase originals, and inside ``inputDetails``/``outputDetails`` too.
+    """
+    if service_action_name != "describe_execution" or not isinstance(response, dict):
+        return
+    add_pascal_case_copies(response)
+    for key in [k for k in response if k[:1].islower()]:
+        del response[key]
+    for key, value in response.items():
+        if key.endswith("Details") and isinstance(value, dict):
+            response[key] = {_pascal_case(k): v for k, v in value.items()}
 
 
 def datetimes_to_epoch_millis(parsed: dict[str, Any], **_: Any) -> None:
@@ -239,7 +274,37 @@ def atomic_requests() -> Iterator[None]:
         BotocoreStubber.process_request = original  # type: ignore[method-assign]
 
 
+# --- the engine's list of every thread it started --------------------------------------------
+
+
+def forget_finished_threads() -> None:
+    """Drop the threads that have ended from moto's ``TMP_THREADS``.
+
+    moto's engine appends each thread it starts (about fifteen per export execution) to
+    ``moto.stepfunctions.parser.utils.TMP_THREADS`` and never removes one: the list, and every
+    ``Thread`` object in it, grows with executions for the life of the process. Nothing reads
+    it, so a finished thread has nothing left to do there. (The list is pruned in place: moto's
+    modules hold it by reference. A thread appended while it is pruned may be dropped from it,
+    which only forgets one more thread.)
+    """
+    TMP_THREADS[:] = [thread for thread in TMP_THREADS if thread.is_alive()]
+
+
+def _forgetting_finished_threads(original: Callable[..., None]) -> Callable[..., None]:
+    """Wrap ``Execution.start``: each new execution first forgets the threads that ended."""
+
+    def start(execution: Any) -> None:
+        forget_finished_threads()
+        original(execution)
+
+    return start
+
+
 # --- installation -----------------------------------------------------------------------------
+
+
+_INHERITED = object()
+"""Saved for an attribute the class inherits: uninstalling deletes the replacement."""
 
 
 class MotoShims:
@@ -260,6 +325,8 @@ class MotoShims:
         self._on_delivery = on_delivery or (lambda _: None)
         self._saved: list[tuple[Any, str, Any]] = []
         self.lambda_deliveries = LambdaDeliveries()
+        self.cache = EngineCache()
+        """The engine's parse and client caches, installed over the shims."""
 
     @property
     def installed(self) -> bool:
@@ -283,6 +350,7 @@ class MotoShims:
         self._patch(
             Execution, "start", status_events.emitting_start(Execution.start, _REQUEST_LOCK)
         )
+        self._patch(Execution, "start", _forgetting_finished_threads(Execution.start))
         self._patch(
             BaseExecutionWorkerCommunication,
             "terminated",
@@ -292,18 +360,27 @@ class MotoShims:
         )
         self._patch(Execution, "stop", _ending_callback_waits(Execution.stop))
         self._patch(BotocoreStubber, "process_request", _atomic(BotocoreStubber.process_request))
+        self._patch(
+            state_task_service_sfn.StateTaskServiceSfn, "_normalise_response", pascal_case_answer
+        )
         result_writer.install()
+        self.cache.install()  # last: the cached clients carry the hooks above
 
     def uninstall(self) -> None:
         """Restore moto as it was (let the caller settle the Lambda deliveries first)."""
+        self.cache.uninstall()
         result_writer.uninstall()
         while self._saved:
             owner, name, original = self._saved.pop()
-            setattr(owner, name, original)
+            if original is _INHERITED:
+                delattr(owner, name)
+            else:
+                setattr(owner, name, original)
         self.lambda_deliveries.close()
 
     def _patch(self, owner: Any, name: str, replacement: Any) -> None:
-        self._saved.append((owner, name, getattr(owner, name)))
+        # From the class's own namespace: an inherited method is deleted again, not copied down.
+        self._saved.append((owner, name, vars(owner).get(name, _INHERITED)))
         setattr(owner, name, replacement)
 
 

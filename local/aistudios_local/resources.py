@@ -22,7 +22,7 @@ from aistudios_local.template import Resolver
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
 
-__all__ = ["ACCOUNT", "REGION", "STACK_NAME", "create_resources", "resolver_for"]
+__all__ = ["ACCOUNT", "REGION", "STACK_NAME", "create_resources", "local_functions", "resolver_for"]
 
 REGION = "us-east-1"
 ACCOUNT = "123456789012"
@@ -63,6 +63,9 @@ def resolver_for(
         # Waits for a render slot of a second or more, not of half a minute.
         "RenderSlotRetrySeconds": "1",
     }
+    # A template without one of these (a test's own) keeps what it has.
+    declared = template.get("Parameters", {})
+    parameters = {k: v for k, v in parameters.items() if k in declared}
     parameters.update(overrides)
     pseudo = {
         "AWS::Region": REGION,
@@ -102,6 +105,24 @@ def create_resources(
     _create_state_machines(root, resolver, resources)
     _create_rules(resolver, resources)
     return functions
+
+
+def local_functions(root: Path, resolver: Resolver) -> dict[str, LocalFunction]:
+    """Return the template's functions as the local stack would run them, creating nothing.
+
+    Their environments name the resources as :func:`create_resources` would, except secrets,
+    whose ARNs moto only makes when it creates them (here: the ARN without a suffix).
+
+    Parameters
+    ----------
+    root
+        The repository: code folders are relative to it.
+    resolver
+        The template's resolver; it learns every resource's ``Ref`` and attributes.
+    """
+    for logical, resource in resolver.template["Resources"].items():
+        _identify(resolver, logical, resource["Type"])
+    return _functions(root, resolver)
 
 
 def _identify(resolver: Resolver, logical: str, kind: str) -> None:

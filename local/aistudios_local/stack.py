@@ -28,6 +28,7 @@ from aistudios_export import observability
 from aistudios_export.webhooks import BASE_URL_FIELD, KEY_FIELD, WebhookKey, webhook_url
 from aistudios_local.lambda_bridge import Invocation, LambdaBridge, LocalFunction
 from aistudios_local.lambda_targets import DeliveriesNotSettled, LambdaDelivery
+from aistudios_local.malloc_arenas import limit_malloc_arenas
 from aistudios_local.moto_shims import MotoShims, RuleDelivery
 from aistudios_local.resources import ACCOUNT, REGION, create_resources, resolver_for
 from aistudios_local.runs import ExportRun, wait_for_execution, watch_export
@@ -126,6 +127,8 @@ class LocalStack:
         # The functions hold the SDK's loggers above DEBUG at their cold start; the stack
         # writes the credentials secret before any of them runs.
         observability.install_log_hygiene()
+        # Before any of moto's engine threads: else each gets an arena and RSS grows with rows.
+        limit_malloc_arenas()
         if self._own_simulator and self.simulator is not None:
             self.simulator.start()
         self.api_url = self._api_url or (self.simulator.base_url if self.simulator else "")

@@ -199,7 +199,7 @@ def bucket_contents(stack: LocalStack) -> dict[str, bytes]:
 
 
 def assert_stored(stack: LocalStack, run_: ExportRun, expected: bytes) -> Any:
-    """Check that the bucket holds exactly the expected video, once, with its metadata."""
+    """Check that the bucket holds exactly the expected video, once, with its metadata and tag."""
     assert run_.status == "SUCCEEDED", (run_.error, run_.cause)
     assert run_.video is not None
     assert run_.incomplete_uploads == 0
@@ -208,9 +208,11 @@ def assert_stored(stack: LocalStack, run_: ExportRun, expected: bytes) -> Any:
     digest = hashlib.sha256(expected).hexdigest()
     assert run_.video["sha256"] == digest
     assert run_.video["size"] == len(expected)
-    head = boto3.client("s3").head_object(Bucket=run_.video["bucket"], Key=run_.video["key"])
+    s3 = boto3.client("s3")
+    head = s3.head_object(Bucket=run_.video["bucket"], Key=run_.video["key"])
     assert head["ContentType"] == "video/mp4"
-    assert head["Metadata"]["sha256"] == digest
+    tags = s3.get_object_tagging(Bucket=run_.video["bucket"], Key=run_.video["key"])["TagSet"]
+    assert tags == [{"Key": "sha256", "Value": digest}]
     assert head["Metadata"]["projectid"] == run_.video["key"].split("/")[1]
     assert run_.objects == [{"key": run_.video["key"], "size": len(expected)}]
     return head

@@ -328,12 +328,41 @@ def test_the_report_is_read_from_the_map_results_without_describing_exports(
     monkeypatch.setattr(batches, "summarize_batch", summarize_batch)
     simulator.set_scenario(P2, Scenario(fail_at_poll=1))
     result = batch(stack, f"projectId\n{P1}\n{P2}\n{P3}\n")
-    assert result.status == "FAILED" and result.error == "ExportsFailed", result.cause
+    # 1 of 3 is more than the tolerated 10%: the Map fails, after the rows it had started.
+    assert result.status == "FAILED" and result.error == "BatchFailed", result.cause
+    assert result.cause and "States.ExceedToleratedFailureThreshold" in result.cause
     rows = by_project(result)
     assert [rows[p]["status"] for p in (P1, P2, P3)] == ["SUCCEEDED", "FAILED", "SUCCEEDED"]
     assert rows[P2]["error"] == "ExportFailed" and rows[P2]["cause"]
     assert rows[P1]["video"]["sha256"] == hashlib.sha256(video_bytes(P1)).hexdigest()
-    assert result.report is not None and result.report["mapRun"]["ResultWriterDetails"]
-    # items, rejected rows, the manifest and its two files (SUCCEEDED, FAILED); the report.
+    assert result.report is not None and result.report_key is not None
+    [found] = result.report["mapRun"]["ResultsFound"]
+    assert found["Key"].startswith(result.report_key.removesuffix("report.json") + "map-runs/")
+    # items, rejected rows; the listing of the batch's map runs (the failed Map said nothing
+    # of its results), the manifest and its two files (SUCCEEDED, FAILED); the report.
     assert [c for c in calls if not c.startswith("s3.")] == []
-    assert calls == ["s3.GetObject"] * 5 + ["s3.PutObject"]
+    assert calls == ["s3.GetObject"] * 2 + ["s3.ListObjectsV2"] + ["s3.GetObject"] * 3 + [
+        "s3.PutObject"
+    ]
+
+
+def test_a_batch_whose_map_fails_reports_every_rows_real_outcome(
+    simulator: AiStudiosSimulator,
+) -> None:
+    # One row at a time: P1 exports, P2 fails (1 of 3, past the tolerated 10%), so the Map
+    # stops before P3 starts. Its Catch hands SummarizeBatch no results: they are found.
+    simulator.set_scenario(P2, Scenario(fail_at_poll=1))
+    parameters = {"DefaultPollSeconds": "0", "BatchMaxConcurrency": "1"}
+    with LocalStack(simulator=simulator, parameters=parameters) as local:
+        result = batch(local, f"projectId\n{P1}\n{P2}\n{P3}\n")
+        assert result.status == "FAILED" and result.error == "BatchFailed", result.cause
+        assert result.cause and "States.ExceedToleratedFailureThreshold" in result.cause
+        rows = by_project(result)
+        assert [rows[p]["status"] for p in (P1, P2, P3)] == ["SUCCEEDED", "FAILED", "NOT_STARTED"]
+        assert rows[P1]["video"]["sha256"] == hashlib.sha256(video_bytes(P1)).hexdigest()
+        assert (rows[P2]["error"], rows[P3]["error"]) == ("ExportFailed", "NotStarted")
+        assert result.report is not None
+        assert result.report["counts"] | {"succeeded": 1, "failed": 2} == result.report["counts"]
+        # What the rows say is what happened: P3 was never exported.
+        assert_videos(local, {(P1, "1080"): video_bytes(P1)})
+        assert len(export_posts(simulator)) == 2

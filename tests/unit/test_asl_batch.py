@@ -92,17 +92,19 @@ def test_the_map_is_distributed_bounded_and_its_children_standard(
 def test_the_map_writes_its_results_beside_the_batch_files() -> None:
     raw = _template.raw_definition(BATCH_MACHINE)
     (state,) = [s for _, s in all_states(raw) if s["Type"] == "Map"]
-    prefix = state["ResultWriter"]["Parameters"]["Prefix"]
+    # The batch's own prefix, from PrepareManifest: a failed Map's results are found there.
+    path = state["ResultWriter"]["Parameters"]["Prefix.$"]
+    assert path == "$.batch.mapRunsPrefix"
+    assert "Prefix" not in state["ResultWriter"]["Parameters"]
     assert state["ResultWriter"]["Resource"] == "arn:aws:states:::s3:putObject"
-    results_prefixes = {
-        value
+    # $.batch is the plan of the task given the results prefix; SummarizeBatch gets it whole.
+    (prepare,) = [
+        task
         for _, task in all_states(raw)
-        if task["Type"] == "Task"
-        for key, value in task.get("Parameters", {}).items()
-        if key == "resultsPrefix"
-    }
-    (results_prefix,) = results_prefixes
-    assert prefix.startswith(results_prefix)
+        if task["Type"] == "Task" and "resultsPrefix" in task.get("Parameters", {})
+    ]
+    assert prepare["ResultPath"] == "$.batch"
+    assert raw["States"]["SummarizeBatch"]["Parameters"]["batch.$"] == "$.batch"
 
 
 def test_every_row_runs_the_export_machine_once_under_the_rows_name(

@@ -73,10 +73,14 @@ PENDING = {"Status": "PENDING"}
 
 
 def write_results(
-    s3: S3Client, items: list[dict[str, Any]], outcomes: Mapping[int, dict[str, Any]]
+    s3: S3Client,
+    items: list[dict[str, Any]],
+    outcomes: Mapping[int, dict[str, Any]],
+    *,
+    prefix: str = "results/map-runs/run-1/",
+    map_run: str = MAP_RUN,
 ) -> dict[str, Any]:
-    """Write a map run's results as Step Functions does; return the Map's result."""
-    prefix = "results/map-runs/run-1/"
+    """Write a map run's results under ``prefix`` as Step Functions does; return its result."""
     files: dict[str, list[dict[str, Any]]] = {"FAILED": [], "PENDING": [], "SUCCEEDED": []}
     for index, outcome in sorted(outcomes.items()):
         entry = {
@@ -95,10 +99,10 @@ def write_results(
             key = f"{prefix}{kind}_0.json"
             s3.put_object(Bucket=BUCKET, Key=key, Body=body)
             listed[kind].append({"Key": key, "Size": len(body)})
-    manifest = {"DestinationBucket": BUCKET, "MapRunArn": MAP_RUN, "ResultFiles": listed}
+    manifest = {"DestinationBucket": BUCKET, "MapRunArn": map_run, "ResultFiles": listed}
     s3.put_object(Bucket=BUCKET, Key=prefix + "manifest.json", Body=json.dumps(manifest).encode())
     return {
-        "MapRunArn": MAP_RUN,
+        "MapRunArn": map_run,
         "ResultWriterDetails": {"Bucket": BUCKET, "Key": prefix + "manifest.json"},
     }
 
@@ -219,6 +223,91 @@ def test_summary_of_a_failed_map_names_the_batch_failure(s3: S3Client) -> None:
         "the Map stopped with States.ExceedToleratedFailureThreshold before writing its results"
     )
     assert summary["counts"]["failed"] == 3
+
+
+MAP_ERROR = {"Error": "States.ExceedToleratedFailureThreshold", "Cause": "too many failed"}
+
+
+def failed_map_run(
+    s3: S3Client, runs: list[dict[int, dict[str, Any]]]
+) -> tuple[dict[str, Any], dict[str, Any], list[str]]:
+    """Prepare P1..P3, write ``runs`` (oldest first) where its Map writes; summarize it failed."""
+    s3.put_object(
+        Bucket=BUCKET, Key="manifests/a.csv", Body=f"projectId\n{P1}\n{P2}\n{P3}\n".encode()
+    )
+    plan = prepare(s3, "manifests/a.csv")
+    items = stored(s3, plan["itemsKey"])
+    for number, outcomes in enumerate(runs):
+        run_id = f"run-{number}"
+        write_results(
+            s3,
+            items,
+            outcomes,
+            prefix=f"{plan['mapRunsPrefix']}/{run_id}/",
+            map_run=MAP_RUN.replace("run-1", run_id),
+        )
+    # Another batch's results beside them are not this batch's.
+    write_results(s3, items, {0: PENDING, 1: PENDING, 2: PENDING})
+    summary = summarize_batch(plan, MAP_ERROR, tolerated_failure_percentage=10, s3_client=s3)
+    return summary, stored(s3, plan["reportKey"]), [i["name"] for i in items]
+
+
+def test_a_failed_map_still_reports_each_rows_real_outcome(s3: S3Client) -> None:
+    # More rows failed than tolerated: the Map stopped, its Catch handed over {Error, Cause}.
+    failure = export_ended("FAILED", Error="ExportFailed", Cause="AI Studios said failed")
+    summary, report, names = failed_map_run(s3, [{0: succeeded(P1), 1: failure, 2: PENDING}])
+    assert summary["status"] == "FAILED" and summary["error"] == "BatchFailed"
+    assert summary["cause"] == (
+        "the exports stopped with States.ExceedToleratedFailureThreshold: too many failed"
+    )
+    rows = report["rows"]
+    assert [r["exportId"] for r in rows] == names
+    assert [r["status"] for r in rows] == ["SUCCEEDED", "FAILED", "NOT_STARTED"]
+    assert rows[0]["video"] == video(P1)
+    assert (rows[1]["error"], rows[1]["cause"]) == ("ExportFailed", "AI Studios said failed")
+    assert rows[2]["error"] == "NotStarted"
+    assert summary["counts"]["succeeded"] == 1 and summary["counts"]["failed"] == 2
+    assert report["mapRun"]["Error"] == MAP_ERROR["Error"]
+    [found] = report["mapRun"]["ResultsFound"]
+    assert found["Key"].endswith("/run-0/manifest.json")
+
+
+def test_several_map_runs_of_a_batch_merge_with_the_latest_start_winning(s3: S3Client) -> None:
+    # The same manifest uploaded again while its first batch ran: two map runs, one prefix.
+    older = {0: succeeded(P1), 1: export_ended("FAILED", Error="ExportFailed"), 2: PENDING}
+    newer = {0: PENDING, 1: succeeded(P2), 2: export_ended("TIMED_OUT")}
+    _, report, _ = failed_map_run(s3, [older, newer])
+    assert [r["status"] for r in report["rows"]] == ["SUCCEEDED", "SUCCEEDED", "TIMED_OUT"]
+    assert report["rows"][0]["video"] == video(P1)  # the newer run never started it
+    assert len(report["mapRun"]["ResultsFound"]) == 2
+
+
+def test_a_failed_map_without_result_files_leaves_its_rows_unknown(s3: S3Client) -> None:
+    _, report, _ = failed_map_run(s3, [])
+    assert [r["status"] for r in report["rows"]] == ["UNKNOWN"] * 3
+    assert report["rows"][0]["cause"].startswith(
+        "the Map stopped with States.ExceedToleratedFailureThreshold before writing its results"
+    )
+    assert "mapRun" not in report  # nothing was found: the report's cause names the error
+
+
+@pytest.mark.parametrize(
+    ("code", "status", "expected"),
+    [("SlowDown", 503, StorageError), ("AccessDenied", 403, ConfigurationError)],
+)
+def test_a_failed_listing_of_a_failed_maps_results(
+    s3: S3Client,
+    monkeypatch: pytest.MonkeyPatch,
+    code: str,
+    status: int,
+    expected: type[ExportError],
+) -> None:
+    plan = planned(s3)
+    monkeypatch.setattr(s3, "list_objects_v2", raising(client_error(code, status, "ListObjectsV2")))
+    with pytest.raises(ExportError) as raised:
+        summarize_batch(plan, MAP_ERROR, tolerated_failure_percentage=0, s3_client=s3)
+    assert type(raised.value) is expected
+    assert str(raised.value) == f"could not list {plan['mapRunsPrefix']}/: {code}"
 
 
 def test_a_row_missing_from_the_results_is_unknown_not_lost(s3: S3Client) -> None:

@@ -86,6 +86,9 @@ def test_prepare_writes_the_rows_and_returns_a_small_plan(s3: S3Client) -> None:
     assert plan["manifest"]["key"] == "manifests/jan/a.csv"
     assert plan["itemsKey"] == prefix + "items.json"
     assert plan["reportKey"] == prefix + "report.json"
+    # The Map's ResultWriter prefix: the batch's own, so a failed Map's results are found.
+    assert plan["mapRunsPrefix"].startswith(prefix)
+    assert plan["mapRunsPrefix"].rstrip("/") != prefix.rstrip("/")
     assert plan["counts"] == {"rows": 3, "accepted": 1, "rejected": 1, "duplicates": 1}
     assert plan["rejected"] == [r.to_dict() for r in manifest.rejected]
     assert stored(s3, plan["itemsKey"]) == list(manifest.items)

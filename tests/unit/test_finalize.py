@@ -97,6 +97,8 @@ def test_a_retried_finalize_returns_the_stored_video_without_downloading_again(
     assert server.hits == ["/video"]  # one download
     assert api.progress_calls == []  # no download URL was asked for either
     assert versions_of(s3, key_of(job)) == [first["versionId"]]
+    tags = s3.get_object_tagging(Bucket=BUCKET, Key=key_of(job), VersionId=first["versionId"])
+    assert tags["TagSet"] == [{"Key": "sha256", "Value": first["sha256"]}]
 
 
 def test_an_unverified_copy_left_by_a_dead_attempt_is_replaced_by_one_version(
@@ -104,7 +106,7 @@ def test_an_unverified_copy_left_by_a_dead_attempt_is_replaced_by_one_version(
 ) -> None:
     job = new_job()
     key = key_of(job)
-    # Completed, then the attempt died before storing the checksum: no sha256 metadata.
+    # Completed, then the attempt died before storing the checksum: no sha256 tag.
     s3.put_object(Bucket=BUCKET, Key=key, Body=DATA[:100], Metadata=METADATA)
 
     video, _ = finalize(job, s3, server)
@@ -115,20 +117,22 @@ def test_an_unverified_copy_left_by_a_dead_attempt_is_replaced_by_one_version(
 
 
 @pytest.mark.parametrize(
-    "metadata",
+    ("metadata", "tagging"),
     [
-        {"projectid": "another", "resolution": "1080", "sha256": "0" * 64},
-        {"projectid": PROJECT_ID, "resolution": "720", "sha256": "0" * 64},
-        {"projectid": PROJECT_ID, "resolution": "720"},
-        {"projectid": PROJECT_ID, "resolution": "1080", "sha256": "not-a-digest"},
+        ({"projectid": "another", "resolution": "1080"}, "sha256=" + "0" * 64),
+        ({"projectid": PROJECT_ID, "resolution": "720"}, "sha256=" + "0" * 64),
+        ({"projectid": PROJECT_ID, "resolution": "720"}, ""),
+        ({"projectid": PROJECT_ID, "resolution": "1080"}, "sha256=not-a-digest"),
     ],
 )
 def test_an_object_that_is_not_this_jobs_copy_is_neither_reused_nor_deleted(
-    s3: S3Client, server: DownloadServer, metadata: dict[str, str]
+    s3: S3Client, server: DownloadServer, metadata: dict[str, str], tagging: str
 ) -> None:
     job = new_job()
     key = key_of(job)
-    foreign = s3.put_object(Bucket=BUCKET, Key=key, Body=b"something else", Metadata=metadata)
+    foreign = s3.put_object(
+        Bucket=BUCKET, Key=key, Body=b"something else", Metadata=metadata, Tagging=tagging
+    )
 
     video, _ = finalize(job, s3, server)
 

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import boto3
+import botocore.session
 import pytest
 import responses
 
@@ -189,7 +190,8 @@ def test_finalize_export_stores_the_verified_video(stack: Stack) -> None:
     }
     stored = stack.s3.get_object(Bucket=BUCKET, Key=key, VersionId=video["versionId"])
     assert stored["Body"].read() == VIDEO
-    assert stored["Metadata"]["sha256"] == video["sha256"]
+    tags = stack.s3.get_object_tagging(Bucket=BUCKET, Key=key, VersionId=video["versionId"])
+    assert tags["TagSet"] == [{"Key": "sha256", "Value": video["sha256"]}]
     no_secret_in(video)
 
 
@@ -306,6 +308,27 @@ def test_refresh_token_as_the_rotation_function(
     assert "AWSCURRENT" in stages[version]
     assert [c.request.url for c in stack.api.calls] == [API + TOKEN_PATH, probe]
     assert stack.api.calls[1].request.headers["Authorization"] == "tok-ROTATED-5ecret"
+
+
+def test_a_warm_refresh_function_reuses_its_secrets_manager_client(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    stack.api.post(API + TOKEN_PATH, json={"success": True, "data": {"token": "tok-MINTED-5ecret"}})
+    created: list[str] = []
+    create = botocore.session.Session.create_client
+
+    def counting(self: botocore.session.Session, service_name: str, *args: Any, **kw: Any) -> Any:
+        created.append(service_name)
+        return create(self, service_name, *args, **kw)
+
+    monkeypatch.setattr(botocore.session.Session, "create_client", counting)
+    handler = load_handler("refresh_token")
+    for _ in range(2):
+        assert handler(load_event("refresh_token"), LambdaContextStub())["minted"] is True
+    rotation = load_event("refresh_token_rotation") | {"SecretId": stack.token_secret}
+    with pytest.raises(ConfigurationError, match="is not being rotated"):
+        handler(rotation, LambdaContextStub())
+    assert created == ["secretsmanager"]
 
 
 def test_rotation_event_is_routed_to_rotation(stack: Stack) -> None:

@@ -238,10 +238,26 @@ def test_other_functions_are_left_to_moto(installed: LambdaBridge) -> None:
 
 
 def test_uninstall_removes_the_hook(installed: LambdaBridge) -> None:
+    installed.invoke("stack-Echo", {})
     installed.uninstall()
+    assert not [name for name in sys.modules if name.startswith("_local_EchoFunction_")]
     with pytest.raises(ClientError):
         boto3.client("lambda").invoke(FunctionName="stack-Echo", Payload=b"{}")
-    assert installed.invocations == []
+    assert [i.function for i in installed.invocations] == ["EchoFunction"]
+
+
+def test_a_shut_down_function_forgets_its_containers(bridge: LambdaBridge) -> None:
+    def containers() -> list[str]:
+        return [name for name in sys.modules if name.startswith("_local_EchoFunction_")]
+
+    bridge.invoke("stack-Echo", {})
+    assert len(containers()) == 1
+    (fn,) = {f.logical_id: f for f in bridge._functions.values()}.values()
+    fn.shut_down()
+    assert containers() == []
+    assert bridge.invoke("stack-Echo", {})[0]["loads"] == 1  # a new container, loaded afresh
+    assert fn.containers == 2
+    fn.shut_down()
 
 
 # --- concurrency, as Lambda scales ---------------------------------------------------------

@@ -6,11 +6,14 @@ and reads each file in chunks no larger than CHUNK_BYTES.
 
 from __future__ import annotations
 
+import datetime
 import json
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
+import boto3
 import pytest
+from botocore.stub import Stubber
 
 from aistudios_export import map_results
 from aistudios_export.errors import ResultsUnreadable
@@ -126,3 +129,57 @@ def test_a_manifest_listing_too_many_files_is_refused(
     monkeypatch.setattr(map_results, "MAX_RESULT_FILES", 3)
     with pytest.raises(ResultsUnreadable, match="more than 3 files"):
         list(read_map_results(s3, details))
+
+
+# --- finding the map runs of a failed Map ---------------------------------------------------
+
+RUNS = "results/a.csv/0123456789abcdef/map-runs"
+
+
+def listing(keys: dict[str, int], *, token: str | None = None) -> dict[str, Any]:
+    """A ListObjectsV2 page of ``keys`` (key → minute of its LastModified), more if ``token``."""
+    contents = [
+        {"Key": key, "LastModified": datetime.datetime(2026, 1, 1, 0, m, tzinfo=datetime.UTC)}
+        for key, m in keys.items()
+    ]
+    page: dict[str, Any] = {"Contents": contents, "IsTruncated": token is not None}
+    if token is not None:
+        page["NextContinuationToken"] = token
+    return page
+
+
+def stubbed_s3() -> S3Client:
+    """A client with fake credentials and no moto: a Stubber answers."""
+    return boto3.client(
+        "s3", region_name="us-east-1", aws_access_key_id="testing", aws_secret_access_key="testing"
+    )
+
+
+def test_map_runs_are_found_by_their_manifests_oldest_first() -> None:
+    s3 = stubbed_s3()
+    asked = {"Bucket": BUCKET, "Prefix": RUNS + "/", "MaxKeys": map_results.LIST_PAGE_KEYS}
+    with Stubber(s3) as stub:
+        first = {
+            f"{RUNS}/b/manifest.json": 1,
+            f"{RUNS}/b/SUCCEEDED_0.json": 1,
+            f"{RUNS}/b/deeper/manifest.json": 9,  # not a run's own manifest
+        }
+        stub.add_response("list_objects_v2", listing(first, token="t"), asked)
+        second = {f"{RUNS}/a/manifest.json": 5, f"{RUNS}/c/manifest.json": 0}
+        stub.add_response("list_objects_v2", listing(second), {**asked, "ContinuationToken": "t"})
+        found = map_results.find_map_runs(s3, BUCKET, RUNS)
+        stub.assert_no_pending_responses()
+    # By when the manifest was written (the run's end), not by key.
+    assert found == [
+        {"Bucket": BUCKET, "Key": f"{RUNS}/{run}/manifest.json"} for run in ("c", "b", "a")
+    ]
+
+
+def test_the_search_for_map_runs_is_bounded() -> None:
+    s3 = stubbed_s3()
+    with Stubber(s3) as stub:
+        for page in range(map_results.MAX_LIST_PAGES):
+            stub.add_response("list_objects_v2", listing({}, token=str(page)))
+        with pytest.raises(ResultsUnreadable, match="not a batch's map runs"):
+            map_results.find_map_runs(s3, BUCKET, RUNS)
+        stub.assert_no_pending_responses()  # and no call past the bound (Stubber would raise)

@@ -141,6 +141,33 @@ def test_each_engine_hook_is_needed(
     assert failure in parent["cause"]
 
 
+def test_a_sync_answer_is_pascal_case_only_with_pascal_case_answer(engine: None) -> None:
+    from moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state_task_service_sfn import (  # noqa: E501 - moto's module path
+        StateTaskServiceSfn,
+    )
+
+    shims = MotoShims()
+    shims.install()
+    try:
+        answer = json.loads(run_parent()["output"])["run"]
+        assert answer["Output"] == CHILD_OUTPUT
+        assert not [k for k in answer if k[:1].islower()]  # as AWS answers: PascalCase only
+        # Left out, moto's own (empty) method answers in boto3's camelCase: no "Output".
+        shim = vars(StateTaskServiceSfn)["_normalise_response"]
+        del StateTaskServiceSfn._normalise_response
+        try:
+            sfn = boto3.client("stepfunctions")
+            for machine in sfn.list_state_machines()["stateMachines"]:
+                sfn.delete_state_machine(stateMachineArn=machine["stateMachineArn"])
+            answer = json.loads(run_parent()["output"])["run"]
+        finally:
+            StateTaskServiceSfn._normalise_response = shim  # type: ignore[method-assign]
+        assert "Output" not in answer and answer["output"] == CHILD_OUTPUT
+    finally:
+        shims.uninstall()
+    assert "_normalise_response" not in vars(StateTaskServiceSfn)  # moto's own again
+
+
 def test_the_products_own_calls_are_left_alone(deliveries: list[RuleDelivery]) -> None:
     run_parent()
     sfn = boto3.client("stepfunctions")
@@ -153,6 +180,35 @@ def test_the_products_own_calls_are_left_alone(deliveries: list[RuleDelivery]) -
     # Keys are not lowered for the product: boto3 still refuses what it always refused.
     with pytest.raises(ParamValidationError, match="Unknown parameter"):
         sfn.describe_execution(ExecutionArn=started["executionArn"])  # type: ignore[call-arg]
+
+
+@pytest.mark.parametrize("shimmed", [False, True])
+def test_the_engines_finished_threads_are_forgotten_only_with_the_shim(
+    engine: None, shimmed: bool
+) -> None:
+    from moto.stepfunctions.parser.utils import TMP_THREADS
+
+    shims = MotoShims()
+    if shimmed:
+        shims.install()
+    try:
+        sfn = boto3.client("stepfunctions")
+        definition = {"StartAt": "Done", "States": {"Done": {"Type": "Pass", "End": True}}}
+        arn = sfn.create_state_machine(
+            name="pass", definition=json.dumps(definition), roleArn=ROLE
+        )["stateMachineArn"]
+        del TMP_THREADS[:]
+        for number in range(5):
+            finished(sfn.start_execution(stateMachineArn=arn, name=f"e-{number}")["executionArn"])
+        ended = [thread for thread in TMP_THREADS if not thread.is_alive()]
+    finally:
+        shims.uninstall()
+    # moto keeps every thread its executions started (at least one each); the shim keeps at
+    # most those of the last execution, whose start forgot the others.
+    if shimmed:
+        assert len(ended) < 5, len(ended)
+    else:
+        assert len(ended) >= 5
 
 
 def test_uninstall_restores_moto(engine: None) -> None:

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import base64
-import hashlib
 import io
 import logging
 import random
+import zlib
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -14,7 +14,12 @@ import pytest
 from botocore.exceptions import ClientError
 
 from aistudios_export.errors import StorageError
-from aistudios_export.multipart import MIN_PART_SIZE, MultipartUpload, abort_open_uploads
+from aistudios_export.multipart import (
+    MIN_PART_SIZE,
+    MultipartUpload,
+    PartBody,
+    abort_open_uploads,
+)
 from tests.unit._s3 import (
     BUCKET,
     S3Calls,
@@ -54,8 +59,8 @@ def test_completes_with_the_parts_in_order(s3: S3Client) -> None:
     parts = parts_of(MIN_PART_SIZE, MIN_PART_SIZE, 1234)
 
     with upload(s3) as up:
-        for part in parts:
-            up.upload_part(io.BytesIO(part))
+        for number, part in enumerate(parts, start=1):
+            up.upload_part(number, memoryview(part))
 
     stored = s3.get_object(Bucket=BUCKET, Key=KEY)
     assert stored["Body"].read() == b"".join(parts)
@@ -63,25 +68,46 @@ def test_completes_with_the_parts_in_order(s3: S3Client) -> None:
     assert stored["ETag"] == up.etag
     assert stored["VersionId"] == up.version_id
     assert [p["PartNumber"] for p in up.parts] == [1, 2, 3]
-    assert [p["ChecksumSHA256"] for p in up.parts] == [
-        base64.b64encode(hashlib.sha256(part).digest()).decode() for part in parts
+    assert [p["ChecksumCRC32"] for p in up.parts] == [
+        base64.b64encode(zlib.crc32(part).to_bytes(4, "big")).decode() for part in parts
     ]
     assert s3.list_multipart_uploads(Bucket=BUCKET).get("Uploads", []) == []
 
 
-def test_copied_parts_keep_the_order_they_were_added_in(s3: S3Client) -> None:
-    first, second = parts_of(MIN_PART_SIZE, MIN_PART_SIZE)
-    written = s3.put_object(Bucket=BUCKET, Key="source.bin", Body=first + second)
-    source: Any = {"Bucket": BUCKET, "Key": "source.bin", "VersionId": written["VersionId"]}
+def test_parts_uploaded_out_of_order_are_completed_in_order(s3: S3Client) -> None:
+    first, second, last = parts_of(MIN_PART_SIZE, MIN_PART_SIZE, 10)
 
-    with upload(s3) as up:  # the halves swapped
-        up.copy_part(
-            source, if_match=written["ETag"], first=MIN_PART_SIZE, last=2 * MIN_PART_SIZE - 1
-        )
-        up.copy_part(source, if_match=written["ETag"], first=0, last=MIN_PART_SIZE - 1)
+    with upload(s3) as up:  # as concurrent uploaders may finish them
+        up.upload_part(3, memoryview(last))
+        up.upload_part(1, memoryview(first))
+        up.upload_part(2, memoryview(second))
 
-    assert s3.get_object(Bucket=BUCKET, Key=KEY)["Body"].read() == second + first
-    assert [p["PartNumber"] for p in up.parts] == [1, 2]
+    assert s3.get_object(Bucket=BUCKET, Key=KEY)["Body"].read() == first + second + last
+    assert [p["PartNumber"] for p in up.parts] == [1, 2, 3]
+
+
+def test_a_missing_part_is_never_completed(s3: S3Client, calls: S3Calls) -> None:
+    first, _, last = parts_of(MIN_PART_SIZE, MIN_PART_SIZE, 10)
+
+    with pytest.raises(StorageError, match="a part is missing"), upload(s3) as up:
+        up.upload_part(1, memoryview(first))
+        up.upload_part(3, memoryview(last))
+
+    assert "CompleteMultipartUpload" not in calls.operations
+    assert_nothing_stored(s3)
+
+
+def test_a_part_body_reads_seeks_and_reads_again_without_copying_the_part() -> None:
+    data = bytearray(b"0123456789")
+    body = PartBody(memoryview(data)[2:8])
+
+    assert (len(body), body.read(4), body.read(), body.read()) == (6, b"2345", b"67", b"")
+    body.seek(0)
+    target = bytearray(3)
+    assert (body.readinto(target), target, body.tell()) == (3, bytearray(b"234"), 3)
+    data[2] = ord("x")  # a view, not a copy: what is read is the buffer as it is now
+    body.seek(-6, io.SEEK_END)
+    assert body.read(1) == b"x"
 
 
 @pytest.mark.parametrize("error", [Boom("in the block"), KeyboardInterrupt()])
@@ -89,7 +115,7 @@ def test_an_exception_in_the_block_aborts_and_leaves_nothing(
     s3: S3Client, calls: S3Calls, error: BaseException
 ) -> None:
     with pytest.raises(type(error)) as info, upload(s3) as up:
-        up.upload_part(io.BytesIO(parts_of(MIN_PART_SIZE)[0]))
+        up.upload_part(1, memoryview(parts_of(MIN_PART_SIZE)[0]))
         raise error
 
     assert info.value is error
@@ -126,7 +152,7 @@ def test_a_refused_step_is_the_error_raised_and_the_upload_is_aborted(
         pytest.raises(StorageError, match=f"{operation} failed: InternalError") as info,
         upload(s3) as up,
     ):
-        up.upload_part(io.BytesIO(b"the only part"))
+        up.upload_part(1, memoryview(b"the only part"))
 
     assert isinstance(info.value.__cause__, ClientError)
     assert calls.operations == asked  # the refused call never reached botocore's hooks

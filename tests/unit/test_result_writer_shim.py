@@ -2,11 +2,14 @@
 
 A tiny machine maps over five items in a Distributed Map whose items succeed or fail by their
 value, with a ``ResultWriter``. moto alone writes an empty stub manifest; with the shim the
-manifest lists the result files and every item is in one of them, as in AWS.
+manifest lists the result files and every item is in one of them, as in AWS. With less
+tolerance than failures, moto alone never fails the Map; with the shim it fails as AWS's does
+and its results are written all the same.
 """
 
 from __future__ import annotations
 
+import copy
 import json
 from collections.abc import Iterator
 from typing import Any
@@ -22,7 +25,7 @@ from tests.unit._fixtures import ACCOUNT, REGION, fresh_boto3_session
 ROLE = f"arn:aws:iam::{ACCOUNT}:role/test"
 BUCKET = "result-writer-test"
 ITEMS = [{"n": n, "fail": n % 2 == 1} for n in range(5)]
-MACHINE = {
+MACHINE: dict[str, Any] = {
     "StartAt": "Each",
     "States": {
         "Each": {
@@ -49,10 +52,21 @@ MACHINE = {
                 "Resource": "arn:aws:states:::s3:putObject",
                 "Parameters": {"Bucket": BUCKET, "Prefix": "runs"},
             },
+            "ToleratedFailurePercentage": 100.0,  # moto's parser refuses an integer
+            "Catch": [{"ErrorEquals": ["States.ALL"], "ResultPath": "$.error", "Next": "Caught"}],
             "End": True,
-        }
+        },
+        "Caught": {"Type": "Pass", "End": True},
     },
 }
+
+
+def intolerant_machine() -> dict[str, Any]:
+    """The machine, one item at a time, failing beyond 20% (the second odd item, n = 3)."""
+    machine = copy.deepcopy(MACHINE)
+    del machine["States"]["Each"]["ToleratedFailurePercentage"]
+    machine["States"]["Each"] |= {"MaxConcurrency": 1, "ToleratedFailurePercentagePath": "$.t"}
+    return machine
 
 
 @pytest.fixture
@@ -78,13 +92,17 @@ def shim(engine: None) -> Iterator[None]:
         result_writer.uninstall()
 
 
-def run_map() -> dict[str, Any]:
-    """Run the machine; return the Map's result (``{"MapRunArn", "ResultWriterDetails"}``)."""
+def run_map(machine: dict[str, Any] = MACHINE) -> dict[str, Any]:
+    """Run the machine; return the Map's result (``{"MapRunArn", "ResultWriterDetails"}``).
+
+    A Map that failed returns the execution's output, the Catch's ``error`` in it.
+    """
     sfn = boto3.client("stepfunctions")
-    arn = sfn.create_state_machine(name="m", definition=json.dumps(MACHINE), roleArn=ROLE)[
+    arn = sfn.create_state_machine(name="m", definition=json.dumps(machine), roleArn=ROLE)[
         "stateMachineArn"
     ]
-    started = sfn.start_execution(stateMachineArn=arn, input=json.dumps({"items": ITEMS}))
+    given = {"items": ITEMS, "prefix": "runs", "t": 20}
+    started = sfn.start_execution(stateMachineArn=arn, input=json.dumps(given))
     ended = wait_for_execution(started["executionArn"], deadline_seconds=10, interval=0.02)
     assert ended["status"] == "SUCCEEDED", ended.get("cause")
     output: dict[str, Any] = json.loads(ended["output"])
@@ -139,14 +157,70 @@ def test_with_the_shim_every_item_is_in_a_result_file(
 
 
 def test_uninstall_restores_moto(engine: None) -> None:
-    from moto.stepfunctions.parser.asl.component.state.exec.state_map.result_writer.resource_eval.resource_eval_s3 import (  # noqa: E501
-        ResourceEvalS3,
-    )
+    def patched() -> list[Any]:
+        return [vars(owner).get(name) for owner, name, _ in result_writer.patches()]
 
-    before = vars(ResourceEvalS3)["_handle_put_object"]
+    before = patched()
     result_writer.install()
     result_writer.install()  # idempotent
-    assert vars(ResourceEvalS3)["_handle_put_object"] is not before
+    assert all(now is not then for now, then in zip(patched(), before, strict=True))
     result_writer.uninstall()
-    assert vars(ResourceEvalS3)["_handle_put_object"] is before
+    assert all(now is then for now, then in zip(patched(), before, strict=True))
     assert run_map()["ResultWriterDetails"]  # moto's own writer runs again
+
+
+def test_without_the_shim_moto_never_fails_a_map_on_its_tolerance(engine: None) -> None:
+    output = run_map(intolerant_machine())
+    assert "error" not in output and output["ResultWriterDetails"]
+
+
+def test_a_map_past_its_tolerance_fails_and_still_writes_its_results(shim: None) -> None:
+    output = run_map(intolerant_machine())
+    # The Catch sees what AWS hands it: {Error, Cause}, not where the results went.
+    assert set(output["error"]) == {"Error", "Cause"}
+    assert output["error"]["Error"] == "States.ExceedToleratedFailureThreshold"
+    assert output["error"]["Cause"] == "2 of 5 items failed, more than the tolerated 20%"
+    [manifest_key] = [
+        o["Key"]
+        for o in boto3.client("s3").list_objects_v2(Bucket=BUCKET, Prefix="runs/")["Contents"]
+        if o["Key"].endswith("/manifest.json")
+    ]
+    files = read(manifest_key)["ResultFiles"]
+    numbers = {
+        kind: sorted(json.loads(e["Input"])["n"] for f in files[kind] for e in read(f["Key"]))
+        for kind in files
+    }
+    # One at a time: 0..3 ran, the second failure (3) stopped the run, 4 never started.
+    assert numbers == {"SUCCEEDED": [0, 2], "FAILED": [1, 3], "PENDING": [4]}
+    [pending] = [e for f in files["PENDING"] for e in read(f["Key"])]
+    assert pending["Status"] == "PENDING" and "ExecutionArn" not in pending
+
+
+def prefix_from_input() -> dict[str, Any]:
+    """The machine, its ResultWriter's prefix read from the execution's input."""
+    machine = copy.deepcopy(MACHINE)
+    machine["States"]["Each"]["ResultWriter"]["Parameters"] = {
+        "Bucket": BUCKET,
+        "Prefix.$": "$.prefix",
+    }
+    return machine
+
+
+def test_without_the_shim_the_writers_paths_read_the_items_outputs(engine: None) -> None:
+    output = run_map(prefix_from_input())
+    assert "JSONPath '$.prefix' could not be found" in output["error"]["Cause"]
+    assert '[{"double": 0}, null' in output["error"]["Cause"]  # the items' outputs
+
+
+def test_with_the_shim_the_writers_paths_read_the_maps_input(shim: None) -> None:
+    result = run_map(prefix_from_input())
+    run_id = result["MapRunArn"].split(":")[-1]
+    assert result["ResultWriterDetails"]["Key"] == f"runs/{run_id}/manifest.json"
+
+
+def test_a_map_within_its_tolerance_succeeds(shim: None) -> None:
+    machine = intolerant_machine()
+    del machine["States"]["Each"]["ToleratedFailurePercentagePath"]
+    machine["States"]["Each"]["ToleratedFailurePercentage"] = 40.0  # 2 of 5 failed: not more
+    output = run_map(machine)
+    assert "error" not in output and output["ResultWriterDetails"]

@@ -210,6 +210,26 @@ def test_stalled_export_repeats_its_last_step(
     assert {d["state"] for d in seen} == {"exporting"}
 
 
+def test_renders_in_flight_count_accepted_exports_until_they_finish_or_fail() -> None:
+    # A simulator of its own: the module's is shared by tests whose exports never finish.
+    with AiStudiosSimulator() as own:
+        token = own.issue_token()
+        done, failing, stalled = (f"{next(_ids):024x}" for _ in range(3))
+        own.set_scenario(failing, Scenario(fail_at_poll=1))
+        own.set_scenario(stalled, Scenario(progress_steps=(10.0,)))
+        for project in (done, failing, stalled):
+            assert submit(own, token, {"projectId": project}).status_code == 200
+        submit(own, token, {"projectId": stalled})  # a resubmit is still one render
+        assert submit(own, token, {"projectId": "nope"}).status_code == 400  # never rendered
+        assert (own.renders_in_flight, own.max_renders_in_flight) == (3, 3)
+        run_to_url(own, token, done)
+        progress(own, token, failing)
+        progress(own, token, stalled)
+        assert (own.renders_in_flight, own.max_renders_in_flight) == (1, 3)
+        run_to_url(own, token, done)  # a new render of the same project
+        assert (own.renders_in_flight, own.max_renders_in_flight) == (1, 3)
+
+
 def test_fail_at_poll_reports_the_failure_state_from_then_on(
     sim: AiStudiosSimulator, token: str, pid: str
 ) -> None:

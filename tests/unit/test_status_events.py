@@ -14,6 +14,7 @@ import os
 import re
 import textwrap
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
@@ -124,6 +125,12 @@ def run(machine_arn: str, outcome: str) -> dict[str, Any]:
         "executionArn"
     ]
     if outcome == "ABORTED":
+        # Stop it once it runs: moto can lose a stop that comes before its engine's first state.
+        for _ in range(1000):
+            events = sfn.get_execution_history(executionArn=arn)["events"]
+            if any("stateEnteredEventDetails" in e for e in events):
+                break
+            time.sleep(0.01)
         sfn.stop_execution(executionArn=arn)
     described = wait_for_execution(arn, deadline_seconds=20, interval=0.02)
     assert described["status"] == outcome

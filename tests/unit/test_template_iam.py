@@ -10,12 +10,14 @@ only start its target.
 from __future__ import annotations
 
 import ast
+import fnmatch
 import json
 import re
 from collections.abc import Iterator
 from typing import Any
 
 from aistudios_export import settings
+from aistudios_export.batches import MAP_RUNS_FOLDER, BatchSettings, batch_location
 from tests.unit._asl import all_states
 from tests.unit._fixtures import ROOT
 from tests.unit._template import (
@@ -49,6 +51,9 @@ S3_OBJECT_ACTION = re.compile(r"s3:\w*(Object|MultipartUpload)\w*")
 S3_BUCKET_LISTINGS = frozenset({"s3:ListBucketMultipartUploads"})
 """Bucket-level actions a function may hold: finding its own unfinished uploads (IAM has no
 prefix condition for it; the code aborts only uploads of its own key)."""
+S3_PREFIXED_LISTINGS = frozenset({"s3:ListBucket"})
+"""Bucket listings IAM limits by key (``s3:prefix``): held only with that condition, set to
+a key prefix parameter's keys."""
 SERVICE_PRINCIPALS = {
     "AWS::Events::Rule": "events.amazonaws.com",
     "AWS::Scheduler::Schedule": "scheduler.amazonaws.com",
@@ -293,17 +298,47 @@ def test_s3_access_is_on_objects_under_a_key_prefix(
         if not granted:
             continue
         found = True
-        if granted <= S3_BUCKET_LISTINGS:
+        if granted <= S3_BUCKET_LISTINGS | S3_PREFIXED_LISTINGS:
             for resource in as_list(statement["Resource"]):
                 bucket = resource.get("Fn::GetAtt", [""])[0] if isinstance(resource, dict) else ""
                 kind = resources.get(str(bucket), {}).get("Type")
                 assert kind == "AWS::S3::Bucket", (name, resource)
+            if granted & S3_PREFIXED_LISTINGS:
+                assert granted <= S3_PREFIXED_LISTINGS, f"{name}: mixed bucket listings"
+                assert set(statement.get("Condition", {})) == {"StringLike"}, name
+                (prefix,) = statement["Condition"]["StringLike"].values()
+                assert set(statement["Condition"]["StringLike"]) == {"s3:prefix"}, name
+                parameter = re.match(r"\$\{(\w+)\}.", sub_text(prefix) or "")
+                assert parameter and parameter[1] in template["Parameters"], (name, prefix)
             continue
         assert all(S3_OBJECT_ACTION.fullmatch(a) for a in granted), (name, granted)
         assert not granted & S3_BUCKET_LISTINGS, f"{name}: a bucket listing in its own statement"
         for resource in as_list(statement["Resource"]):
             assert object_prefix(resource, template), (name, resource)
     assert found
+
+
+def test_summarize_batch_may_list_its_batches_map_runs_and_nothing_else(
+    template: dict[str, Any], resources: dict[str, Any]
+) -> None:
+    policies = props(resources, "SummarizeBatchFunction")["Policies"]
+    [listing] = [s for s in statements(policies) if "s3:ListBucket" in actions(s)]
+    defaults = {k: str(v.get("Default", "")) for k, v in template["Parameters"].items()}
+    pattern = sub_text(listing["Condition"]["StringLike"]["s3:prefix"]) or ""
+    for name, value in defaults.items():
+        pattern = pattern.replace(f"${{{name}}}", value)
+    batch_settings = BatchSettings(
+        bucket="b",
+        manifest_prefix=defaults["ManifestKeyPrefix"],
+        results_prefix=defaults["ResultsKeyPrefix"],
+    )
+    _, prefix = batch_location(
+        batch_settings, defaults["ManifestKeyPrefix"] + "jan/a.csv", "ab" * 32
+    )
+    # What SummarizeBatch lists (map_results.find_map_runs): its batch's ResultWriter folder.
+    assert fnmatch.fnmatchcase(f"{prefix}{MAP_RUNS_FOLDER}/", pattern)
+    for other in ("", defaults["ResultsKeyPrefix"], prefix, defaults["ManifestKeyPrefix"]):
+        assert not fnmatch.fnmatchcase(other, pattern), other
 
 
 def test_every_s3_write_is_under_a_prefix_the_writer_is_given(
@@ -448,6 +483,25 @@ def test_state_machines_may_use_exactly_the_integrations_their_definitions_call(
     assert bool(logs) == bool(properties.get("Logging"))
 
 
+def writer_prefix(machine_id: str, writer: dict[str, Any]) -> str:
+    """Return the text a ResultWriter's prefix starts with.
+
+    A path (``Prefix.$``) names a batch's own prefix, which PrepareManifest builds under the
+    ``resultsPrefix`` it is given (tests/unit/test_batches.py): that parameter's text.
+    """
+    parameters = writer["Parameters"]
+    if "Prefix" in parameters:
+        return str(parameters["Prefix"])
+    (results_prefix,) = {
+        str(value)
+        for _, task in all_states(raw_definition(machine_id))
+        if task["Type"] == "Task"
+        for key, value in task.get("Parameters", {}).items()
+        if key == "resultsPrefix"
+    }
+    return results_prefix
+
+
 def test_s3_integrations_of_state_machines_are_granted(
     template: dict[str, Any], resources: dict[str, Any], machine_id: str
 ) -> None:
@@ -463,7 +517,7 @@ def test_s3_integrations_of_state_machines_are_granted(
             assert granted.get("s3:GetObject")
         writer = state.get("ResultWriter")
         if writer and writer["Resource"] == "arn:aws:states:::s3:putObject":
-            (placeholder,) = PLACEHOLDER.findall(writer["Parameters"]["Prefix"])
+            (placeholder,) = PLACEHOLDER.findall(writer_prefix(machine_id, writer))
             (prefix,) = references(substitutions[placeholder])
             # A ResultWriter uploads in parts (AWS's documented permissions).
             for action in ("PutObject", "AbortMultipartUpload", "ListMultipartUploadParts"):

@@ -35,7 +35,7 @@ from aistudios_export.manifests import (
     parse_manifest,
     too_big,
 )
-from aistudios_export.map_results import read_map_results
+from aistudios_export.map_results import find_map_runs, read_map_results
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -46,6 +46,8 @@ REPORTED_REJECTIONS = 25
 """Rejected rows carried in the state machine's data; the report in S3 lists them all."""
 ITEMS_FILE, REJECTED_FILE, REPORT_FILE = "items.json", "rejected.json", "report.json"
 """The files of a batch, under its :func:`batch_location` prefix."""
+MAP_RUNS_FOLDER = "map-runs"
+"""The Map's ResultWriter prefix, under the batch's: each map run writes into ``<it>/<run id>/``."""
 VIDEO_FIELDS = ("bucket", "key", "size", "sha256", "contentType", "s3Uri", "versionId")
 """What the report says of each exported video."""
 
@@ -125,6 +127,7 @@ def prepare_batch(
         "itemsKey": prefix + ITEMS_FILE,
         "rejectedKey": prefix + REJECTED_FILE,
         "reportKey": prefix + REPORT_FILE,
+        "mapRunsPrefix": prefix + MAP_RUNS_FOLDER,
     }
     try:
         manifest = parse_manifest(
@@ -179,13 +182,22 @@ def summarize_batch(
     (the Map stopped without writing them) is ``UNKNOWN``. S3 is read a file at a time, never
     a call per row.
 
+    A Map that failed (more rows failed than it tolerates, or an error of its own) hands over
+    no ``ResultWriterDetails``, yet Step Functions writes its results: they are found under the
+    batch's own ResultWriter prefix (``mapRunsPrefix``). That prefix holds a map run per batch
+    execution of the same manifest bytes (uploaded again, delivered twice): all are read, oldest
+    first, and a row's outcome is the one of the latest run that started it. Every run names the
+    same export executions (a row's name is its export's), so a later run's outcome of a row is
+    that export's latest; a run that never started a row says nothing about it.
+
     Parameters
     ----------
     batch
         The plan :func:`prepare_batch` returned.
     map_run
         The Map state's result (``{"MapRunArn", "ResultWriterDetails"}``), or its error
-        (``{"Error", "Cause"}``) when the Map failed.
+        (``{"Error", "Cause"}``) when the Map failed: its results are then looked for under
+        ``batch["mapRunsPrefix"]``.
     tolerated_failure_percentage
         The batch fails when a larger share of its exports did not succeed.
     s3_client
@@ -199,8 +211,9 @@ def summarize_batch(
     bucket = str(batch["bucket"])
     items = _get_json(s3_client, bucket, str(batch["itemsKey"]))
     rejected = _get_json(s3_client, bucket, str(batch["rejectedKey"]))
-    outcomes = _row_outcomes(s3_client, map_run)
-    missing = _missing(map_run)
+    runs = _map_runs(s3_client, batch, map_run)
+    outcomes = _row_outcomes(s3_client, runs)
+    missing = _missing(map_run, found=bool(runs))
     rows = [_row(item, outcomes.get(str(item.get("name")), missing)) for item in items]
     failed = sum(1 for r in rows if r["status"] != "SUCCEEDED")
     counts = {
@@ -236,24 +249,39 @@ def summarize_batch(
     }
     if map_run and map_run.get("ResultWriterDetails"):
         report["mapRun"] = map_run
+    elif map_run and runs:
+        report["mapRun"] = {**map_run, "ResultsFound": runs}
     _put_json(s3_client, bucket, str(batch["reportKey"]), report)
     return {**summary, "counts": counts}
 
 
-def _row_outcomes(
-    s3_client: S3Client, map_run: Mapping[str, Any] | None
-) -> dict[str, dict[str, Any]]:
-    """Return each row's outcome (``status``, ``video`` or ``error``/``cause``) by its name."""
+def _map_runs(
+    s3_client: S3Client, batch: Mapping[str, Any], map_run: Mapping[str, Any] | None
+) -> list[Mapping[str, Any]]:
+    """Return the ``ResultWriterDetails`` of the map runs to read, oldest first."""
     details = map_run.get("ResultWriterDetails") if map_run else None
-    if not isinstance(details, Mapping):
-        return {}
+    if isinstance(details, Mapping):
+        return [details]
+    if not map_run or not map_run.get("Error") or not batch.get("mapRunsPrefix"):
+        return []
+    return list(find_map_runs(s3_client, str(batch["bucket"]), str(batch["mapRunsPrefix"])))
+
+
+def _row_outcomes(s3_client: S3Client, runs: list[Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Return each row's outcome (``status``, ``video`` or ``error``/``cause``) by its name.
+
+    ``runs`` are read in order: a later run's outcome of a row replaces an earlier one's,
+    unless the later run never started the row.
+    """
     outcomes: dict[str, dict[str, Any]] = {}
-    for kind, entry in read_map_results(s3_client, details):
-        item = _json_text(entry.get("Input"), "Input")
-        name = item.get("name")
-        if not isinstance(name, str):
-            raise ResultsUnreadable("a result entry's input names no export")
-        outcomes[name] = _entry_outcome(kind, entry)
+    for details in runs:
+        for kind, entry in read_map_results(s3_client, details):
+            item = _json_text(entry.get("Input"), "Input")
+            name = item.get("name")
+            if not isinstance(name, str):
+                raise ResultsUnreadable("a result entry's input names no export")
+            if kind != "PENDING" or name not in outcomes:
+                outcomes[name] = _entry_outcome(kind, entry)
     return outcomes
 
 
@@ -298,9 +326,9 @@ def _described_execution(cause: object) -> Mapping[str, Any] | None:
     return None
 
 
-def _missing(map_run: Mapping[str, Any] | None) -> dict[str, Any]:
+def _missing(map_run: Mapping[str, Any] | None, *, found: bool) -> dict[str, Any]:
     """Return the outcome of a row the Map's results do not list."""
-    if map_run and map_run.get("Error"):
+    if map_run and map_run.get("Error") and not found:
         why = f"the Map stopped with {map_run['Error']} before writing its results"
     else:
         why = "the Map's results do not list it"

@@ -1,19 +1,17 @@
-"""Store a finished object's whole-file SHA-256 as its ``sha256`` metadata, or delete it.
+"""Store a finished object's whole-file SHA-256 as its ``sha256`` object tag, or delete it.
 
-User metadata can only be set when an object is created, and the whole-file hash is known
-only once the last byte has been uploaded, so the object is copied (server-side) onto itself
-with the new metadata: with CopyObject, or part by part with UploadPartCopy above
-CopyObject's 5 GiB limit. S3 hashes the bytes while copying, which checks them once more
-against the stream's hash. The pre-copy version (without the metadata) is then deleted, so
-one version remains; if anything fails, every version made is deleted.
+The whole-file hash is known only once the last byte has been uploaded, and user metadata
+can only be written with the object. A tag can be added afterwards to the very version that
+was written, without copying it or making a new version: the object keeps exactly one
+version, and nobody pays for a server-side copy of a multi-GiB video. If tagging fails, the
+version is deleted, so no untagged (unverified) copy is left.
 
-That metadata also marks a finished copy: :func:`previous_copy` returns the object a key
-already holds when an earlier attempt stored and verified it, so a retry need not copy again.
+That tag also marks a finished copy: :func:`previous_copy` returns the object a key already
+holds when an earlier attempt stored and tagged it, so a retry need not copy again.
 """
 
 from __future__ import annotations
 
-import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -23,24 +21,16 @@ from aws_lambda_powertools import Logger
 
 from aistudios_export.aws_errors import http_status
 from aistudios_export.errors import ConfigurationError, StorageError
-from aistudios_export.multipart import (
-    MAX_PARTS,
-    MIB,
-    MultipartUpload,
-    b64_digest,
-    storage_errors,
-)
+from aistudios_export.multipart import storage_errors
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
-    from mypy_boto3_s3.type_defs import CopySourceTypeDef
+    from mypy_boto3_s3.type_defs import TaggingTypeDef
 
 logger = Logger(service="aistudios-export", child=True)
 
-MAX_COPY_OBJECT_SIZE = 5 * 1024 * MIB
-"""The largest object ``CopyObject`` can copy; larger ones are copied with ``UploadPartCopy``."""
-COPY_PART_SIZE = 512 * MIB
-"""Range size of a multipart (server-side) copy, raised when needed to stay within MAX_PARTS."""
+SHA256_TAG = "sha256"
+"""The object tag that holds the hex SHA-256 of a stored video's bytes."""
 _SHA256_HEX = re.compile(r"[0-9a-f]{64}")
 
 
@@ -55,7 +45,7 @@ class StoredObject:
     size
         Its length in bytes.
     sha256
-        Hex SHA-256 of its bytes (also its ``sha256`` user metadata).
+        Hex SHA-256 of its bytes (also its ``sha256`` object tag).
     version_id
         The object's only version, or ``None`` in an unversioned bucket.
     content_type
@@ -75,11 +65,12 @@ def previous_copy(
 ) -> StoredObject | None:
     """Return an earlier attempt's verified copy at ``key``; delete an unverified one it left.
 
-    Only :func:`store_checksum` writes the ``sha256`` metadata, and only once the bytes are
-    verified, so an object that has it and every item of ``metadata`` is a finished copy of
-    the same file. One with ``metadata`` but no ``sha256`` is what an attempt left when it died
-    between completing its upload and storing the checksum: that version is deleted, since a
-    new copy replaces it and one version must remain. Anything else is left alone.
+    Only :func:`store_checksum` writes the ``sha256`` tag, and only once every byte was
+    uploaded and verified, so an object that has it and every item of ``metadata`` is a
+    finished copy of the same file. One with ``metadata`` but no ``sha256`` tag is what an
+    attempt left when it died between completing its upload and tagging it: that version is
+    deleted, since a new copy replaces it and one version must remain. Anything else is left
+    alone.
 
     Parameters
     ----------
@@ -109,15 +100,15 @@ def previous_copy(
     found = head.get("Metadata", {})
     if any(found.get(k) != v for k, v in metadata.items()):
         return None  # another file's: not this call's to reuse or delete
-    sha256 = found.get("sha256")
     version_id = head.get("VersionId")
+    sha256 = read_checksum(s3_client, bucket=bucket, key=key, version_id=version_id)
     if sha256 is None and version_id is not None:
         with storage_errors():
             s3_client.delete_object(Bucket=bucket, Key=key, VersionId=version_id)
         logger.info("deleted an unverified copy", extra={"bucket": bucket, "key": key})
         return None
     if sha256 is None or not _SHA256_HEX.fullmatch(sha256):
-        return None
+        return None  # no tag (unversioned: the new copy replaces it) or not ours: left alone
     return StoredObject(
         bucket=bucket,
         key=key,
@@ -128,19 +119,41 @@ def previous_copy(
     )
 
 
-def store_checksum(
-    s3_client: S3Client,
-    *,
-    bucket: str,
-    key: str,
-    version_id: str | None,
-    etag: str,
-    size: int,
-    digest: bytes,
-    metadata: Mapping[str, str],
-    content_type: str,
+def read_checksum(
+    s3_client: S3Client, *, bucket: str, key: str, version_id: str | None = None
 ) -> str | None:
-    """Copy a just-written object onto itself with ``sha256`` metadata; keep only the copy.
+    """Return the value of an object's ``sha256`` tag, or ``None`` if it has none.
+
+    Parameters
+    ----------
+    s3_client, bucket, key
+        The S3 client, and the object.
+    version_id
+        The version to read (``None``: the current one).
+
+    Returns
+    -------
+    str or None
+        The tag's value (a lower-case hex SHA-256 if :func:`store_checksum` wrote it), or
+        ``None`` when the object has no such tag.
+
+    Raises
+    ------
+    StorageError, ConfigurationError
+        S3 failed to answer.
+    """
+    with storage_errors():
+        if version_id is None:
+            tags = s3_client.get_object_tagging(Bucket=bucket, Key=key)
+        else:
+            tags = s3_client.get_object_tagging(Bucket=bucket, Key=key, VersionId=version_id)
+    return next((t["Value"] for t in tags.get("TagSet", []) if t["Key"] == SHA256_TAG), None)
+
+
+def store_checksum(
+    s3_client: S3Client, *, bucket: str, key: str, version_id: str | None, digest: bytes
+) -> None:
+    """Tag a just-written version with its SHA-256; delete the version if that fails.
 
     Parameters
     ----------
@@ -148,122 +161,37 @@ def store_checksum(
         The S3 client that wrote the object, and where it is.
     version_id
         The version just written, or ``None`` in an unversioned bucket.
-    etag
-        The written object's ETag: the copy fails if the object changed since.
-    size
-        The object's length in bytes (it chooses CopyObject or UploadPartCopy).
     digest
         The SHA-256 of the bytes that were written.
-    metadata
-        The object's user metadata; ``sha256`` is added.
-    content_type
-        The object's ``Content-Type``.
-
-    Returns
-    -------
-    str or None
-        The only version left (the copy's), or ``None`` in an unversioned bucket.
 
     Raises
     ------
-    StorageError
-        S3 failed a step transiently, or holds bytes whose SHA-256 is not ``digest``; the
-        written version and the copy's are deleted.
-    ConfigurationError
-        S3 refused a step for good; the versions are deleted as well.
+    StorageError, ConfigurationError
+        S3 refused the tag (transiently or for good); the version was deleted.
     """
-    source: CopySourceTypeDef = {"Bucket": bucket, "Key": key}
-    if version_id is not None:
-        source["VersionId"] = version_id
-    new_metadata = {**metadata, "sha256": digest.hex()}
-    created = [version_id]  # every version this call made, deleted if anything fails
+    tagging: TaggingTypeDef = {"TagSet": [{"Key": SHA256_TAG, "Value": digest.hex()}]}
     try:
-        copied_checksum: str | None = None
-        if size <= MAX_COPY_OBJECT_SIZE:
-            new_version, copied_checksum = _copy_object(
-                s3_client, source, etag, new_metadata, content_type
-            )
-        else:
-            new_version = _copy_in_parts(s3_client, source, etag, size, new_metadata, content_type)
-        created.append(new_version)
-        # S3 hashed the bytes it holds while copying: they must be the bytes we streamed.
-        # (A composite "<hash>-<parts>" checksum is not the file's hash: nothing to compare.)
-        if copied_checksum and "-" not in copied_checksum and copied_checksum != b64_digest(digest):
-            raise StorageError(
-                f"s3://{bucket}/{key} holds bytes whose SHA-256 is not the download's"
-            )
-        if version_id is not None and version_id not in (new_version, "null"):
-            # The pre-copy version has no sha256 metadata: remove it so one version remains.
-            with storage_errors():
-                s3_client.delete_object(Bucket=bucket, Key=key, VersionId=version_id)
-    except BaseException:
-        _delete_versions(s3_client, bucket, key, created)
-        raise
-    return new_version
-
-
-def _copy_object(
-    s3_client: S3Client,
-    source: CopySourceTypeDef,
-    etag: str,
-    metadata: Mapping[str, str],
-    content_type: str,
-) -> tuple[str | None, str | None]:
-    """Copy ``source`` onto itself with CopyObject; return the new version and S3's SHA-256.
-
-    The SHA-256 is ``None`` when S3 reports none, or only a composite one (not the file's).
-    """
-    with storage_errors():
-        copied = s3_client.copy_object(
-            Bucket=source["Bucket"],
-            Key=source["Key"],
-            CopySource=source,
-            CopySourceIfMatch=etag,
-            MetadataDirective="REPLACE",
-            Metadata=dict(metadata),
-            ContentType=content_type,
-            ChecksumAlgorithm="SHA256",
-        )
-    result = copied.get("CopyObjectResult", {})
-    full_object = result.get("ChecksumType", "FULL_OBJECT") == "FULL_OBJECT"
-    return copied.get("VersionId"), result.get("ChecksumSHA256") if full_object else None
-
-
-def _copy_in_parts(
-    s3_client: S3Client,
-    source: CopySourceTypeDef,
-    etag: str,
-    size: int,
-    metadata: Mapping[str, str],
-    content_type: str,
-) -> str | None:
-    """Copy ``source`` onto itself with UploadPartCopy (above CopyObject's limit)."""
-    range_size = max(COPY_PART_SIZE, math.ceil(size / MAX_PARTS))
-    with MultipartUpload(
-        s3_client,
-        bucket=source["Bucket"],
-        key=source["Key"],
-        content_type=content_type,
-        metadata=metadata,
-    ) as upload:
-        for start in range(0, size, range_size):
-            end = min(start + range_size, size) - 1
-            upload.copy_part(source, if_match=etag, first=start, last=end)
-    return upload.version_id
-
-
-def _delete_versions(
-    s3_client: S3Client, bucket: str, key: str, versions: list[str | None]
-) -> None:
-    """Delete the versions this call created (``None``: the key of an unversioned bucket)."""
-    for version in dict.fromkeys(versions):  # unique, in order
-        try:
-            if version is None:
-                s3_client.delete_object(Bucket=bucket, Key=key)
+        with storage_errors():
+            if version_id is None:
+                s3_client.put_object_tagging(Bucket=bucket, Key=key, Tagging=tagging)
             else:
-                s3_client.delete_object(Bucket=bucket, Key=key, VersionId=version)
-        except Exception as e:
-            logger.warning(
-                "could not delete a stored version",
-                extra={"bucket": bucket, "key": key, "error": type(e).__name__},
-            )
+                s3_client.put_object_tagging(
+                    Bucket=bucket, Key=key, VersionId=version_id, Tagging=tagging
+                )
+    except BaseException:
+        _delete_version(s3_client, bucket, key, version_id)
+        raise
+
+
+def _delete_version(s3_client: S3Client, bucket: str, key: str, version: str | None) -> None:
+    """Delete the version this call wrote (``None``: the key of an unversioned bucket)."""
+    try:
+        if version is None:
+            s3_client.delete_object(Bucket=bucket, Key=key)
+        else:
+            s3_client.delete_object(Bucket=bucket, Key=key, VersionId=version)
+    except Exception as e:
+        logger.warning(
+            "could not delete a stored version",
+            extra={"bucket": bucket, "key": key, "error": type(e).__name__},
+        )

@@ -219,7 +219,11 @@ def _get_following_redirects(
         logger.info("downloading", extra={"url": redact_url(url)})
         try:
             response = session.send(
-                request, stream=True, timeout=timeout, allow_redirects=False, verify=True
+                request,
+                stream=True,
+                timeout=timeout,
+                allow_redirects=False,
+                verify=_ca_bundle(session, url),
             )
         except _NETWORK_ERRORS as e:
             raise _interrupted(e, url) from _safe_cause(e, url)
@@ -230,6 +234,17 @@ def _get_following_redirects(
         url = urljoin(url, location)
         logger.info("following redirect", extra={"url": redact_url(url)})
     raise DownloadRejected(f"more than {max_redirects} redirects, last to {redact_url(url)}")
+
+
+def _ca_bundle(session: requests.Session, url: str) -> str | bool:
+    """Return the CA bundle to verify TLS with: requests' own configuration, never "don't verify".
+
+    ``Session.send`` skips what ``Session.request`` reads from the environment, so the usual
+    ``REQUESTS_CA_BUNDLE`` (or ``CURL_CA_BUNDLE``, or ``session.verify`` set to a path) is
+    looked up here; verification cannot be switched off this way.
+    """
+    verify = session.merge_environment_settings(url, {}, False, None, None)["verify"]
+    return verify if isinstance(verify, str) and verify else True
 
 
 def _interrupted(error: BaseException, url: str) -> DownloadInterrupted:

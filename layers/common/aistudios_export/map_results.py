@@ -7,6 +7,10 @@ each list of ``{"Key", "Size"}``) and the files it lists: JSON arrays of entries
 and ``Output`` are JSON text. :func:`read_map_results` yields those entries with S3 GetObject
 only (one call for the manifest and one per file, never one per row), and reads each file as
 a stream, so memory holds one entry and one chunk, whatever the file's size.
+
+A Map that fails (its Catch hands over only ``{"Error", "Cause"}``, not the
+``ResultWriterDetails``) still has its results written; :func:`find_map_runs` finds their
+manifests under the ResultWriter's prefix with a bounded ListObjectsV2.
 """
 
 from __future__ import annotations
@@ -34,6 +38,10 @@ MAX_ENTRY_CHARS = 2 << 20
 """One entry holds an execution's input and output (256 KiB each at most) and its metadata."""
 CHUNK_BYTES = 1 << 16
 """What one read of a result file's stream asks for."""
+LIST_PAGE_KEYS = 1000
+"""Keys one ListObjectsV2 call returns (S3's most)."""
+MAX_LIST_PAGES = 10
+"""The most ListObjectsV2 calls looking for map runs (each is a manifest and a few files)."""
 
 
 def read_map_results(
@@ -76,6 +84,57 @@ def read_map_results(
     for kind, file_key in _result_files(key, data):
         for entry in _entries(s3_client, bucket, file_key):
             yield kind, entry
+
+
+def find_map_runs(s3_client: S3Client, bucket: str, prefix: str) -> list[dict[str, str]]:
+    """Return the location of every map run's ``manifest.json`` under a ResultWriter prefix.
+
+    Parameters
+    ----------
+    s3_client
+        Lists the prefix (``s3:ListBucket``, for that prefix only).
+    bucket, prefix
+        The ResultWriter's ``Bucket`` and ``Prefix``: each map run writes its files under
+        ``<prefix>/<map run id>/``.
+
+    Returns
+    -------
+    list of dict
+        ``{"Bucket", "Key"}``, as a Map's ``ResultWriterDetails``, oldest first: by the time the
+        manifest (written after its files, when the run ended) was stored, then by key.
+
+    Raises
+    ------
+    ResultsUnreadable
+        When the prefix holds more keys than :data:`MAX_LIST_PAGES` pages: not a batch's runs.
+    StorageError, ConfigurationError
+        When S3 fails (the first is worth retrying).
+    """
+    folder = prefix if prefix.endswith("/") else prefix + "/"
+    found: list[tuple[Any, str]] = []
+    token = ""
+    for _ in range(MAX_LIST_PAGES):
+        try:
+            if token:
+                page = s3_client.list_objects_v2(
+                    Bucket=bucket, Prefix=folder, MaxKeys=LIST_PAGE_KEYS, ContinuationToken=token
+                )
+            else:
+                page = s3_client.list_objects_v2(
+                    Bucket=bucket, Prefix=folder, MaxKeys=LIST_PAGE_KEYS
+                )
+        except (BotoCoreError, ClientError) as e:
+            raise translate(e, f"could not list {folder}") from None
+        for listed in page.get("Contents", []):
+            run_id, _, name = listed["Key"][len(folder) :].partition("/")
+            if run_id and name == "manifest.json":
+                found.append((listed["LastModified"], listed["Key"]))
+        if not page.get("IsTruncated"):
+            return [{"Bucket": bucket, "Key": key} for _, key in sorted(found)]
+        token = page["NextContinuationToken"]
+    raise ResultsUnreadable(
+        f"{folder} holds more than {MAX_LIST_PAGES * LIST_PAGE_KEYS} keys: not a batch's map runs"
+    )
 
 
 def _result_files(manifest_key: str, data: bytes) -> list[tuple[str, str]]:

@@ -1,32 +1,31 @@
 """S3 multipart uploads that either complete or leave nothing: :class:`MultipartUpload`.
 
-Both ways this library writes an object in parts (streaming a download, and copying an
-object onto itself above CopyObject's limit) create an upload, add parts in order, and
-complete it, and must abort it on any failure, since an open upload keeps its parts (and
-their cost) invisibly. The context manager holds that pattern once; :func:`storage_errors`
-turns botocore's errors into the library's. An upload whose writer died (a Lambda timed out
-or ran out of memory) cannot abort itself: :func:`abort_open_uploads` clears a key's before
-it is written again.
+A streamed download is written as an upload whose parts may be sent by several threads at
+once; it must be completed with every part, or aborted on any failure, since an open upload
+keeps its parts (and their cost) invisibly. The context manager holds that pattern once;
+:func:`storage_errors` turns botocore's errors into the library's. An upload whose writer
+died (a Lambda timed out or ran out of memory) cannot abort itself:
+:func:`abort_open_uploads` clears a key's before it is written again.
 """
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import io
+import threading
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from types import TracebackType
-from typing import TYPE_CHECKING, Self, TypedDict
+from typing import IO, TYPE_CHECKING, Any, Final, Self, cast
 
 from aws_lambda_powertools import Logger
 from botocore.exceptions import BotoCoreError, ClientError
 
 from aistudios_export.aws_errors import error_code, translate
+from aistudios_export.errors import StorageError
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
-    from mypy_boto3_s3.type_defs import CompletedPartTypeDef, CopySourceTypeDef
+    from mypy_boto3_s3.type_defs import CompletedPartTypeDef
 
 logger = Logger(service="aistudios-export", child=True)
 
@@ -35,6 +34,9 @@ MIN_PART_SIZE = 5 * MIB
 """S3's smallest allowed part (every part but the last)."""
 MAX_PARTS = 10_000
 """S3's largest allowed part number."""
+PART_CHECKSUM: Final = "CRC32"
+"""The checksum S3 verifies each part with: cheap to compute (the SDK adds it as the part is
+sent, in a trailer over HTTPS), unlike a SHA-256 per part, which would hash every byte twice."""
 
 
 @contextmanager
@@ -99,32 +101,19 @@ def abort_open_uploads(s3_client: S3Client, *, bucket: str, key: str) -> int:
     return aborted
 
 
-def b64_digest(digest: bytes) -> str:
-    """Return a digest in base64, the form S3 uses for checksums."""
-    return base64.b64encode(digest).decode("ascii")
-
-
-class _PartAddress(TypedDict):
-    """The arguments that name the next part of an upload, in S3's spelling."""
-
-    Bucket: str
-    Key: str
-    UploadId: str
-    PartNumber: int
-
-
 class MultipartUpload:
     """One S3 multipart upload: created on entry, completed on a clean exit, else aborted.
 
-    Parts are numbered 1, 2, ... in the order they are added, and every part carries a
-    SHA-256 (its own, or the one S3 computed while copying it) that S3 verifies. If the block
-    raises, or completing fails, the upload is aborted and the error goes on; a failure to
-    abort is logged, never raised over the original error.
+    Parts may be uploaded from several threads at once, in any order: each carries its number,
+    and the upload is completed with them sorted. Every part carries a CRC32 (`PART_CHECKSUM`)
+    that S3 verifies. If the block raises, or completing fails, the upload is aborted and the
+    error goes on; a failure to abort is logged, never raised over the original error. The
+    caller must not leave the block while a part upload is still running.
 
     Parameters
     ----------
     s3_client
-        The S3 client that writes the object.
+        The S3 client that writes the object (botocore clients are thread-safe).
     bucket, key
         Where the object goes.
     content_type
@@ -136,8 +125,6 @@ class MultipartUpload:
     ----------
     bucket, key
         Where the object goes.
-    parts
-        The parts added so far, in order.
     etag, version_id
         The completed object's ETag and version (``None`` in an unversioned bucket); set
         once the block has exited cleanly.
@@ -148,8 +135,8 @@ class MultipartUpload:
     ...     s3_client, bucket="videos", key="v.mp4", content_type="video/mp4", metadata={}
     ... )
     >>> with upload:  # doctest: +SKIP
-    ...     for chunk in five_mib_chunks:
-    ...         upload.upload_part(io.BytesIO(chunk))
+    ...     for number, chunk in enumerate(five_mib_chunks, start=1):
+    ...         upload.upload_part(number, memoryview(chunk))
     >>> upload.version_id  # doctest: +SKIP
     '3HL4kqtJlcpXroDTDmJ-rmSpXd3dIbrHY'
     """
@@ -169,9 +156,16 @@ class MultipartUpload:
         self._content_type = content_type
         self._metadata = dict(metadata)
         self._upload_id = ""
-        self.parts: list[CompletedPartTypeDef] = []
+        self._parts: dict[int, CompletedPartTypeDef] = {}
+        self._lock = threading.Lock()
         self.etag = ""
         self.version_id: str | None = None
+
+    @property
+    def parts(self) -> list[CompletedPartTypeDef]:
+        """The parts uploaded so far, sorted by number."""
+        with self._lock:
+            return [self._parts[n] for n in sorted(self._parts)]
 
     def __enter__(self) -> Self:
         with storage_errors():
@@ -180,7 +174,7 @@ class MultipartUpload:
                 Key=self.key,
                 ContentType=self._content_type,
                 Metadata=self._metadata,
-                ChecksumAlgorithm="SHA256",
+                ChecksumAlgorithm=PART_CHECKSUM,
             )["UploadId"]
         return self
 
@@ -194,84 +188,57 @@ class MultipartUpload:
             self._abort()
             return
         try:
+            parts = self.parts
+            if [p["PartNumber"] for p in parts] != list(range(1, len(parts) + 1)):
+                raise StorageError(f"s3://{self.bucket}/{self.key}: a part is missing")
             with storage_errors():
                 completed = self._s3.complete_multipart_upload(
                     Bucket=self.bucket,
                     Key=self.key,
                     UploadId=self._upload_id,
-                    MultipartUpload={"Parts": self.parts},
+                    MultipartUpload={"Parts": parts},
                 )
         except BaseException:
             self._abort()
             raise
         self.etag = completed["ETag"]
-        self.version_id = completed.get("VersionId")
+        # An unversioned bucket has no version id (some S3 implementations answer "null").
+        self.version_id = completed.get("VersionId") or None
+        if self.version_id == "null":
+            self.version_id = None
 
-    def upload_part(self, body: io.BytesIO) -> None:
-        """Upload ``body`` as the next part, with its SHA-256 for S3 to verify.
+    def upload_part(self, number: int, body: memoryview) -> None:
+        """Upload ``body`` as part ``number``; S3 verifies it against the CRC32 sent with it.
+
+        Safe to call from several threads at once, for different numbers.
 
         Parameters
         ----------
+        number
+            The part's number, from 1 to :data:`MAX_PARTS`.
         body
-            The part's bytes (at least :data:`MIN_PART_SIZE` unless it is the last part).
+            The part's bytes (at least :data:`MIN_PART_SIZE` unless it is the last part); they
+            are read, never copied whole, and must not change until this returns.
 
         Raises
         ------
         StorageError, ConfigurationError
             S3 refused the part.
         """
-        with body.getbuffer() as view:
-            checksum = b64_digest(hashlib.sha256(view).digest())
-        body.seek(0)
-        where = self._next_part()
         with storage_errors():
-            etag = self._s3.upload_part(
-                **where, Body=body, ChecksumAlgorithm="SHA256", ChecksumSHA256=checksum
-            )["ETag"]
-        self.parts.append(
-            {"PartNumber": where["PartNumber"], "ETag": etag, "ChecksumSHA256": checksum}
-        )
-
-    def copy_part(self, source: CopySourceTypeDef, *, if_match: str, first: int, last: int) -> None:
-        """Copy bytes ``first`` to ``last`` (inclusive) of an existing object as the next part.
-
-        Parameters
-        ----------
-        source
-            The object to copy from (bucket, key and, in a versioned bucket, version).
-        if_match
-            The ETag the source must still have.
-        first, last
-            The byte range to copy.
-
-        Raises
-        ------
-        StorageError, ConfigurationError
-            S3 refused the copy (a changed source included).
-        """
-        where = self._next_part()
-        with storage_errors():
-            result = self._s3.upload_part_copy(
-                **where,
-                CopySource=source,
-                CopySourceIfMatch=if_match,
-                CopySourceRange=f"bytes={first}-{last}",
-            ).get("CopyPartResult", {})
-        part: CompletedPartTypeDef = {
-            "PartNumber": where["PartNumber"],
-            "ETag": result.get("ETag", ""),
-        }
-        if "ChecksumSHA256" in result:
-            part["ChecksumSHA256"] = result["ChecksumSHA256"]
-        self.parts.append(part)
-
-    def _next_part(self) -> _PartAddress:
-        return {
-            "Bucket": self.bucket,
-            "Key": self.key,
-            "UploadId": self._upload_id,
-            "PartNumber": len(self.parts) + 1,
-        }
+            answer = self._s3.upload_part(
+                Bucket=self.bucket,
+                Key=self.key,
+                UploadId=self._upload_id,
+                PartNumber=number,
+                Body=cast("IO[bytes]", PartBody(body)),
+                ChecksumAlgorithm=PART_CHECKSUM,
+            )
+        part: CompletedPartTypeDef = {"PartNumber": number, "ETag": answer["ETag"]}
+        if "ChecksumCRC32" in answer:
+            part["ChecksumCRC32"] = answer["ChecksumCRC32"]
+        with self._lock:
+            self._parts[number] = part
 
     def _abort(self) -> None:
         """Abort the upload; a failure here is logged, never raised over the original."""
@@ -284,3 +251,54 @@ class MultipartUpload:
                 "could not abort multipart upload",
                 extra={"bucket": self.bucket, "key": self.key, "error": type(e).__name__},
             )
+
+
+class PartBody(io.RawIOBase):
+    """A seekable, read-only file over a memoryview: a part's body without a copy of it.
+
+    ``io.BytesIO`` would copy the buffer; the SDK reads this one a slice at a time (and seeks
+    back to the start to retry or to compute a checksum).
+    """
+
+    def __init__(self, view: memoryview) -> None:
+        super().__init__()
+        self._view = view.cast("B")
+        self._pos = 0
+
+    def __len__(self) -> int:
+        return len(self._view)
+
+    def readable(self) -> bool:
+        """Return True: the body can be read."""
+        return True
+
+    def seekable(self) -> bool:
+        """Return True: the SDK seeks back to retry a part."""
+        return True
+
+    def tell(self) -> int:
+        """Return the read position."""
+        return self._pos
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        """Move the read position; return it."""
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: len(self._view)}[whence]
+        self._pos = max(0, base + offset)
+        return self._pos
+
+    def readinto(self, buffer: Any) -> int:
+        """Copy the next bytes into ``buffer``; return how many."""
+        target = memoryview(buffer).cast("B")
+        chunk = self._view[self._pos : self._pos + len(target)]
+        target[: len(chunk)] = chunk
+        self._pos += len(chunk)
+        return len(chunk)
+
+    def read(self, size: int = -1) -> bytes:
+        """Return the next ``size`` bytes (all that is left if ``size`` < 0)."""
+        end = len(self._view) if size is None or size < 0 else self._pos + size
+        chunk = self._view[self._pos : end]
+        self._pos += len(chunk)
+        return bytes(chunk)  # callers (http.client, the SDK's chunked encoder) want bytes
+
+    readall = read

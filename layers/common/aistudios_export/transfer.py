@@ -1,22 +1,22 @@
 """Stream a finished video from its download URL into S3, verified, or leave nothing behind.
 
-The body goes through an S3 multipart upload one part at a time (memory is about one part,
-whatever the video's size or its headers say: a length beyond the maximum video size is
-refused before anything is written, a body that grows past it is cut off), every part
-carries its SHA-256 so S3 verifies it, and the SHA-256 of the whole file is computed on the
-way and stored as the object's ``sha256`` metadata. Any failure aborts the upload and
+The body goes through an S3 multipart upload whose parts are uploaded by a few threads while
+the next part is read (memory is ``uploaders + queued`` parts, whatever the video's size or
+its headers say: a length beyond the maximum video size is refused before anything is
+written, a body that grows past it is cut off). Every part carries a CRC32 that S3 verifies;
+the SHA-256 of the whole file is computed once, as the bytes arrive, and stored as the
+object's ``sha256`` tag without rewriting the object. Any failure aborts the upload and
 deletes what was written, so a key holds either the complete verified video or nothing from
 this call.
 
 This module only puts the steps together: :mod:`~aistudios_export.download` opens and reads
-the URL, :mod:`~aistudios_export.multipart` writes the parts, and
-:mod:`~aistudios_export.checksums` stores the whole-file checksum.
+the URL, :mod:`~aistudios_export.parts` and :mod:`~aistudios_export.multipart` write the
+parts, and :mod:`~aistudios_export.checksums` stores the whole-file checksum.
 """
 
 from __future__ import annotations
 
 import hashlib
-import io
 import itertools
 import math
 from collections.abc import Callable, Mapping
@@ -29,6 +29,7 @@ from aistudios_export.checksums import StoredObject, store_checksum
 from aistudios_export.download import announced_length, body_chunks, open_download, too_large
 from aistudios_export.errors import ConfigurationError, DownloadInterrupted, DownloadRejected
 from aistudios_export.multipart import MAX_PARTS, MIB, MIN_PART_SIZE, MultipartUpload
+from aistudios_export.parts import PartPipeline
 from aistudios_export.settings import DEFAULT_MAX_VIDEO_SIZE_GIB, GIB
 from aistudios_export.urlguard import UrlPolicy, redact_url
 
@@ -40,6 +41,9 @@ __all__ = ["MIB", "MIN_PART_SIZE", "StoredObject", "copy_url_to_s3"]
 logger = Logger(service="aistudios-export", child=True)
 
 _CHUNK_SIZE = 1 * MIB
+DEFAULT_PART_SIZE = 16 * MIB
+DEFAULT_UPLOADERS = 2
+DEFAULT_QUEUED_PARTS = 1
 
 
 def copy_url_to_s3(
@@ -52,7 +56,9 @@ def copy_url_to_s3(
     policy: UrlPolicy,
     session: requests.Session | None = None,
     content_type: str = "video/mp4",
-    part_size: int = 8 * MIB,
+    part_size: int = DEFAULT_PART_SIZE,
+    uploaders: int = DEFAULT_UPLOADERS,
+    queued_parts: int = DEFAULT_QUEUED_PARTS,
     timeout: tuple[float, float] = (5.0, 60.0),
     max_url_refreshes: int = 2,
     max_redirects: int = 5,
@@ -70,7 +76,7 @@ def copy_url_to_s3(
     bucket, key
         Where to store the file.
     metadata
-        User metadata for the object; ``sha256`` is added.
+        User metadata for the object (the SHA-256 goes in its ``sha256`` tag).
     policy
         Which URLs may be fetched (checked for the URL and every redirect hop).
     session
@@ -78,9 +84,11 @@ def copy_url_to_s3(
     content_type
         The object's ``Content-Type``.
     part_size
-        Bytes per uploaded part (at least 5 MiB); memory use is about one part. It grows only
-        as far as S3's 10,000 parts need for the announced length, or for ``max_size`` when
-        no length is announced.
+        Bytes per uploaded part (at least 5 MiB). It grows only as far as S3's 10,000 parts
+        need for the announced length, or for ``max_size`` when no length is announced.
+    uploaders, queued_parts
+        Parts uploaded at once, and full parts that may wait for an uploader: the part
+        buffers are ``uploaders + queued_parts`` parts, the copy's memory.
     timeout
         ``(connect, read)`` timeout in seconds of every HTTP request.
     max_url_refreshes
@@ -111,10 +119,12 @@ def copy_url_to_s3(
     StorageError
         S3 refused a step, or stored bytes whose checksum differs from the stream's.
     ConfigurationError
-        ``part_size`` is below S3's 5 MiB minimum.
+        ``part_size`` is below S3's 5 MiB minimum, or ``uploaders`` below 1.
     """
     if part_size < MIN_PART_SIZE:
         raise ConfigurationError(f"part size must be at least {MIN_PART_SIZE} bytes")
+    if uploaders < 1 or queued_parts < 0:
+        raise ConfigurationError("at least one uploader is needed, and queued parts >= 0")
     http_session = session if session is not None else requests.Session()
     try:
         response = open_download(
@@ -134,6 +144,8 @@ def copy_url_to_s3(
                 metadata=metadata,
                 content_type=content_type,
                 part_size=part_size,
+                uploaders=uploaders,
+                queued_parts=queued_parts,
                 max_size=max_size,
             )
     finally:
@@ -150,6 +162,8 @@ def _upload(
     metadata: Mapping[str, str],
     content_type: str,
     part_size: int,
+    uploaders: int,
+    queued_parts: int,
     max_size: int,
 ) -> StoredObject:
     """Stream ``response`` into a multipart upload, then store the whole-file checksum."""
@@ -164,12 +178,15 @@ def _upload(
 
     digest = hashlib.sha256()
     size = 0
-    with MultipartUpload(
-        s3_client, bucket=bucket, key=key, content_type=content_type, metadata=metadata
-    ) as upload:
-        part = io.BytesIO()  # the only part in memory; a new one replaces it once uploaded
+    with (
+        MultipartUpload(
+            s3_client, bucket=bucket, key=key, content_type=content_type, metadata=metadata
+        ) as upload,
+        PartPipeline(
+            upload, part_size=part_size, uploaders=uploaders, queued=queued_parts
+        ) as parts,
+    ):
         for chunk in itertools.chain((first,), chunks):
-            digest.update(chunk)
             size += len(chunk)
             if expected is not None and size > expected:
                 raise DownloadInterrupted(
@@ -177,43 +194,29 @@ def _upload(
                 )
             if size > max_size:
                 raise too_large(where, max_size)
-            view = memoryview(chunk)
-            while view:
-                room = part_size - part.tell()
-                part.write(view[:room])
-                view = view[room:]
-                if part.tell() == part_size:
-                    _upload_part(upload, part)
-                    part = io.BytesIO()
-        if part.tell():
-            _upload_part(upload, part)
-        del part
+            if size > part_size * MAX_PARTS:
+                raise DownloadRejected(f"the download needs more than {MAX_PARTS} parts")
+            digest.update(chunk)  # the only pass of the whole-file hash over these bytes
+            parts.write(chunk)
         if expected is not None and size != expected:
             raise DownloadInterrupted(
                 f"download from {where} delivered {size} of the announced {expected} bytes"
             )
+        parts.finish()
 
-    version_id = store_checksum(
-        s3_client,
-        bucket=bucket,
-        key=key,
-        version_id=upload.version_id,
-        etag=upload.etag,
-        size=size,
-        digest=digest.digest(),
-        metadata=metadata,
-        content_type=content_type,
+    store_checksum(
+        s3_client, bucket=bucket, key=key, version_id=upload.version_id, digest=digest.digest()
     )
     logger.info(
         "stored video",
-        extra={"bucket": bucket, "key": key, "size": size, "parts": len(upload.parts)},
+        extra={"bucket": bucket, "key": key, "size": size, "parts": parts.parts_started},
     )
     return StoredObject(
         bucket=bucket,
         key=key,
         size=size,
         sha256=digest.hexdigest(),
-        version_id=version_id,
+        version_id=upload.version_id,
         content_type=content_type,
     )
 
@@ -238,10 +241,3 @@ def fitted_part_size(part_size: int, expected: int | None, max_size: int) -> int
     """
     length = max_size if expected is None else min(expected, max_size)
     return max(part_size, math.ceil(length / MAX_PARTS))
-
-
-def _upload_part(upload: MultipartUpload, body: io.BytesIO) -> None:
-    """Upload the next part, unless the download needs more parts than S3 allows."""
-    if len(upload.parts) >= MAX_PARTS:
-        raise DownloadRejected(f"the download needs more than {MAX_PARTS} parts")
-    upload.upload_part(body)

@@ -16,7 +16,6 @@ from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools import Logger
 
-from aistudios_export.checksums import previous_copy
 from aistudios_export.client import AiStudiosClient
 from aistudios_export.errors import DownloadUrlMissing, ExportFailed, ExportTimedOut
 from aistudios_export.models import (
@@ -26,12 +25,9 @@ from aistudios_export.models import (
     Job,
     min_poll_seconds,
 )
-from aistudios_export.multipart import abort_open_uploads
 from aistudios_export.pacing import Pace, next_wait
 from aistudios_export.relay import relayed_payload
 from aistudios_export.settings import OutputSettings
-from aistudios_export.transfer import copy_url_to_s3
-from aistudios_export.urlguard import UrlPolicy
 
 if TYPE_CHECKING:
     import requests
@@ -239,6 +235,13 @@ def finalize_export(
     video an earlier attempt already stored and verified is returned without a new download,
     and an unverified one it left is deleted before the new copy.
     """
+    # Imported here: only FinalizeExport copies, and SubmitExport and CheckProgress start faster
+    # without the transfer modules.
+    from aistudios_export.checksums import previous_copy
+    from aistudios_export.multipart import abort_open_uploads
+    from aistudios_export.transfer import copy_url_to_s3
+    from aistudios_export.urlguard import UrlPolicy
+
     job = Job.from_dict(raw_job)
     key = object_key(output.prefix, job)
 

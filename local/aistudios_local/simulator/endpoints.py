@@ -188,6 +188,7 @@ class SimulatedApi:
             return Reply(error(400, code, msg), project_id, body)
         webhook = body.get("webhookUrl")
         project.restart(resolution, webhook)
+        self.state.render_started(project)
         if webhook and self.on_submit is not None:
             self.on_submit(project_id, webhook, scenario, project.submitted_at)
         return Reply(ok({"projectId": project_id}), project_id, body)
@@ -230,6 +231,8 @@ class SimulatedApi:
         else:
             data["state"] = "exporting"
         project.state, project.progress = data["state"], value
+        if data["state"] != "exporting":
+            self.state.render_ended(project)
         return ok(data)
 
     def _project(self, request: Request, project_id: str, authorized: bool) -> Answer:

@@ -163,6 +163,16 @@ class AiStudiosSimulator:
         return self._state.minted_over_http()
 
     @property
+    def renders_in_flight(self) -> int:
+        """How many accepted exports have not yet reported ``completed`` or ``failed``."""
+        return self._state.renders()[0]
+
+    @property
+    def max_renders_in_flight(self) -> int:
+        """The most exports ever rendering at the same time (what an account-wide limit bounds)."""
+        return self._state.renders()[1]
+
+    @property
     def calls(self) -> list[Call]:
         """A snapshot of every call answered so far, oldest first."""
         return self._state.answered()

@@ -42,6 +42,7 @@ class ProjectState:
     revoked: bool = False
     submitted_at: float = 0.0  # when the current export was accepted
     webhook_url: str | None = None
+    rendering: bool = False  # an accepted export that has not reported completed or failed yet
 
     def restart(self, resolution: str, webhook_url: str | None = None) -> None:
         """Start a new export (an accepted submit); lifetime counters keep counting."""
@@ -85,6 +86,8 @@ class SimulatorState:
         self.signed: dict[str, SignedUrl] = {}
         self.calls: list[Call] = []
         self.tokens_minted = 0
+        self.rendering = 0
+        self.max_rendering = 0
 
     # Called by the endpoints with the lock held.
 
@@ -99,6 +102,25 @@ class SimulatorState:
     def project(self, project_id: str) -> ProjectState:
         """Return the project's state, created on first use (caller holds `lock`)."""
         return self.projects.setdefault(project_id, ProjectState())
+
+    def render_started(self, project: ProjectState) -> None:
+        """Count the project's render as in flight, once however often it is resubmitted.
+
+        The caller holds `lock`.
+        """
+        if not project.rendering:
+            project.rendering = True
+            self.rendering += 1
+            self.max_rendering = max(self.max_rendering, self.rendering)
+
+    def render_ended(self, project: ProjectState) -> None:
+        """Count the project's render as over: it reported completed or failed.
+
+        The caller holds `lock`.
+        """
+        if project.rendering:
+            project.rendering = False
+            self.rendering -= 1
 
     def mint(self) -> str:
         """Mint a valid token (caller holds `lock`)."""
@@ -152,6 +174,11 @@ class SimulatorState:
         """Return how many tokens the token endpoint minted."""
         with self.lock:
             return self.tokens_minted
+
+    def renders(self) -> tuple[int, int]:
+        """Return ``(in flight now, most ever in flight at once)``."""
+        with self.lock:
+            return self.rendering, self.max_rendering
 
     def answered(self) -> list[Call]:
         """Return a snapshot of the calls answered so far, oldest first."""

@@ -34,8 +34,9 @@ OUTPUT_PREFIX = re.compile(
 """A non-empty ``outputPrefix``: a relative S3 key prefix of safe characters."""
 WEBHOOK_URL_MAX = 2048
 WEBHOOK_URL = re.compile(r"https://[A-Za-z0-9.-]+(?::[0-9]{1,5})?(?:[/?#][!-~]*)?")
-"""Webhook URLs that :meth:`ExportRequest.parse` accepts for sure (at most
-:data:`WEBHOOK_URL_MAX` characters); its rule also takes IPv6 and international hosts."""
+"""The webhook URLs :meth:`ExportRequest.parse` accepts (at most :data:`WEBHOOK_URL_MAX`
+characters), exactly as ``openapi.json`` states them: an international host is written in its
+``xn--`` form, and an address literal is not a webhook's."""
 
 # Bounds of the per-export knobs: (minimum, maximum). The execution itself times out after
 # 10800 s (statemachine/export.asl.json): the longest budget plus the longest wait for a render
@@ -248,7 +249,11 @@ def _webhook(value: Any, problems: list[Problem]) -> str | None:
     if value is None:
         return None
     try:
-        fits = isinstance(value, str) and len(value) <= WEBHOOK_URL_MAX
+        fits = (
+            isinstance(value, str)
+            and len(value) <= WEBHOOK_URL_MAX
+            and WEBHOOK_URL.fullmatch(value) is not None
+        )
         parts = urlsplit(value) if fits else None
     except ValueError:  # e.g. an unclosed "[" or a host that changes under NFKC
         parts = None

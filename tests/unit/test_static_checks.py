@@ -82,6 +82,24 @@ FLAGGED = {
                 }
             },
         },
+        "SubWithValue": {
+            "Type": "AWS::SecretsManager::Secret",
+            "Properties": {
+                "GenerateSecretString": {
+                    "SecretStringTemplate": {"Fn::Sub": '{"token": "tok-${AWS::Region}"}'},
+                    "GenerateStringKey": "key",
+                }
+            },
+        },
+        "PublicKeyWithCredentials": {
+            "Type": "AWS::SecretsManager::Secret",
+            "Properties": {
+                "GenerateSecretString": {
+                    "SecretStringTemplate": '{"baseUrl": "https://user:pw@api.example/v1"}',
+                    "GenerateStringKey": "key",
+                }
+            },
+        },
     },
     "CKV_AISTUDIOS_3": {
         "NoLifecycle": _bucket(None),
@@ -106,13 +124,24 @@ PASSED = {
                 }
             },
         },
+        "SubWithPublicUrl": {
+            "Type": "AWS::SecretsManager::Secret",
+            "Properties": {
+                "GenerateSecretString": {
+                    "SecretStringTemplate": {
+                        "Fn::Sub": '{"baseUrl": "https://${AWS::Region}.example/v1"}'
+                    },
+                    "GenerateStringKey": "key",
+                }
+            },
+        },
     },
     "CKV_AISTUDIOS_3": {"AbortsEverywhere": _bucket([{"Id": "a", "Status": "Enabled", **ABORT}])},
 }
 # The real template's resources each custom check must pass.
 REAL = {
     "CKV_AISTUDIOS_1": {"ExportStateMachine", "BatchStateMachine"},
-    "CKV_AISTUDIOS_2": {"CredentialsSecret", "TokenSecret"},
+    "CKV_AISTUDIOS_2": {"CredentialsSecret", "TokenSecret", "WebhookSecret"},
     "CKV_AISTUDIOS_3": {"OutputBucket"},
 }
 

@@ -7,7 +7,7 @@ and inspect it through this class only.
 from __future__ import annotations
 
 import argparse
-import contextlib
+import signal
 import threading
 from types import TracebackType
 from typing import Any, Self
@@ -244,7 +244,12 @@ def main(argv: list[str] | None = None) -> None:
         "--video-size", type=int, default=DEFAULT_VIDEO_SIZE, help="size of served videos in bytes"
     )
     args = parser.parse_args(argv)
+    # Ctrl-C and SIGTERM only set a flag, whenever they come: no KeyboardInterrupt can land
+    # halfway through starting or stopping the server.
+    stopping = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stopping.set())
     with AiStudiosSimulator(port=args.port, video_size=args.video_size) as sim:
         print(sim.base_url, flush=True)
-        with contextlib.suppress(KeyboardInterrupt):
-            threading.Event().wait()
+        while not stopping.wait(0.5):
+            pass

@@ -15,14 +15,18 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import boto3
 import botocore.session
 import pytest
 from moto import mock_aws
 
+from aistudios_export import clients
 from aistudios_export.client import AiStudiosClient, Progress
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
 
 ROOT = Path(__file__).resolve().parents[2]
 PROJECT_ID = "65fa6b07dca2e367461a2925"
@@ -47,19 +51,37 @@ def fresh_boto3_session() -> boto3.Session:
 
 
 @contextmanager
-def fake_aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """Run the body against moto with fake credentials and a fresh boto3 default session."""
+def fake_aws(
+    monkeypatch: pytest.MonkeyPatch, *, run_state_machines: bool = False
+) -> Iterator[None]:
+    """Run the body against moto with fake credentials and a fresh boto3 default session.
+
+    ``run_state_machines`` makes moto's Step Functions engine run each execution's ASL.
+    """
     for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
     monkeypatch.setenv("AWS_REGION", REGION)
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    with mock_aws():
+    config: Any = {"stepfunctions": {"execute_state_machine": True}} if run_state_machines else None
+    with mock_aws(config=config):
         # A default session made by an earlier test may carry its hooks: start from a clean one
         # (moto drops the default session when it starts, so this comes after).
         monkeypatch.setattr(boto3, "DEFAULT_SESSION", fresh_boto3_session())
         yield
+
+
+def create_render_slots_table(table: str) -> DynamoDBClient:
+    """Create the render limiter's table (partition key ``pk``) on moto; return its client."""
+    client = clients.dynamodb()
+    client.create_table(
+        TableName=table,
+        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    return client
 
 
 class Clock:

@@ -11,11 +11,11 @@ import boto3
 import pytest
 from botocore.stub import Stubber
 
-from aistudios_export import clients, errors
+from aistudios_export import errors
 from aistudios_export.errors import ConfigurationError, NoSlotFree, SlotLost, StorageError
 from aistudios_export.limiter import ATTEMPTS, MAX_LIMIT, RECLAIM_BATCH, RenderLimiter, Slot
 from aistudios_local.moto_shims import atomic_requests
-from tests.unit._fixtures import T0, Clock, fake_aws
+from tests.unit._fixtures import T0, Clock, create_render_slots_table, fake_aws
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -27,14 +27,7 @@ LEASE = 600
 @pytest.fixture
 def ddb(monkeypatch: pytest.MonkeyPatch) -> Iterator[DynamoDBClient]:
     with fake_aws(monkeypatch), atomic_requests():
-        client = clients.dynamodb()
-        client.create_table(
-            TableName=TABLE,
-            KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
-            AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
-            BillingMode="PAY_PER_REQUEST",
-        )
-        yield client
+        yield create_render_slots_table(TABLE)
 
 
 @pytest.fixture

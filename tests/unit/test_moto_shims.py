@@ -16,13 +16,12 @@ from typing import Any, Literal
 import boto3
 import pytest
 from botocore.exceptions import ClientError, ParamValidationError
-from moto import mock_aws
 from moto.secretsmanager.models import SecretsManagerBackend
 
 from aistudios_local import moto_shims
 from aistudios_local.moto_shims import ENGINE_HOOKS, MotoShims, RuleDelivery
 from aistudios_local.stack import wait_for_execution
-from tests.unit._fixtures import ACCOUNT, REGION, fresh_boto3_session
+from tests.unit._fixtures import ACCOUNT, fake_aws
 
 ROLE = f"arn:aws:iam::{ACCOUNT}:role/test"
 BUCKET = "shim-test-bucket"
@@ -32,13 +31,7 @@ CHILD_OUTPUT = {"video": {"key": "exports/a.mp4"}}
 @pytest.fixture
 def engine(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """moto with its Step Functions engine running real ASL, and a clean default session."""
-    for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    with mock_aws(config={"stepfunctions": {"execute_state_machine": True}}):
-        monkeypatch.setattr(boto3, "DEFAULT_SESSION", fresh_boto3_session())
+    with fake_aws(monkeypatch, run_state_machines=True):
         yield
 
 

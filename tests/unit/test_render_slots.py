@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 from botocore.stub import Stubber
 
-from aistudios_export import clients, render_slots
+from aistudios_export import render_slots
 from aistudios_export.errors import ConfigurationError, InvalidRequest, NoSlotFree
 from aistudios_export.limiter import RenderLimiter
 from aistudios_export.render_slots import (
@@ -23,7 +23,14 @@ from aistudios_export.render_slots import (
 from aistudios_export.settings import SlotSettings
 from aistudios_local.moto_shims import atomic_requests
 from tests.events import load_event
-from tests.unit._fixtures import T0, Clock, LambdaContextStub, fake_aws, load_handler
+from tests.unit._fixtures import (
+    T0,
+    Clock,
+    LambdaContextStub,
+    create_render_slots_table,
+    fake_aws,
+    load_handler,
+)
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -36,14 +43,7 @@ SETTINGS = SlotSettings(TABLE, limit=2, lease_seconds=LEASE, retry_seconds=30, m
 @pytest.fixture
 def ddb(monkeypatch: pytest.MonkeyPatch) -> Iterator[DynamoDBClient]:
     with fake_aws(monkeypatch), atomic_requests():
-        client = clients.dynamodb()
-        client.create_table(
-            TableName=TABLE,
-            KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
-            AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
-            BillingMode="PAY_PER_REQUEST",
-        )
-        yield client
+        yield create_render_slots_table(TABLE)
 
 
 @pytest.fixture

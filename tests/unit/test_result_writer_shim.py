@@ -16,11 +16,10 @@ from typing import Any
 
 import boto3
 import pytest
-from moto import mock_aws
 
 from aistudios_local import result_writer
 from aistudios_local.stack import wait_for_execution
-from tests.unit._fixtures import ACCOUNT, REGION, fresh_boto3_session
+from tests.unit._fixtures import ACCOUNT, fake_aws
 
 ROLE = f"arn:aws:iam::{ACCOUNT}:role/test"
 BUCKET = "result-writer-test"
@@ -72,13 +71,7 @@ def intolerant_machine() -> dict[str, Any]:
 @pytest.fixture
 def engine(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """moto running real ASL, a clean default session and the results bucket."""
-    for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    with mock_aws(config={"stepfunctions": {"execute_state_machine": True}}):
-        monkeypatch.setattr(boto3, "DEFAULT_SESSION", fresh_boto3_session())
+    with fake_aws(monkeypatch, run_state_machines=True):
         boto3.client("s3").create_bucket(Bucket=BUCKET)
         yield
 

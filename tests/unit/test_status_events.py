@@ -21,7 +21,6 @@ from typing import TYPE_CHECKING, Any, cast
 
 import boto3
 import pytest
-from moto import mock_aws
 
 from aistudios_local.lambda_bridge import LambdaBridge, LocalFunction
 from aistudios_local.lambda_targets import DeliveriesNotSettled
@@ -31,7 +30,7 @@ from aistudios_local.resources import REGION as STACK_REGION
 from aistudios_local.resources import STACK_NAME, create_resources
 from aistudios_local.stack import LocalStack, wait_for_execution
 from aistudios_local.template import Resolver
-from tests.unit._fixtures import ACCOUNT, REGION, fake_aws, fresh_boto3_session
+from tests.unit._fixtures import ACCOUNT, REGION, fake_aws
 
 if TYPE_CHECKING:
     from mypy_boto3_events.type_defs import TargetTypeDef
@@ -69,13 +68,7 @@ MACHINES: dict[str, dict[str, Any]] = {
 @pytest.fixture
 def engine(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """moto with its Step Functions engine running real ASL, and a clean default session."""
-    for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    with mock_aws(config={"stepfunctions": {"execute_state_machine": True}}):
-        monkeypatch.setattr(boto3, "DEFAULT_SESSION", fresh_boto3_session())
+    with fake_aws(monkeypatch, run_state_machines=True):
         yield
 
 

@@ -13,19 +13,19 @@ Runs as its own process (``python -m bench.s3_sink``), printing its endpoint URL
 
 from __future__ import annotations
 
-import argparse
 import base64
 import itertools
 import json
 import re
-import ssl
 import sys
 import threading
 import zlib
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
+
+from bench.sources import serve
 
 _BUFFER_SIZE = 1024 * 1024
 
@@ -342,20 +342,7 @@ def _b64_crc(crc: int) -> str:
 
 def main(argv: list[str] | None = None) -> None:
     """Serve until killed; print the endpoint URL first."""
-    parser = argparse.ArgumentParser(prog="python -m bench.s3_sink")
-    parser.add_argument("--cert", help="PEM certificate chain: serve HTTPS")
-    parser.add_argument("--key", help="PEM private key of --cert")
-    args = parser.parse_args(argv)
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
-    server.daemon_threads = True
-    scheme = "http"
-    if args.cert:
-        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        context.load_cert_chain(args.cert, args.key)
-        server.socket = context.wrap_socket(server.socket, server_side=True)
-        scheme = "https"
-    print(f"{scheme}://127.0.0.1:{server.server_address[1]}", flush=True)
-    server.serve_forever()
+    serve(_Handler, "python -m bench.s3_sink", argv)
 
 
 if __name__ == "__main__":

@@ -80,11 +80,19 @@ class _Handler(BaseHTTPRequestHandler):
 
 def main(argv: list[str] | None = None) -> None:
     """Serve until killed; print the base URL first."""
-    parser = argparse.ArgumentParser(prog="python -m bench.sources")
+    serve(_Handler, "python -m bench.sources", argv)
+
+
+def serve(handler: type[BaseHTTPRequestHandler], prog: str, argv: list[str] | None) -> None:
+    """Serve ``handler`` on a free loopback port (HTTPS with ``--cert``/``--key``) until killed.
+
+    The first line printed is the server's URL, which the benchmark reads.
+    """
+    parser = argparse.ArgumentParser(prog=prog)
     parser.add_argument("--cert", help="PEM certificate chain: serve HTTPS")
     parser.add_argument("--key", help="PEM private key of --cert")
     args = parser.parse_args(argv)
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
     server.daemon_threads = True
     scheme = "http"
     if args.cert:

@@ -102,11 +102,15 @@ def test_a_forged_webhook_is_refused_and_without_webhooks_the_timeout_polls(
     arn = start(stack)
     export_id = arn.rsplit(":", 1)[1]
     until_waiting(arn)
+    real = stack.webhook_url(export_id)
     forged = [
         stack.webhook_url(export_id, token="0" * 64),
         stack.webhook_url(export_id, token=stack.webhook_url(export_id + "x").rsplit("/", 1)[1]),
-        stack.webhook_url(export_id)[:-1] + "0",
+        # The real token with its last digit changed (to another digit: a token that already
+        # ends in 0 would otherwise be sent unchanged).
+        real[:-1] + ("1" if real.endswith("0") else "0"),
     ]
+    assert real not in forged
     for url in forged:
         assert simulator.send_webhook(url, {"progress": 100}) == 404
     assert all(c.status == 404 for c in simulator.webhook_calls)

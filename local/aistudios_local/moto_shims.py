@@ -21,7 +21,13 @@ touches what the product or the tests send and receive. The shims:
   (``ClientRequestToken`` already used, a DynamoDB condition expression) and then writes, and two
   threads can both pass the check in between;
 - finished threads are forgotten: moto's engine appends every thread it starts (one per
-  execution, Map item, branch, ...) to a module-level list that nothing reads or empties.
+  execution, Map item, branch, ...) to a module-level list that nothing reads or empties;
+- a stopped execution stays stopped: a task that fails after ``StopExecution`` (the stop ended
+  its wait, or it was in flight) set moto's program FAILED over the stop; AWS says ABORTED;
+- a task that starts after its program ended (the state's own timeout ended the task's frame,
+  or a stop) records nothing: moto skips evaluating the task's ``TimeoutSecondsPath`` and pops
+  the state's input in its place, a ``TaskScheduled`` event whose ``timeoutInSeconds`` is that
+  input, and every later ``GetExecutionHistory`` of the execution fails to serialize it.
 """
 
 from __future__ import annotations
@@ -41,11 +47,14 @@ from typing import TYPE_CHECKING, Any, cast
 from moto.core.botocore_stubber import BotocoreStubber
 from moto.events import models as events_models
 from moto.events.utils import EventTemplateParser
+from moto.stepfunctions.parser.asl.component.common.timeouts.timeout import Timeout
 from moto.stepfunctions.parser.asl.component.state.exec.state_task.service import (
     state_task_service_aws_sdk,
     state_task_service_sfn,
 )
 from moto.stepfunctions.parser.asl.eval.callback.callback import CallbackOutcomeSuccess
+from moto.stepfunctions.parser.asl.eval.environment import Environment
+from moto.stepfunctions.parser.asl.eval.program_state import ProgramStopped
 from moto.stepfunctions.parser.backend.execution import (
     BaseExecutionWorkerCommunication,
     Execution,
@@ -359,6 +368,9 @@ class MotoShims:
             ),
         )
         self._patch(Execution, "stop", _ending_callback_waits(Execution.stop))
+        self._patch(Environment, "set_error", _staying_stopped(Environment.set_error))
+        self._patch(Environment, "set_timed_out", _staying_stopped(Environment.set_timed_out))
+        self._patch(Timeout, "eval", _timeout_of_a_running_program(Timeout.eval))
         self._patch(BotocoreStubber, "process_request", _atomic(BotocoreStubber.process_request))
         self._patch(
             state_task_service_sfn.StateTaskServiceSfn, "_normalise_response", pascal_case_answer
@@ -402,6 +414,40 @@ def _ending_callback_waits(original: Callable[..., Any]) -> Callable[..., Any]:
         return result
 
     return stop
+
+
+def _staying_stopped(original: Callable[..., None]) -> Callable[..., None]:
+    """Wrap ``Environment.set_error`` or ``set_timed_out``: a stopped program stays stopped."""
+
+    def set_state(self: Environment, *args: Any, **kwargs: Any) -> None:
+        with self._state_mutex:
+            if not isinstance(self._program_state, ProgramStopped):
+                original(self, *args, **kwargs)
+
+    return set_state
+
+
+class ProgramNotRunningError(RuntimeError):
+    """A state's timeout was asked for after its program (or the task's frame) ended."""
+
+
+def _timeout_of_a_running_program(original: Callable[..., None]) -> Callable[..., None]:
+    """Wrap ``Timeout.eval``: push the seconds, or raise if the program no longer runs.
+
+    moto's components evaluate nothing once their program has ended, but the callers of a
+    timeout pop a value all the same. Under the program's lock, the program cannot end between
+    the check and the evaluation. The raise ends the task's frame thread quietly (its outcome is
+    no longer read) or, after a stop, ends the state, which the stop has already ended.
+    """
+
+    def eval(self: Timeout, env: Environment) -> None:
+        with env._state_mutex:
+            if env.is_running():
+                original(self, env)
+                return
+        raise ProgramNotRunningError(f"{type(self).__name__} of a program that has ended")
+
+    return eval
 
 
 def _engine_client_factory(original: Callable[..., Any]) -> Callable[..., Any]:

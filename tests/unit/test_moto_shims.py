@@ -17,6 +17,9 @@ import boto3
 import pytest
 from botocore.exceptions import ClientError, ParamValidationError
 from moto.secretsmanager.models import SecretsManagerBackend
+from moto.stepfunctions.parser.asl.component.state.exec.state_task.service import (
+    state_task_service,
+)
 
 from aistudios_local import moto_shims
 from aistudios_local.moto_shims import ENGINE_HOOKS, MotoShims, RuleDelivery
@@ -416,5 +419,122 @@ def test_a_stop_during_a_callback_wait_aborts_at_once_only_with_the_shim(engine:
         arn = start_waiting("shimmed")
         sfn.stop_execution(executionArn=arn, error="Operator")
         assert finished(arn)["status"] == "ABORTED"
+    finally:
+        shims.uninstall()
+
+
+# --- a task that starts after its program ended ---------------------------------------------------
+
+
+def waiting_machine(name: str, catch_timeout: bool) -> str:
+    """A machine whose one task waits for a token, its timeout read from the input (``$.t``)."""
+    boto3.client("events").create_event_bus(Name=f"{name}-bus")
+    wait: dict[str, Any] = {
+        "Type": "Task",
+        "Resource": "arn:aws:states:::events:putEvents.waitForTaskToken",
+        "TimeoutSecondsPath": "$.t",
+        "Parameters": {
+            "Entries": [
+                {
+                    "EventBusName": f"{name}-bus",
+                    "Source": "test",
+                    "DetailType": "Waiting",
+                    "Detail": {"taskToken.$": "$$.Task.Token"},
+                }
+            ]
+        },
+        "End": True,
+    }
+    states: dict[str, Any] = {"Wait": wait}
+    if catch_timeout:
+        wait["Catch"] = [{"ErrorEquals": ["States.Timeout"], "Next": "TimedOut"}]
+        states["TimedOut"] = {"Type": "Pass", "End": True}
+    return boto3.client("stepfunctions").create_state_machine(
+        name=name,
+        definition=json.dumps({"StartAt": "Wait", "States": states}),
+        roleArn=ROLE,
+    )["stateMachineArn"]
+
+
+def task_starts_after_its_program_ends(monkeypatch: pytest.MonkeyPatch) -> threading.Event:
+    """Hold each service task at its start until its program (the task's frame) has ended.
+
+    Returns an event set when a task is being held. The hold is bounded by a deadline.
+    """
+    held = threading.Event()
+    original = state_task_service.StateTaskService._before_eval_execution
+
+    def start_late(self: Any, env: Any, *args: Any, **kwargs: Any) -> Any:
+        held.set()
+        for _ in range(1000):
+            if not env.is_running():
+                break
+            threading.Event().wait(0.01)
+        return original(self, env, *args, **kwargs)
+
+    monkeypatch.setattr(state_task_service.StateTaskService, "_before_eval_execution", start_late)
+    return held
+
+
+def scheduled_timeouts(arn: str) -> list[Any]:
+    """The ``timeoutInSeconds`` of every ``TaskScheduled`` event in the execution's history."""
+    events = boto3.client("stepfunctions").get_execution_history(executionArn=arn)["events"]
+    return [
+        e["taskScheduledEventDetails"].get("timeoutInSeconds")
+        for e in events
+        if e["type"] == "TaskScheduled"
+    ]
+
+
+@pytest.mark.parametrize("shimmed", [True, False])
+def test_a_task_started_after_its_own_timeout_leaves_a_readable_history_only_with_the_shim(
+    engine: None, monkeypatch: pytest.MonkeyPatch, shimmed: bool
+) -> None:
+    """The state's 1 s timeout ends the task's frame before the task has recorded its start.
+
+    A loaded machine does this by itself (the local stack waits 1 s); the hold makes it certain.
+    """
+    shims = MotoShims()
+    if shimmed:
+        shims.install()
+    try:
+        task_starts_after_its_program_ends(monkeypatch)
+        machine = waiting_machine("late-start", catch_timeout=True)
+        arn = boto3.client("stepfunctions").start_execution(
+            stateMachineArn=machine, input=json.dumps({"t": 1})
+        )["executionArn"]
+        assert finished(arn)["status"] == "SUCCEEDED"  # through the Catch of States.Timeout
+        if shimmed:
+            assert all(isinstance(t, int) for t in scheduled_timeouts(arn))
+        else:
+            with pytest.raises(TypeError, match="int"):  # the input where the seconds belong
+                scheduled_timeouts(arn)
+    finally:
+        shims.uninstall()
+
+
+@pytest.mark.parametrize("shimmed", [True, False])
+def test_a_stop_that_a_starting_task_outlives_aborts_only_with_the_shim(
+    engine: None, monkeypatch: pytest.MonkeyPatch, shimmed: bool
+) -> None:
+    """StopExecution lands while a task is starting: AWS ends the execution ABORTED."""
+    shims = MotoShims()
+    if shimmed:
+        shims.install()
+    try:
+        held = task_starts_after_its_program_ends(monkeypatch)
+        machine = waiting_machine("stopped-start", catch_timeout=False)
+        sfn = boto3.client("stepfunctions")
+        arn = sfn.start_execution(stateMachineArn=machine, input=json.dumps({"t": 60}))[
+            "executionArn"
+        ]
+        assert held.wait(timeout=10), "the task never started"
+        sfn.stop_execution(executionArn=arn, error="Operator", cause="stopped by the test")
+        status = finished(arn)["status"]
+        if shimmed:
+            assert status == "ABORTED"
+            assert all(isinstance(t, int) for t in scheduled_timeouts(arn))
+        else:
+            assert status == "FAILED", "moto alone lets the task's failure override the stop"
     finally:
         shims.uninstall()

@@ -23,7 +23,7 @@ import pytest
 from moto import mock_aws
 
 from aistudios_export import clients
-from aistudios_export.client import AiStudiosClient, Progress
+from aistudios_export.client import AiStudiosClient, Progress, ProjectInfo
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -101,6 +101,7 @@ class FakeApi(AiStudiosClient):
     """An AI Studios API that answers from a script and records every call.
 
     ``answers`` are returned in order by :meth:`get_progress`; the last one is repeated.
+    :meth:`get_project` returns ``project`` (by default, one without a download URL).
     :meth:`mint_token` returns ``minted-1``, ``minted-2``, ... and calls ``on_mint`` first
     (to let a test run a "concurrent" refresher in the middle of a mint).
     """
@@ -109,6 +110,8 @@ class FakeApi(AiStudiosClient):
         super().__init__("https://aistudios.invalid")
         self.answers = list(answers)
         self.progress_calls: list[str] = []
+        self.project = ProjectInfo(state="", progress=None, download_url=None)
+        self.project_calls: list[str] = []
         self.submitted: list[dict[str, str]] = []
         self.mints: list[tuple[str, str]] = []
         self.on_mint: Callable[[], None] | None = None
@@ -118,6 +121,10 @@ class FakeApi(AiStudiosClient):
         if not self.answers:
             raise AssertionError("get_progress was not expected")
         return self.answers.pop(0) if len(self.answers) > 1 else self.answers[0]
+
+    def get_project(self, project_id: str) -> ProjectInfo:
+        self.project_calls.append(project_id)
+        return self.project
 
     def submit_export(self, body: Mapping[str, str]) -> str:
         self.submitted.append(dict(body))

@@ -271,8 +271,9 @@ def test_get_project_reads_without_advancing(sim: AiStudiosSimulator, token: str
     assert sim.poll_count(pid) == 2
     done_url = run_to_url(sim, token, pid)
     project = requests.get(url, headers=headers, timeout=TIMEOUT).json()["data"]["project"]
+    # The progress answer says "completed"; get-project uses the documented word.
     assert (project["state"], project["progress"], project["download_url"]) == (
-        "completed",
+        "exported",
         100,
         done_url,
     )

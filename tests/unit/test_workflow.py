@@ -12,9 +12,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from aistudios_export import errors, workflow
-from aistudios_export.client import Progress
-from aistudios_export.errors import InvalidRequest
-from aistudios_export.models import MAX_URL_MISSING_CHECKS, ExportRequest, Job
+from aistudios_export.client import Progress, ProjectInfo
+from aistudios_export.errors import InvalidRequest, RequestRejected
+from aistudios_export.models import (
+    MAX_UNKNOWN_STATES,
+    MAX_URL_MISSING_CHECKS,
+    ExportRequest,
+    Job,
+)
 from tests.unit._fixtures import PROJECT_ID, T0, Clock, FakeApi
 
 SIGNED_URL = (
@@ -28,8 +33,11 @@ def new_job(**request: Any) -> dict[str, Any]:
     return Job.start(parsed, T0).to_dict()
 
 
-def check(job: dict[str, Any], answer: Progress, clock: Clock) -> tuple[dict[str, Any], FakeApi]:
+def check(
+    job: dict[str, Any], answer: Progress, clock: Clock, project_url: str | None = None
+) -> tuple[dict[str, Any], FakeApi]:
     api = FakeApi([answer])
+    api.project = ProjectInfo(state="exported", progress=100.0, download_url=project_url)
     return workflow.check_progress(job, api=api, now=clock), api
 
 
@@ -197,6 +205,47 @@ def test_url_missing_re_check_is_not_longer_than_poll_seconds() -> None:
     assert job["nextPollSeconds"] == 1
 
 
+@pytest.mark.parametrize("state", ["exported", "EXPORTED", "complete", "Complete", "completed"])
+def test_a_done_state_word_is_done_whatever_the_progress_says(state: str) -> None:
+    job, api = check(new_job(), Progress(state, 97.5, SIGNED_URL), Clock(T0 + 10))
+    assert (job["outcome"], job["progress"], job["nextPollSeconds"]) == ("done", 97.5, 0)
+    assert api.project_calls == []  # the progress answer had the URL
+
+
+def test_a_done_state_without_url_asks_get_project_and_is_done_with_its_url() -> None:
+    job, api = check(new_job(), exporting(99, "exported"), Clock(T0 + 10), project_url=SIGNED_URL)
+    assert job["outcome"] == "done"
+    assert api.project_calls == [PROJECT_ID]
+    assert "sig-5ecret" not in json.dumps(job)
+
+
+def test_100_without_url_asks_get_project_and_is_done_with_its_url() -> None:
+    job, api = check(new_job(), exporting(100, "completed"), Clock(T0 + 10), project_url=SIGNED_URL)
+    assert (job["outcome"], job["urlMissingChecks"]) == ("done", 0)
+    assert api.project_calls == [PROJECT_ID]
+
+
+def test_get_project_is_asked_only_once_the_export_is_finished() -> None:
+    _, api = check(new_job(), exporting(60), Clock(T0 + 10), project_url=SIGNED_URL)
+    assert api.project_calls == []
+
+
+def test_a_get_project_refusal_counts_as_a_missing_url(caplog: pytest.LogCaptureFixture) -> None:
+    class Refusing(FakeApi):
+        def get_project(self, project_id: str) -> ProjectInfo:
+            self.project_calls.append(project_id)
+            raise RequestRejected("GET answered HTTP 404", status=404, code="NOT_FOUND")
+
+    api = Refusing([exporting(100, "completed")])
+    with caplog.at_level(logging.WARNING):
+        job = workflow.check_progress(new_job(), api=api, now=Clock(T0 + 10))
+    assert (job["outcome"], job["urlMissingChecks"]) == ("waiting", 1)
+    assert api.project_calls == [PROJECT_ID]
+    assert [r.getMessage() for r in caplog.records] == [
+        "get-project refused; no download URL from it"
+    ]
+
+
 # --- timed out -------------------------------------------------------------------------
 
 
@@ -260,6 +309,43 @@ def test_unknown_state_logs_a_warning_and_continues(caplog: pytest.LogCaptureFix
     warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
     assert [r.getMessage() for r in warnings] == ["unknown export state"]
     assert warnings[0].__dict__["state"] == "rendering"
+
+
+def test_an_unknown_state_is_logged_once_per_export(caplog: pytest.LogCaptureFixture) -> None:
+    clock, job = Clock(T0), new_job(stallSeconds=600)
+    with caplog.at_level(logging.WARNING):
+        for progress, state in (
+            (10, "rendering"),
+            (20, "rendering"),
+            (30, "encoding"),
+            (40, "rendering"),
+        ):
+            clock.advance(15)
+            job, _ = check(job, exporting(progress, state), clock)
+            assert job["outcome"] == "waiting"  # still working while progress moves
+    assert [r.__dict__["state"] for r in caplog.records] == ["rendering", "encoding"]
+    assert job["unknownStates"] == ["rendering", "encoding"]
+    json.dumps(job)
+
+
+def test_an_unknown_state_whose_progress_stands_still_times_out() -> None:
+    clock, job = Clock(T0), new_job(stallSeconds=60, timeoutSeconds=3600)
+    for _ in range(10):
+        clock.advance(30)
+        job, _ = check(job, exporting(40, "rendering"), clock)
+        if job["outcome"] != "waiting":
+            break
+    assert (job["outcome"], job["error"]) == ("timedOut", "ExportTimedOut")
+
+
+def test_the_unknown_states_remembered_are_bounded(caplog: pytest.LogCaptureFixture) -> None:
+    clock, job = Clock(T0), new_job()
+    with caplog.at_level(logging.WARNING):
+        for n in range(MAX_UNKNOWN_STATES + 3):
+            clock.advance(15)
+            job, _ = check(job, exporting(n + 1, f"word-{n}-" + "x" * 100), clock)
+    assert len(caplog.records) == len(job["unknownStates"]) == MAX_UNKNOWN_STATES
+    assert all(len(word) == 40 for word in job["unknownStates"])
 
 
 @pytest.mark.parametrize("state", ["", "exporting", "Processing", "QUEUED", "completed", "Done"])

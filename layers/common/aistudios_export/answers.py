@@ -7,6 +7,7 @@ One function maps an answer to the library's errors (:func:`read_answer`), as hv
 from __future__ import annotations
 
 import email.utils
+import re
 import time
 from typing import Any
 
@@ -65,6 +66,31 @@ def read_answer(method: str, path: str, response: requests.Response) -> dict[str
     if not isinstance(data, dict):
         raise ServiceUnavailable(f"{where} without a data object", **kwargs)
     return data
+
+
+NOT_FOUND = re.compile(
+    r"not[\s_-]*(?:found|exists?)|no[\s_-]+such|unknown[\s_-]+project|does[\s_-]*n[o']?t[\s_-]+exist",
+    re.IGNORECASE,
+)
+"""Words of an error code or message that say the thing asked about does not exist."""
+
+
+def says_not_found(rejected: RequestRejected) -> bool:
+    """Tell whether a refusal says that what the call named does not exist.
+
+    The answer AI Studios gives for an unknown project is undocumented, so both ways are read:
+    an HTTP 404 with a JSON body, and a ``success: false`` whose code or message says so.
+
+    Examples
+    --------
+    >>> says_not_found(RequestRejected("x", status=404))
+    True
+    >>> says_not_found(RequestRejected("success: false (code PROJECT_NOT_FOUND: )", status=200))
+    True
+    >>> says_not_found(RequestRejected("success: false (code 1001: credit exhausted)", status=200))
+    False
+    """
+    return rejected.status == 404 or NOT_FOUND.search(str(rejected)) is not None
 
 
 def network_failure(error: requests.RequestException) -> str:

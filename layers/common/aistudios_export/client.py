@@ -18,10 +18,11 @@ from urllib.parse import urlsplit
 import requests
 from aws_lambda_powertools import Logger
 
-from aistudios_export.answers import network_failure, read_answer
+from aistudios_export.answers import network_failure, read_answer, says_not_found
 from aistudios_export.errors import (
     ConfigurationError,
     NetworkError,
+    ProjectNotFound,
     RateLimited,
     RequestRejected,
     ServiceUnavailable,
@@ -33,6 +34,7 @@ logger = Logger(service="aistudios-export", child=True)
 TOKEN_PATH = "/api/odin/v3/auth/token"  # noqa: S105 - a path, not a password
 EXPORT_PATH = "/api/odin/v3/editor/project/export"
 PROGRESS_PATH = "/api/odin/v3/editor/progress/{project_id}"
+PROJECT_PATH = "/api/odin/v3/editor/project/{project_id}"
 
 DEFAULT_TIMEOUT = (3.05, 15.0)
 """(connect, read) seconds for every API call."""
@@ -109,6 +111,22 @@ class Progress:
         return f"Progress(state={self.state!r}, progress={self.progress}, download_url={shown})"
 
 
+@dataclass(frozen=True)
+class ProjectInfo:
+    """What the get-project endpoint says of a project's export (``data.project``).
+
+    ``download_url`` is a possibly signed URL: never log it or put it in state-machine data.
+    """
+
+    state: str
+    progress: float | None
+    download_url: str | None
+
+    def __repr__(self) -> str:
+        shown = "<redacted>" if self.download_url else None
+        return f"ProjectInfo(state={self.state!r}, progress={self.progress}, download_url={shown})"
+
+
 class AiStudiosClient:
     """A client of the AI Studios v3 API.
 
@@ -181,8 +199,27 @@ class AiStudiosClient:
         return True
 
     def submit_export(self, body: Mapping[str, str]) -> str:
-        """Ask AI Studios to export a project; return the project id it answers with."""
-        data = self._call("POST", EXPORT_PATH, json=dict(body))
+        """Ask AI Studios to export a project; return the project id it answers with.
+
+        Raises
+        ------
+        ProjectNotFound
+            When AI Studios answers that it does not know the project (see
+            :func:`~aistudios_export.answers.says_not_found`).
+        """
+        try:
+            data = self._call("POST", EXPORT_PATH, json=dict(body))
+        except RequestRejected as rejected:
+            if not says_not_found(rejected):
+                raise
+            raise ProjectNotFound(
+                f"AI Studios does not know project {str(body.get('projectId', ''))[:24]} "
+                f"(or this account cannot see it): {rejected}",
+                method=rejected.method,
+                path=rejected.path,
+                status=rejected.status,
+                code=rejected.code,
+            ) from None
         project_id = data.get("projectId", body.get("projectId"))
         if not isinstance(project_id, str):
             raise ServiceUnavailable(
@@ -209,6 +246,36 @@ class AiStudiosClient:
         ):
             raise ServiceUnavailable("progress answer is malformed", method="GET", path=path)
         return Progress(state=state, progress=float(progress), download_url=url or None)
+
+    def get_project(self, project_id: str) -> ProjectInfo:
+        """Return what the get-project endpoint says of a project's export.
+
+        It is the documented second place to find the download URL
+        (``data.project.download_url``), for when the progress answer lacks it.
+
+        Raises
+        ------
+        ServiceUnavailable
+            When ``data.project`` is missing or its fields have the wrong types.
+        """
+        path = PROJECT_PATH.format(project_id=project_id)
+        data = self._call("GET", path)
+        project = data.get("project")
+        if not isinstance(project, dict):
+            raise ServiceUnavailable("project answer has no data.project", method="GET", path=path)
+        state, progress = project.get("state") or "", project.get("progress")
+        url = project.get("download_url")
+        if (
+            not isinstance(state, str)
+            or not (url is None or isinstance(url, str))
+            or not (progress is None or _is_number(progress))
+        ):
+            raise ServiceUnavailable("project answer is malformed", method="GET", path=path)
+        return ProjectInfo(
+            state=state,
+            progress=None if progress is None else float(progress),
+            download_url=url or None,
+        )
 
     # --- transport ------------------------------------------------------------------------
 
@@ -270,6 +337,10 @@ class AiStudiosClient:
                 path=path,
             ) from e
         return read_answer(method, path, response)
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 def _naming_token(refused: Unauthorized, token: str) -> Unauthorized:

@@ -145,6 +145,14 @@ class RequestRejected(ApiError, FinalError):
     """The API answered ``success: false`` or a 4xx for a request it will never accept."""
 
 
+class ProjectNotFound(RequestRejected):
+    """AI Studios does not know the project (or this account cannot see it): nothing to export.
+
+    Raised at submit, so no render starts and nothing is retried: the project id is wrong, or
+    the credentials belong to another account or workspace.
+    """
+
+
 class RateLimited(ApiError, TransientError):
     """The API answered 429; ``retry_after`` is its ``Retry-After`` in seconds, when it gave one."""
 

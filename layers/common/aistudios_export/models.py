@@ -10,7 +10,7 @@ import hashlib
 import math
 import re
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
 from urllib.parse import urlsplit
@@ -53,6 +53,8 @@ MAX_WAKES = 100
 """Checks a webhook may cause beyond ``maxPolls`` (each is one poll of history, bounded)."""
 MAX_URL_MISSING_CHECKS = 3
 """How many polls at 100% without a download URL are tolerated before failing."""
+MAX_UNKNOWN_STATES = 5
+"""How many distinct unknown ``state`` words a job remembers (each is logged once per export)."""
 EXPORT_ID = re.compile(r"[A-Za-z0-9_-]{1,80}")
 """An execution name that may stand in an object key as it is."""
 
@@ -338,6 +340,9 @@ class Job:
     """Checks a webhook caused; up to :data:`MAX_WAKES` of them are not counted in ``polls``."""
     relayWebhookUrl: str | None = None  # noqa: N815 - the request's own webhookUrl, relayed
     relayedProgress: float = -1.0  # noqa: N815 - the progress last relayed to it
+    unknownStates: list[str] = field(default_factory=list)  # noqa: N815
+    """The ``state`` words this export reported that the library does not know, each logged once
+    (at most :data:`MAX_UNKNOWN_STATES`, cut to 40 characters)."""
 
     @classmethod
     def start(

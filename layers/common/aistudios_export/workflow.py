@@ -17,8 +17,14 @@ from typing import TYPE_CHECKING, Any
 from aws_lambda_powertools import Logger
 
 from aistudios_export.client import AiStudiosClient
-from aistudios_export.errors import DownloadUrlMissing, ExportFailed, ExportTimedOut
+from aistudios_export.errors import (
+    DownloadUrlMissing,
+    ExportFailed,
+    ExportTimedOut,
+    RequestRejected,
+)
 from aistudios_export.models import (
+    MAX_UNKNOWN_STATES,
     MAX_URL_MISSING_CHECKS,
     MAX_WAKES,
     ExportRequest,
@@ -37,7 +43,11 @@ logger = Logger(service="aistudios-export", child=True)
 
 # The vocabulary of ``state`` is undocumented: these words mean a terminal failure in any case.
 FAILURE_STATE = re.compile(r"fail|error|cancel", re.IGNORECASE)
-KNOWN_STATES = frozenset(
+DONE_STATES = frozenset({"exported", "complete", "completed"})
+"""State words (any case) that mean the export is finished, whatever ``progress`` says:
+``exported`` (the get-projects reference) and ``complete`` (getting-started) are documented,
+``completed`` is what the tutorials print."""
+KNOWN_STATES = DONE_STATES | frozenset(
     {
         "",
         "exporting",
@@ -45,14 +55,14 @@ KNOWN_STATES = frozenset(
         "processing",
         "pending",
         "queued",
-        "completed",
-        "complete",
         "done",
         "success",
         "succeeded",
         "finished",
     }
 )
+"""Every state word the library knows; any other is logged once per export and read as
+"still working" for as long as progress moves (the stall limit ends the rest)."""
 URL_MISSING_POLL_SECONDS = 2
 """Wait before re-checking an export that reached 100% without a download URL."""
 
@@ -140,12 +150,14 @@ def check_progress(
     if answer.progress != job.progress:
         job.lastChangeAt = t
     job.progress, job.state, job.checkedAt = answer.progress, answer.state, t
-    if answer.state.lower() not in KNOWN_STATES and not FAILURE_STATE.search(answer.state):
-        logger.warning(
-            "unknown export state", extra={"projectId": job.projectId, "state": answer.state[:40]}
-        )
+    _note_unknown_state(job, answer.state)
+    failed = FAILURE_STATE.search(answer.state) is not None
+    finished = answer.progress >= 100 or answer.state.lower() in DONE_STATES
+    url = answer.download_url
+    if finished and not url and not failed:
+        url = project_download_url(api, job.projectId)
 
-    if FAILURE_STATE.search(answer.state):
+    if failed:
         _end(
             job,
             "failed",
@@ -153,17 +165,18 @@ def check_progress(
             f"AI Studios reported state {answer.state[:40]!r} for project {job.projectId} "
             f"at {answer.progress:g}%",
         )
-    elif answer.progress >= 100 and answer.download_url:
+    elif finished and url:
         job.outcome, job.nextPollSeconds = "done", 0
-    elif answer.progress >= 100:
+    elif finished:
         job.urlMissingChecks += 1
         if job.urlMissingChecks > MAX_URL_MISSING_CHECKS:
             _end(
                 job,
                 "failed",
                 DownloadUrlMissing.__name__,
-                f"project {job.projectId} reached 100% but no downloadUrl appeared "
-                f"after {job.urlMissingChecks} checks",
+                f"project {job.projectId} reached {answer.progress:g}% "
+                f"(state {answer.state[:40]!r}) but no downloadUrl appeared after "
+                f"{job.urlMissingChecks} checks of the progress answer and of get-project",
             )
         else:
             # Below the deployment's floor on purpose: the URL is usually a moment away, and
@@ -199,7 +212,7 @@ def check_progress(
         done = job.outcome == "done"
         relay(
             job.relayWebhookUrl,
-            relayed_payload(job.projectId, job.progress, (done and answer.download_url) or None),
+            relayed_payload(job.projectId, job.progress, (done and url) or None),
         )
         job.relayedProgress = job.progress
     logger.info(
@@ -246,10 +259,14 @@ def finalize_export(
     key = object_key(output.prefix, job)
 
     def ask_download_url() -> str:
-        answer = api.get_progress(job.projectId)
-        if not answer.download_url:
-            raise DownloadUrlMissing(f"project {job.projectId} has no downloadUrl any more")
-        return answer.download_url
+        url = api.get_progress(job.projectId).download_url
+        url = url or project_download_url(api, job.projectId)
+        if not url:
+            raise DownloadUrlMissing(
+                f"project {job.projectId} has no downloadUrl any more "
+                "(neither in the progress answer nor from get-project)"
+            )
+        return url
 
     metadata = {"projectid": job.projectId, "resolution": job.resolution}
     # An attempt that died mid-copy (timeout, out of memory) left its upload open: clear it now
@@ -290,6 +307,23 @@ def finalize_export(
     }
 
 
+def project_download_url(api: AiStudiosClient, project_id: str) -> str | None:
+    """Ask get-project for the download URL the progress answer lacked; None when it has none.
+
+    A refusal (the endpoint unknown to a compatible server, say) reads as "no URL": the caller's
+    bounded re-checks decide. Transient failures and :class:`~aistudios_export.errors.Unauthorized`
+    reach the caller, as from any call.
+    """
+    try:
+        return api.get_project(project_id).download_url
+    except RequestRejected as refused:
+        logger.warning(
+            "get-project refused; no download URL from it",
+            extra={"projectId": project_id, "status": refused.status, "code": refused.code},
+        )
+        return None
+
+
 def object_key(root_prefix: str, job: Job) -> str:
     """Return ``{root}{outputPrefix}{projectId}/{resolution}/{submitted UTC}-{exportId}.mp4``.
 
@@ -301,6 +335,22 @@ def object_key(root_prefix: str, job: Job) -> str:
     stamp = datetime.fromtimestamp(job.submittedAt, UTC).strftime("%Y%m%dT%H%M%SZ")
     name = f"{stamp}-{job.exportId}" if job.exportId else stamp
     return f"{root_prefix}{job.outputPrefix}{job.projectId}/{job.resolution}/{name}.mp4"
+
+
+def _note_unknown_state(job: Job, state: str) -> None:
+    """Log a state word the library does not know, once per export (the job remembers it)."""
+    word = state[:40]
+    if word.lower() in KNOWN_STATES or FAILURE_STATE.search(word):
+        return
+    seen = (
+        [w for w in job.unknownStates if isinstance(w, str)]
+        if isinstance(job.unknownStates, list)
+        else []
+    )
+    if word not in seen and len(seen) < MAX_UNKNOWN_STATES:
+        logger.warning("unknown export state", extra={"projectId": job.projectId, "state": word})
+        seen.append(word)
+    job.unknownStates = seen
 
 
 def _end(job: Job, outcome: str, error: str, cause: str) -> None:

@@ -15,7 +15,7 @@ Run it standalone with ``python -m aistudios_local.simulator [--port N]``.
 from aistudios_local.simulator.facade import AiStudiosSimulator, main
 from aistudios_local.simulator.messages import Call
 from aistudios_local.simulator.scenario import Scenario
-from aistudios_local.simulator.state import DEFAULT_APP_ID, DEFAULT_USER_KEY
+from aistudios_local.simulator.state import DEFAULT_APP_ID, DEFAULT_USER_KEY, NO_PROJECT
 from aistudios_local.simulator.video import (
     DEFAULT_VIDEO_SIZE,
     iter_video,
@@ -27,6 +27,7 @@ __all__ = [
     "DEFAULT_APP_ID",
     "DEFAULT_USER_KEY",
     "DEFAULT_VIDEO_SIZE",
+    "NO_PROJECT",
     "AiStudiosSimulator",
     "Call",
     "Scenario",

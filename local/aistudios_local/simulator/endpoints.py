@@ -70,6 +70,11 @@ def _unauthorized() -> Answer:
     return error(401, "UNAUTHORIZED", "missing, invalid or expired token")
 
 
+def _not_found() -> Answer:
+    # The real answer is undocumented (AISTUDIOS_API.md): the envelope's failure, with a 404.
+    return error(404, "PROJECT_NOT_FOUND", "project not found")
+
+
 def _path_project(answer: ProjectEndpoint) -> Endpoint:
     """Make an `Endpoint` of `answer`: the route's first group is the project the call is about."""
 
@@ -168,6 +173,8 @@ class SimulatedApi:
         if not isinstance(project_id, str) or not _OBJECT_ID_RE.match(project_id):
             msg = "projectId must be 24 hex characters"
             return Reply(error(400, "INVALID_PROJECT_ID", msg), None, body)
+        if not self.state.knows(project_id):
+            return Reply(_not_found(), project_id, body)
         resolution = body.get("resolution", "1080")
         if resolution not in RESOLUTIONS:
             msg = "resolution must be one of 4k, 1080, 720, 480"
@@ -196,6 +203,8 @@ class SimulatedApi:
     def _progress(self, request: Request, project_id: str, authorized: bool) -> Answer:
         if not authorized:
             return _unauthorized()
+        if not self.state.knows(project_id):
+            return _not_found()
         self.state.count_authorized(project_id)
         project, scenario = self.state.project(project_id), self.state.scenario(project_id)
         attempt = project.progress_attempts
@@ -222,7 +231,7 @@ class SimulatedApi:
         if scenario.fail_at_poll is not None and project.polls >= scenario.fail_at_poll:
             data["state"] = scenario.failure_state
         elif value >= 100:
-            data["state"] = "completed"
+            data["state"] = scenario.done_state
             missing = scenario.url_missing_polls
             if missing == -1 or project.missing_url_answers < missing:
                 project.missing_url_answers += 1
@@ -231,6 +240,7 @@ class SimulatedApi:
         else:
             data["state"] = "exporting"
         project.state, project.progress = data["state"], value
+        project.done = data["state"] == scenario.done_state
         if data["state"] != "exporting":
             self.state.render_ended(project)
         return ok(data)
@@ -238,21 +248,24 @@ class SimulatedApi:
     def _project(self, request: Request, project_id: str, authorized: bool) -> Answer:
         if not authorized:
             return _unauthorized()
+        if not self.state.knows(project_id):
+            return _not_found()
         self.state.count_authorized(project_id)
-        project = self.state.project(project_id)
+        project, scenario = self.state.project(project_id), self.state.scenario(project_id)
         if not project.submitted:
             return error(404, "PROJECT_NOT_FOUND", "no such project")
         url = project.last_url
-        if url is None and project.state == "completed":
+        if url is None and project.done:
             url = project.last_url = self._issue_url(request, project_id)
         return ok(
             {
                 "project": {
                     "_id": project_id,
                     "name": f"Simulated project {project_id[:6]}",
-                    "state": project.state,
+                    # The get-projects reference's word for a project ready for download.
+                    "state": "exported" if project.done else project.state,
                     "progress": int(project.progress),
-                    "download_url": url,
+                    "download_url": None if scenario.project_url_missing else url,
                     "backendTaskId": hashlib.sha256(project_id.encode()).hexdigest()[:24],
                     "exportType": "video",
                     "createdAt": int(project.created_at * 1000),

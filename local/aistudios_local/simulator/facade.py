@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import signal
 import threading
+from collections.abc import Iterable
 from types import TracebackType
 from typing import Any, Self
 
@@ -16,7 +17,12 @@ from aistudios_local.simulator.endpoints import SimulatedApi
 from aistudios_local.simulator.messages import Call
 from aistudios_local.simulator.scenario import Scenario
 from aistudios_local.simulator.server import SimulatorServer
-from aistudios_local.simulator.state import DEFAULT_APP_ID, DEFAULT_USER_KEY, SimulatorState
+from aistudios_local.simulator.state import (
+    DEFAULT_APP_ID,
+    DEFAULT_USER_KEY,
+    NO_PROJECT,
+    SimulatorState,
+)
 from aistudios_local.simulator.video import DEFAULT_VIDEO_SIZE, video_sha256
 from aistudios_local.simulator.webhooks import WebhookCall, WebhookCaller
 
@@ -36,6 +42,12 @@ class AiStudiosSimulator:
         The scenario of every project without its own (`set_scenario`).
     video_size
         Size of the served videos unless a scenario overrides it.
+    projects
+        The account's projects. ``None`` (the default, for local runs where the caller picks
+        the id) makes every well-formed id a project but :data:`NO_PROJECT`; a collection makes
+        every id outside it unknown. A project given a scenario (`set_scenario`) is known in
+        any case. An unknown project is answered as a real service would: HTTP 404,
+        ``{"success": false, "error": {"code": "PROJECT_NOT_FOUND", ...}}``.
 
     Examples
     --------
@@ -59,12 +71,14 @@ class AiStudiosSimulator:
         port: int = 0,
         default_scenario: Scenario | None = None,
         video_size: int = DEFAULT_VIDEO_SIZE,
+        projects: Iterable[str] | None = None,
     ) -> None:
         self._state = SimulatorState(
             app_id=app_id,
             user_key=user_key,
             default_scenario=default_scenario if default_scenario is not None else Scenario(),
             video_size=video_size,
+            projects=None if projects is None else frozenset(projects),
         )
         self._webhooks = WebhookCaller()
         self._api = SimulatedApi(self._state, on_submit=self._webhooks.schedule)
@@ -117,7 +131,7 @@ class AiStudiosSimulator:
         return self._state.app_id, self._state.user_key
 
     def set_scenario(self, project_id: str, scenario: Scenario) -> None:
-        """Make `project_id` behave as `scenario` from its next call on.
+        """Make `project_id` behave as `scenario` from its next call on (and the account's own).
 
         Parameters
         ----------
@@ -243,13 +257,22 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--video-size", type=int, default=DEFAULT_VIDEO_SIZE, help="size of served videos in bytes"
     )
+    parser.add_argument(
+        "--project",
+        action="append",
+        metavar="ID",
+        help="a project of the account (repeat it); with none, every 24-hex id is one "
+        f"but {NO_PROJECT}",
+    )
     args = parser.parse_args(argv)
     # Ctrl-C and SIGTERM only set a flag, whenever they come: no KeyboardInterrupt can land
     # halfway through starting or stopping the server.
     stopping = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stopping.set())
-    with AiStudiosSimulator(port=args.port, video_size=args.video_size) as sim:
+    with AiStudiosSimulator(
+        port=args.port, video_size=args.video_size, projects=args.project
+    ) as sim:
         print(sim.base_url, flush=True)
         while not stopping.wait(0.5):
             pass

@@ -33,7 +33,15 @@ class Scenario:
     failure_state
         The state reported by a failing export.
     url_missing_polls
-        At 100 %, omit ``downloadUrl`` for this many progress answers (-1: forever).
+        At 100 %, omit ``downloadUrl`` for this many progress answers (-1: forever). The
+        get-project endpoint still lists the export's ``download_url`` unless
+        `project_url_missing` says otherwise.
+    project_url_missing
+        Get-project's ``download_url`` stays null even once the export is done: with
+        ``url_missing_polls=-1``, no URL is to be had anywhere.
+    done_state
+        The ``state`` word of a finished export's progress answers (get-project says
+        ``exported``, as documented).
     submit_failures
         HTTP statuses answering the first export POSTs (an envelope for 4xx, an HTML page for 5xx).
     progress_failures
@@ -71,6 +79,8 @@ class Scenario:
     fail_at_poll: int | None = None
     failure_state: str = "failed"
     url_missing_polls: int = 0
+    project_url_missing: bool = False
+    done_state: str = "completed"
     submit_failures: tuple[int, ...] = ()
     progress_failures: tuple[int | str, ...] = ()
     reject_submit: tuple[str, str] | None = None

@@ -14,11 +14,13 @@ from dataclasses import dataclass, field
 from aistudios_local.simulator.messages import Call, SignedUrl
 from aistudios_local.simulator.scenario import Scenario
 
-__all__ = ["DEFAULT_APP_ID", "DEFAULT_USER_KEY", "ProjectState", "SimulatorState"]
+__all__ = ["DEFAULT_APP_ID", "DEFAULT_USER_KEY", "NO_PROJECT", "ProjectState", "SimulatorState"]
 
 DEFAULT_APP_ID = "local-app-id"
 DEFAULT_USER_KEY = "local-user-key"
 """The credentials a simulator accepts unless told otherwise (they guard nothing real)."""
+NO_PROJECT = "0" * 24
+"""A well-formed project id that no simulated account has, whatever its configuration."""
 
 
 @dataclass
@@ -31,6 +33,7 @@ class ProjectState:
     missing_url_answers: int = 0
     state: str = "exporting"
     progress: float = 0.0
+    done: bool = False  # the current export reported its scenario's done state at 100 %
     last_url: str | None = None
     created_at: float = field(default_factory=time.time)
     # Lifetime counters: faults consume them once, whatever resubmits happen.
@@ -53,6 +56,7 @@ class ProjectState:
         self.polls = 0
         self.missing_url_answers = 0
         self.state, self.progress, self.last_url = "exporting", 0.0, None
+        self.done = False
 
 
 class SimulatorState:
@@ -69,10 +73,19 @@ class SimulatorState:
         The scenario of every project without its own.
     video_size
         Size of the served videos unless a scenario overrides it.
+    projects
+        The account's projects; ``None``: every well-formed id but :data:`NO_PROJECT`. A project
+        given a scenario is the account's in any case.
     """
 
     def __init__(
-        self, *, app_id: str, user_key: str, default_scenario: Scenario, video_size: int
+        self,
+        *,
+        app_id: str,
+        user_key: str,
+        default_scenario: Scenario,
+        video_size: int,
+        projects: frozenset[str] | None = None,
     ) -> None:
         self.lock = threading.Lock()
         self.app_id = app_id
@@ -80,6 +93,7 @@ class SimulatorState:
         self.default_scenario = default_scenario
         self.default_video_size = video_size
         self.scenarios: dict[str, Scenario] = {}
+        self.known = None if projects is None else frozenset(p.lower() for p in projects)
         self.projects: dict[str, ProjectState] = {}
         self.tokens: set[str] = set()
         self.ever_issued: list[str] = []
@@ -94,6 +108,14 @@ class SimulatorState:
     def scenario(self, project_id: str) -> Scenario:
         """Return the project's scenario (caller holds `lock`)."""
         return self.scenarios.get(project_id, self.default_scenario)
+
+    def knows(self, project_id: str) -> bool:
+        """Tell whether the project is the account's (caller holds `lock`)."""
+        if project_id in self.scenarios:
+            return True
+        if self.known is None:
+            return project_id.lower() != NO_PROJECT
+        return project_id.lower() in self.known
 
     def video_size(self, scenario: Scenario) -> int:
         """Return the size of the videos served under `scenario` (caller holds `lock`)."""

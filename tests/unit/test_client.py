@@ -16,15 +16,18 @@ from aistudios_export.client import (
     EXPORT_PATH,
     PROBE_PROJECT_ID,
     PROGRESS_PATH,
+    PROJECT_PATH,
     TOKEN_PATH,
     AiStudiosClient,
     Progress,
+    ProjectInfo,
     token_fingerprint,
 )
 from aistudios_export.errors import (
     ApiError,
     ConfigurationError,
     NetworkError,
+    ProjectNotFound,
     RateLimited,
     RequestRejected,
     ServiceUnavailable,
@@ -37,6 +40,7 @@ BASE = "https://api.aistudios.test"
 EXPORT_URL = BASE + EXPORT_PATH
 PROGRESS_URL = BASE + PROGRESS_PATH.format(project_id=PROJECT_ID)
 TOKEN_URL = BASE + TOKEN_PATH
+PROJECT_URL = BASE + PROJECT_PATH.format(project_id=PROJECT_ID)
 OLD_TOKEN = "tok-OLD-5ecret"
 NEW_TOKEN = "tok-NEW-5ecret"
 APP_ID = "app-1d-5ecret"
@@ -353,15 +357,102 @@ def test_success_false_is_request_rejected_with_code_and_message(
     api: responses.RequestsMock,
 ) -> None:
     api.post(
-        EXPORT_URL, json={"success": False, "error": {"code": "P404", "msg": "project not found"}}
+        EXPORT_URL, json={"success": False, "error": {"code": "C402", "msg": "not enough credit"}}
     )
     with pytest.raises(RequestRejected) as info:
         client().submit_export({"projectId": PROJECT_ID})
+    assert type(info.value) is RequestRejected
     assert (
         str(info.value)
-        == f"POST {EXPORT_PATH} answered success: false (code P404: project not found)"
+        == f"POST {EXPORT_PATH} answered success: false (code C402: not enough credit)"
     )
-    assert (info.value.code, info.value.status, info.value.method) == ("P404", 200, "POST")
+    assert (info.value.code, info.value.status, info.value.method) == ("C402", 200, "POST")
+
+
+# The answer for an unknown project is undocumented: each plausible shape is read as one.
+@pytest.mark.parametrize(
+    ("status", "error"),
+    [
+        (200, {"code": "P404", "msg": "project not found"}),
+        (200, {"code": 1004, "msg": "Project does not exist"}),
+        (200, {"code": "NO_SUCH_PROJECT", "msg": ""}),
+        (404, {"code": "PROJECT_NOT_FOUND", "msg": "project not found"}),
+        (404, {"code": 40400, "msg": "oops"}),
+        (400, {"code": "INVALID", "msg": "unknown project"}),
+    ],
+)
+def test_an_unknown_project_at_submit_is_project_not_found(
+    api: responses.RequestsMock, status: int, error: dict[str, Any]
+) -> None:
+    api.post(EXPORT_URL, status=status, json={"success": False, "error": error})
+    with pytest.raises(ProjectNotFound) as info:
+        client().submit_export({"projectId": PROJECT_ID})
+    assert isinstance(info.value, RequestRejected) and not isinstance(info.value, TransientError)
+    assert (info.value.status, info.value.code, info.value.method) == (
+        status,
+        str(error["code"]),
+        "POST",
+    )
+    assert str(info.value).startswith(f"AI Studios does not know project {PROJECT_ID} ")
+
+
+def test_a_404_page_that_is_not_json_is_not_read_as_an_unknown_project(
+    api: responses.RequestsMock,
+) -> None:
+    api.post(EXPORT_URL, status=404, body="<html>Not Found</html>")
+    with pytest.raises(ServiceUnavailable):
+        client().submit_export({"projectId": PROJECT_ID})
+
+
+def test_get_project_reads_state_progress_and_download_url(api: responses.RequestsMock) -> None:
+    project = {"_id": PROJECT_ID, "state": "exported", "progress": 100, "download_url": SIGNED_URL}
+    api.get(PROJECT_URL, json=ok({"project": project}))
+    info = client().get_project(PROJECT_ID)
+    assert info == ProjectInfo("exported", 100.0, SIGNED_URL)
+    assert "sig-5ecret" not in repr(info)
+    call = api.calls[0].request
+    assert call.headers["Authorization"] == OLD_TOKEN
+
+
+@pytest.mark.parametrize(
+    ("project", "expected"),
+    [
+        ({"state": "exporting", "progress": 40, "download_url": None}, ("exporting", 40.0, None)),
+        ({"state": None, "download_url": ""}, ("", None, None)),
+    ],
+)
+def test_get_project_without_a_url_says_none(
+    api: responses.RequestsMock, project: dict[str, Any], expected: tuple[Any, ...]
+) -> None:
+    api.get(PROJECT_URL, json=ok({"project": project}))
+    assert client().get_project(PROJECT_ID) == ProjectInfo(*expected)
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        {},
+        {"project": []},
+        {"project": {"state": 3}},
+        {"project": {"download_url": 7}},
+        {"project": {"progress": "half"}},
+        {"project": {"progress": True}},
+    ],
+)
+def test_a_malformed_get_project_answer_is_service_unavailable(
+    api: responses.RequestsMock, data: dict[str, Any]
+) -> None:
+    api.get(PROJECT_URL, json=ok(data))
+    with pytest.raises(ServiceUnavailable, match="project answer"):
+        client().get_project(PROJECT_ID)
+
+
+def test_get_project_has_a_timeout_and_maps_errors(api: responses.RequestsMock) -> None:
+    api.get(PROJECT_URL, status=503, body="busy")
+    session = SpySession()
+    with pytest.raises(ServiceUnavailable):
+        client(session=session).get_project(PROJECT_ID)
+    assert [seen["timeout"] for seen in session.seen] == [DEFAULT_TIMEOUT]
 
 
 def test_error_message_is_bounded(api: responses.RequestsMock) -> None:

@@ -21,7 +21,7 @@ import pytest
 
 from aistudios_local.cli import build_parser
 from aistudios_local.serve import ApiServer, LocalGateway, announce
-from aistudios_local.simulator import AiStudiosSimulator, Scenario, video_sha256
+from aistudios_local.simulator import NO_PROJECT, AiStudiosSimulator, Scenario, video_sha256
 from aistudios_local.stack import LocalStack
 
 from .conftest import PROJECT, assert_no_secrets
@@ -133,6 +133,18 @@ def test_post_then_get_until_done_gives_the_verified_video(
     )
     assert api.executions() == [export_id]
     assert export_posts(simulator) == 1
+
+
+def test_an_unknown_project_shows_project_not_found_in_its_status(
+    api: Client, simulator: AiStudiosSimulator
+) -> None:
+    posted = api.request("POST", "/exports", {"projectId": NO_PROJECT})
+    assert posted.status == 202
+    api.wait_all()
+    body = api.request("GET", f"/exports/{posted.body['exportId']}").body
+    assert (body["status"], body["error"], body["video"]) == ("FAILED", "ProjectNotFound", None)
+    assert body["cause"].startswith(f"AI Studios does not know project {NO_PROJECT} ")
+    assert export_posts(simulator) == 1  # refused once, not retried
 
 
 def test_the_same_post_twice_starts_one_execution_and_a_key_makes_another(

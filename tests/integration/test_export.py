@@ -10,7 +10,7 @@ import re
 
 import pytest
 
-from aistudios_local.simulator import AiStudiosSimulator, Scenario, video_bytes
+from aistudios_local.simulator import NO_PROJECT, AiStudiosSimulator, Scenario, video_bytes
 from aistudios_local.stack import LocalStack
 
 from .conftest import PROJECT, MakeStack, assert_nothing_stored, assert_stored, run
@@ -148,24 +148,62 @@ def test_export_that_never_finishes_ends_within_its_budget(
     assert_nothing_stored(result, stack)
 
 
+def project_gets(sim: AiStudiosSimulator) -> int:
+    return sum(1 for c in sim.calls if c.method == "GET" and c.path.endswith(f"/project/{PROJECT}"))
+
+
 def test_progress_100_without_url_is_rechecked_then_succeeds(
     stack: LocalStack, simulator: AiStudiosSimulator
 ) -> None:
-    simulator.set_scenario(PROJECT, Scenario(url_missing_polls=2))
+    simulator.set_scenario(PROJECT, Scenario(url_missing_polls=2, project_url_missing=True))
     result = run(stack)
     assert_stored(stack, result, video_bytes(PROJECT, "1080"))
+
+
+def test_progress_100_without_url_takes_the_url_of_get_project(
+    stack: LocalStack, simulator: AiStudiosSimulator
+) -> None:
+    # The progress answer never has a downloadUrl; get-project's data.project.download_url does.
+    simulator.set_scenario(PROJECT, Scenario(url_missing_polls=-1, done_state="exported"))
+    result = run(stack)
+    assert_stored(stack, result, video_bytes(PROJECT, "1080"))
+    assert simulator.poll_count(PROJECT) == 4 + 1  # (0, 35.5, 72, 100), then FinalizeExport's
+    assert project_gets(simulator) == 2  # once by CheckProgress, once by FinalizeExport
+    assert simulator.download_count(PROJECT) == 1
 
 
 def test_progress_100_without_url_fails_after_bounded_rechecks(
     stack: LocalStack, simulator: AiStudiosSimulator
 ) -> None:
-    simulator.set_scenario(PROJECT, Scenario(url_missing_polls=-1))
+    simulator.set_scenario(PROJECT, Scenario(url_missing_polls=-1, project_url_missing=True))
     result = run(stack)
     assert result.status == "FAILED"
     assert result.error == "DownloadUrlMissing"
     assert result.cause is not None and "no downloadUrl" in result.cause
+    assert "get-project" in result.cause
     polls_at_100 = simulator.poll_count(PROJECT) - 3  # (0, 35.5, 72) come first
-    assert polls_at_100 == 4
+    assert polls_at_100 == project_gets(simulator) == 4
+    assert_nothing_stored(result, stack)
+
+
+def test_an_unknown_project_fails_at_submit_with_project_not_found(
+    stack: LocalStack, simulator: AiStudiosSimulator
+) -> None:
+    result = run(stack, projectId=NO_PROJECT)
+    assert result.status == "FAILED"
+    assert result.error == "ProjectNotFound"
+    assert result.cause is not None
+    assert result.cause.startswith(f"AI Studios does not know project {NO_PROJECT} ")
+    assert "PROJECT_NOT_FOUND" in result.cause
+    assert "a render may still be running" not in result.cause  # nothing was accepted
+    # Refused once, never retried, never polled.
+    calls = [(c.method, c.path.rsplit("/", 2)[-2], c.status) for c in simulator.calls]
+    assert calls == [("POST", "project", 404)]
+    submits = [i for i in stack.invocations if i.function == "SubmitExportFunction"]
+    assert len(submits) == 1
+    [event] = stack.events
+    assert event["DetailType"] == "Export Failed"
+    assert "ProjectNotFound" in event["Detail"]
     assert_nothing_stored(result, stack)
 
 

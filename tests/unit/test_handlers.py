@@ -14,8 +14,19 @@ import botocore.session
 import pytest
 import responses
 
-from aistudios_export.client import EXPORT_PATH, PROBE_PROJECT_ID, PROGRESS_PATH, TOKEN_PATH
-from aistudios_export.errors import ConfigurationError, InvalidRequest, ManifestInvalid
+from aistudios_export.client import (
+    EXPORT_PATH,
+    PROBE_PROJECT_ID,
+    PROGRESS_PATH,
+    TOKEN_PATH,
+    token_fingerprint,
+)
+from aistudios_export.errors import (
+    ConfigurationError,
+    InvalidRequest,
+    ManifestInvalid,
+    Unauthorized,
+)
 from aistudios_export.observability import URLLIB3_LOGGERS, strip_query_strings
 from aistudios_export.tokens import token_record
 from tests.events import load_event
@@ -265,7 +276,10 @@ def test_refresh_token_from_the_state_machine(
     stack: Stack, caplog: pytest.LogCaptureFixture
 ) -> None:
     stack.api.post(API + TOKEN_PATH, json={"success": True, "data": {"token": "tok-MINTED-5ecret"}})
-    result = run("refresh_token", load_event("refresh_token"))
+    event = load_event("refresh_token")
+    # The sample's cause names this stack's token as refused, as a CheckProgress 401 would.
+    assert Unauthorized.refused_fingerprint(event["refusedCause"]) == token_fingerprint(TOKEN)
+    result = run("refresh_token", event)
     assert result == {"refreshes": 1, "resume": "CheckProgress", "minted": True}
     assert json.loads(stack.api.calls[0].request.body or b"") == {
         "appId": APP_ID,
@@ -323,8 +337,9 @@ def test_a_warm_refresh_function_reuses_its_secrets_manager_client(
 
     monkeypatch.setattr(botocore.session.Session, "create_client", counting)
     handler = load_handler("refresh_token")
-    for _ in range(2):
-        assert handler(load_event("refresh_token"), LambdaContextStub())["minted"] is True
+    # The second call names the token the first one replaced: nothing to mint again.
+    minted = [handler(load_event("refresh_token"), LambdaContextStub())["minted"] for _ in "12"]
+    assert minted == [True, False]
     rotation = load_event("refresh_token_rotation") | {"SecretId": stack.token_secret}
     with pytest.raises(ConfigurationError, match="is not being rotated"):
         handler(rotation, LambdaContextStub())

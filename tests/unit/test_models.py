@@ -401,6 +401,7 @@ def test_job_start() -> None:
         "wakes": 0,
         "relayWebhookUrl": None,
         "relayedProgress": -1.0,
+        "unknownStates": [],
     }
 
 

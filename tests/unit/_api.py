@@ -86,13 +86,10 @@ def post_event(body: str | None, headers: Mapping[str, str] | None = None) -> di
 
 def get_event(path: str, query: Mapping[str, str] | None = None) -> dict[str, Any]:
     """A GET as API Gateway sends it: ``/exports`` or ``/exports/{exportId}``."""
-    event = load_event("api_get_export")
+    event = load_event("api_list_exports" if path == "/exports" else "api_get_export")
     event["path"] = path
     event["requestContext"]["path"] = "/v1" + path
-    if path == "/exports":
-        event["resource"] = event["requestContext"]["resourcePath"] = "/exports"
-        event["pathParameters"] = None
-    else:
+    if path != "/exports":
         event["pathParameters"] = {"exportId": path.removeprefix("/exports/")}
     event["queryStringParameters"] = dict(query) if query else None
     event["multiValueQueryStringParameters"] = {k: [v] for k, v in query.items()} if query else None

@@ -21,6 +21,7 @@ from aistudios_export.webhooks import (
     webhook_url,
     worth_waking,
 )
+from tests.events import load_event
 from tests.unit import _api
 from tests.unit._api import Api, load_api
 
@@ -167,28 +168,13 @@ def test_a_wait_that_ended_meanwhile_is_no_error(code: str) -> None:
 
 
 def webhook_event(export_id: str, token: str, body: str | None) -> dict[str, Any]:
+    """AI Studios' call of an export's webhook URL, as API Gateway passes it on."""
+    event = load_event("api_webhook")
     path = f"/webhooks/{export_id}/{token}"
-    return {
-        "resource": "/webhooks/{exportId}/{token}",
-        "path": path,
-        "httpMethod": "POST",
-        "headers": {"Content-Type": "application/json"},
-        "multiValueHeaders": {"Content-Type": ["application/json"]},
-        "queryStringParameters": None,
-        "multiValueQueryStringParameters": None,
-        "pathParameters": {"exportId": export_id, "token": token},
-        "stageVariables": None,
-        "body": body,
-        "isBase64Encoded": False,
-        "requestContext": {
-            "resourcePath": "/webhooks/{exportId}/{token}",
-            "httpMethod": "POST",
-            "path": "/v1" + path,
-            "stage": "v1",
-            "requestId": "r-1",
-            "identity": {"sourceIp": "203.0.113.9"},
-        },
-    }
+    event["path"], event["requestContext"]["path"] = path, "/v1" + path
+    event["pathParameters"] = {"exportId": export_id, "token": token}
+    event["body"] = body
+    return event
 
 
 @pytest.fixture

@@ -60,6 +60,7 @@ def calls_about(sim: AiStudiosSimulator, project_id: str) -> list[tuple[str, str
 def test_a_project_outside_the_account_fails_at_submit_once_with_project_not_found(
     closed: AiStudiosSimulator, pid: str
 ) -> None:
+    rendering = closed.renders_in_flight
     with pytest.raises(ProjectNotFound) as info:
         client(closed).submit_export({"projectId": pid, "resolution": "1080"})
     error = info.value
@@ -72,7 +73,7 @@ def test_a_project_outside_the_account_fails_at_submit_once_with_project_not_fou
     )
     assert pid in str(error)
     assert calls_about(closed, pid) == [("POST", EXPORT_PATH, 404)]
-    assert closed.renders_in_flight == 0
+    assert closed.renders_in_flight == rendering  # nothing started
 
 
 def test_a_closed_account_still_exports_its_projects(closed: AiStudiosSimulator) -> None:

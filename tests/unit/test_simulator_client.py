@@ -7,6 +7,7 @@ the library decided and the calls the simulator saw.
 from __future__ import annotations
 
 import itertools
+import logging
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -174,15 +175,17 @@ def test_check_progress_gives_up_when_get_project_has_no_url_either(
 
 @pytest.mark.parametrize("word", ["exported", "Complete"])
 def test_the_documented_done_words_finish_the_export(
-    sim: AiStudiosSimulator, pid: str, word: str
+    sim: AiStudiosSimulator, pid: str, word: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     sim.set_scenario(pid, Scenario(progress_steps=(50.0, 100.0), done_state=word))
     api = client(sim)
     job = workflow.submit_export({"projectId": pid, "pollSeconds": 0}, {}, api=api, now=Clock(T0))
     job = workflow.check_progress(job, api=api, now=Clock(T0 + 1))
     assert job["outcome"] == "waiting"
-    job = workflow.check_progress(job, api=api, now=Clock(T0 + 2))
+    with caplog.at_level(logging.WARNING):
+        job = workflow.check_progress(job, api=api, now=Clock(T0 + 2))
     assert (job["outcome"], job["state"], job["unknownStates"]) == ("done", word, [])
+    assert [r for r in caplog.records if r.levelno >= logging.WARNING] == []  # a known word
 
 
 def test_get_project_before_any_export_is_refused(sim: AiStudiosSimulator, pid: str) -> None:

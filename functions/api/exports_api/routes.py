@@ -157,15 +157,17 @@ def get_export(
 
 @router.post(
     "/exports/<exportId>/cancel",
+    status_code=HTTPStatus.ACCEPTED,
     summary="Cancel an export",
     operation_id="cancelExport",
     description=(
         "Stops a RUNNING export: it ends ABORTED, no video is written, and its render slot is "
-        "freed. Cancelling an export that is already ABORTED answers 200 again; one that "
-        "ended otherwise (SUCCEEDED, FAILED, TIMED_OUT) answers 409."
+        "freed. The answer's status is the export's right after the stop: ABORTED, or RUNNING "
+        "while it is stopping. Cancelling an export that is already ABORTED answers 202 again "
+        "and does nothing; one that ended otherwise (SUCCEEDED, FAILED, TIMED_OUT) answers 409."
     ),
     responses={
-        200: {"description": "Cancelled (or already cancelled)"},
+        202: {"description": "Cancelled (or already cancelled)"},
         **{status: ERROR_RESPONSES[status] for status in (404, 409, 422, 500, 503)},
     },
     tags=["exports"],
@@ -174,13 +176,13 @@ def cancel_export(
     exportId: Annotated[str, _EXPORT_ID_PATH],  # noqa: N803
     provided: Provided,
     request: Request,
-) -> ExportControlled:
+) -> Response[ExportControlled]:
     """Cancel a running export."""
     controlled = provided.controller.cancel(exportId)
     if controlled is None:
         raise NotFoundError("no such export")
     logger.info("export cancelled", extra={"exportId": exportId, "status": controlled.status})
-    return ExportControlled.model_validate(_linked(controlled, request))
+    return _accepted(controlled, request)
 
 
 @router.post(
@@ -211,6 +213,10 @@ def redrive_export(
     if controlled is None:
         raise NotFoundError("no such export")
     logger.info("export redriven", extra={"exportId": exportId, "status": controlled.status})
+    return _accepted(controlled, request)
+
+
+def _accepted(controlled: Started, request: Request) -> Response[ExportControlled]:
     return Response(
         status_code=HTTPStatus.ACCEPTED,
         content_type=content_types.APPLICATION_JSON,

@@ -2,8 +2,10 @@
 
 Both are idempotent, and both answer with the export's status afterwards:
 
-- cancelling stops a ``RUNNING`` (or ``PENDING_REDRIVE``) export, which ends ``ABORTED``;
-  cancelling an export that is already ``ABORTED`` answers the same without calling anything.
+- cancelling stops a ``RUNNING`` (or ``PENDING_REDRIVE``) export, which ends ``ABORTED``
+  (at once on AWS; a task in flight may finish first on the local engine, so the status read
+  right after the stop may still be ``RUNNING``); cancelling an export that is already
+  ``ABORTED`` answers the same without calling anything.
   The render slot it held is freed by the status-change rule (``RenderSlotReleaseRule``), as for
   any execution that ends.
 - redriving continues a ``FAILED``, ``TIMED_OUT`` or ``ABORTED`` export from the state that did

@@ -3,6 +3,8 @@
 - ``POST /exports`` starts an export (or finds the one an equal request started) → 202.
 - ``GET /exports/{exportId}`` reports its status, progress and, when done, the video.
 - ``GET /exports?projectId=...`` lists recent exports, a page at a time.
+- ``POST /exports/{exportId}/cancel`` stops a running export (200; 409 once it ended otherwise).
+- ``POST /exports/{exportId}/redrive`` continues one that did not succeed (202; 409 if it cannot).
 - ``POST /webhooks/{exportId}/{token}`` is AI Studios' webhook: it wakes the export's wait.
 
 The routes, their models and their errors live beside this file, in :mod:`exports_api`; this
@@ -21,7 +23,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from aistudios_export import clients, observability, settings
 from aistudios_export.errors import ConfigurationError
-from aistudios_export.exports import ExportLister, ExportStarter, StatusReader
+from aistudios_export.exports import ExportController, ExportLister, ExportStarter, StatusReader
 from aistudios_export.settings import HttpApiSettings
 from aistudios_export.webhooks import WebhookKey, WebhookWaker
 from exports_api import body, errors, routes
@@ -39,6 +41,7 @@ def _services() -> routes.Services:
         starter=ExportStarter(api, sfn=sfn),
         status=StatusReader(api, sfn=sfn, s3=clients.s3()),
         lister=ExportLister(api, sfn=sfn),
+        controller=ExportController(api, sfn=sfn),
         waker=WebhookWaker(api, sfn=sfn),
         webhook_key=WebhookKey(secret_id) if secret_id else None,
     )

@@ -63,6 +63,10 @@ class Api:
     def get(self, path: str, query: Mapping[str, str] | None = None) -> Answer:
         return self.call(get_event(path, query))
 
+    def control(self, export_id: str, verb: str) -> Answer:
+        """``POST /exports/{export_id}/{verb}``: ``cancel`` or ``redrive``."""
+        return self.call(control_event(export_id, verb))
+
     def executions(self) -> list[str]:
         listed = self.sfn.list_executions(stateMachineArn=self.machine_arn)["executions"]
         return [e["name"] for e in listed]
@@ -93,6 +97,16 @@ def get_event(path: str, query: Mapping[str, str] | None = None) -> dict[str, An
         event["pathParameters"] = {"exportId": path.removeprefix("/exports/")}
     event["queryStringParameters"] = dict(query) if query else None
     event["multiValueQueryStringParameters"] = {k: [v] for k, v in query.items()} if query else None
+    return event
+
+
+def control_event(export_id: str, verb: str) -> dict[str, Any]:
+    """``POST /exports/{exportId}/cancel`` (or ``/redrive``) as API Gateway sends it."""
+    event = load_event("api_cancel_export")
+    event["resource"] = event["requestContext"]["resourcePath"] = f"/exports/{{exportId}}/{verb}"
+    event["path"] = f"/exports/{export_id}/{verb}"
+    event["requestContext"]["path"] = "/v1" + event["path"]
+    event["pathParameters"] = {"exportId": export_id}
     return event
 
 

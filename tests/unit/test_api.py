@@ -430,6 +430,7 @@ def test_api_function_has_least_privilege(template: dict[str, Any]) -> None:
         "PresignDownloadLinks",
         "ReadWebhookSecret",
         "WakeExports",
+        "CancelAndRedriveExports",
     }
     assert statements["WakeExports"]["Action"] == "states:SendTaskSuccess"
     start = statements["StartAndListExports"]
@@ -441,6 +442,9 @@ def test_api_function_has_least_privilege(template: dict[str, Any]) -> None:
         "Fn::Sub": "arn:${AWS::Partition}:states:${AWS::Region}:${AWS::AccountId}"
         ":execution:${ExportStateMachine.Name}:*"
     }
+    control = statements["CancelAndRedriveExports"]
+    assert set(control["Action"]) == {"states:StopExecution", "states:RedriveExecution"}
+    assert control["Resource"] == follow["Resource"]  # the export machine's executions only
     presign = statements["PresignDownloadLinks"]
     assert presign["Action"] == "s3:GetObject"
     assert presign["Resource"] == {"Fn::Sub": "${OutputBucket.Arn}/${OutputKeyPrefix}*"}
@@ -466,6 +470,8 @@ def test_api_is_iam_authenticated_by_default_or_uses_keys(template: dict[str, An
         ("/exports", "get"),
         ("/exports", "post"),
         ("/exports/{exportId}", "get"),
+        ("/exports/{exportId}/cancel", "post"),
+        ("/exports/{exportId}/redrive", "post"),
     ]
     # AI Studios has no AWS credentials: its webhook's token (in the path) is the check.
     assert body["paths"]["/webhooks/{exportId}/{token}"] == {"post": {"security": []}}

@@ -206,6 +206,8 @@ def test_every_status_the_handler_answers_is_described() -> None:
         ("/exports", "post"): {"202", "422", "500", "503"},
         ("/exports", "get"): {"200", "422", "500", "503"},
         ("/exports/{exportId}", "get"): {"200", "404", "422", "500", "503"},
+        ("/exports/{exportId}/cancel", "post"): {"202", "404", "409", "422", "500", "503"},
+        ("/exports/{exportId}/redrive", "post"): {"202", "404", "409", "422", "500", "503"},
     }
     for (path, method), statuses in answered.items():
         responses = paths[path][method]["responses"]

@@ -3,6 +3,8 @@
 - 422 names every bad field: the shape errors Powertools' validation found, the library's
   ``InvalidRequest.problems`` as they are, and never the input itself; a body that cannot be
   read (:class:`~exports_api.body.UnreadableBody`, too deep) is a 422 about the body;
+- 409 when the export's status does not allow what was asked (:class:`StateConflict`), saying
+  why and the status;
 - 503 with ``Retry-After`` when AWS is busy or briefly broken (:func:`aws_errors.is_transient`);
 - a plain 500 for any other AWS error and for a misconfigured deployment.
 """
@@ -17,7 +19,7 @@ from aws_lambda_powertools.utilities.data_classes.common import BaseProxyEvent
 from botocore.exceptions import ClientError
 
 from aistudios_export.aws_errors import error_code, is_transient
-from aistudios_export.errors import ConfigurationError, InvalidRequest
+from aistudios_export.errors import ConfigurationError, InvalidRequest, StateConflict
 from aistudios_export.exports import parse_request
 from exports_api import body
 from exports_api.models import ErrorBody, ExportRequestBody
@@ -57,6 +59,7 @@ def register(resolver: APIGatewayRestResolver) -> None:
     resolver.exception_handler(InvalidRequest)(invalid_request)
     resolver.exception_handler(RecursionError)(_too_deep)
     resolver.exception_handler(body.UnreadableBody)(_unreadable)
+    resolver.exception_handler(StateConflict)(_conflict)
     resolver.exception_handler(ClientError)(_aws_error)
     resolver.exception_handler(ConfigurationError)(_misconfigured)
 
@@ -146,6 +149,12 @@ def _too_deep(_: RecursionError) -> Response[Any]:
 
 def _unreadable(error: body.UnreadableBody) -> Response[Any]:
     return _unprocessable([{"loc": ["body"], "msg": str(error), "type": "json_invalid"}])
+
+
+def _conflict(error: StateConflict) -> Response[Any]:
+    # The reason names statuses (and Step Functions' reason to refuse a redrive), nothing else.
+    logger.info("refused: the export's status", extra={"status": error.status})
+    return _error(HTTPStatus.CONFLICT, f"{error.reason} (status {error.status})")
 
 
 def _aws_error(error: ClientError) -> Response[Any]:

@@ -101,6 +101,14 @@ class ExportAccepted(ResponseBody):
     status_url: str = Field(description="Where to follow the export (GET).")
 
 
+class ExportControlled(ResponseBody):
+    """The export a cancel or a redrive acted on, and its status afterwards."""
+
+    export_id: str = Field(description="The export's id (its execution name).")
+    status: ExportStatus
+    status_url: str = Field(description="Where to follow the export (GET).")
+
+
 class VideoBody(ResponseBody):
     """The exported video."""
 
@@ -185,6 +193,10 @@ def _json(model: type[BaseModel]) -> dict[str, Any]:
 _RETRY_AFTER = {"description": "Seconds to wait.", "schema": {"type": "integer"}}
 ERROR_RESPONSES: dict[int, Any] = {
     404: {"description": "No such export (or webhook)", "content": _json(ErrorBody)},
+    409: {
+        "description": "The export's status does not allow it (the message says why)",
+        "content": _json(ErrorBody),
+    },
     413: {"description": "The body is too large", "content": _json(ErrorBody)},
     422: {"description": "The request breaks the rules", "content": _json(InvalidRequestBody)},
     500: {"description": "Internal error", "content": _json(ErrorBody)},

@@ -1,4 +1,4 @@
-"""The API's routes: start, follow and list exports; each calls one library object.
+"""The API's routes: start, follow, list, cancel and redrive exports; each calls one library object.
 
 The routes take what they call from :func:`services`, which the app provides through
 ``dependency_overrides`` (the library objects it builds once per container), and read the
@@ -21,6 +21,7 @@ from aistudios_export.exports import (
     MAX_LIMIT,
     MAX_TOKEN_LENGTH,
     STATUSES,
+    ExportController,
     ExportLister,
     ExportStarter,
     Started,
@@ -33,6 +34,7 @@ from aistudios_export.webhooks import MAX_BODY_BYTES, WebhookKey, WebhookWaker, 
 from exports_api.models import (
     ERROR_RESPONSES,
     ExportAccepted,
+    ExportControlled,
     ExportListBody,
     ExportRequestBody,
     ExportStatusBody,
@@ -55,6 +57,7 @@ class Services(NamedTuple):
     starter: ExportStarter
     status: StatusReader
     lister: ExportLister
+    controller: ExportController
     waker: WebhookWaker
     webhook_key: WebhookKey | None
 
@@ -71,6 +74,10 @@ def services() -> Services:
 
 
 Provided = Annotated[Services, Depends(services)]
+_EXPORT_ID_PATH = Path(
+    description="The exportId of POST /exports; any other value is no export (404).",
+    json_schema_extra={"pattern": whole(EXECUTION_NAME)},
+)
 
 
 @router.post(
@@ -138,13 +145,7 @@ def start_export(
     tags=["exports"],
 )
 def get_export(
-    exportId: Annotated[  # noqa: N803
-        str,
-        Path(
-            description="The exportId of POST /exports; any other value is no export (404).",
-            json_schema_extra={"pattern": whole(EXECUTION_NAME)},
-        ),
-    ],
+    exportId: Annotated[str, _EXPORT_ID_PATH],  # noqa: N803
     provided: Provided,
 ) -> ExportStatusBody:
     """Report an export's status, progress and, once it succeeded, its video."""
@@ -152,6 +153,75 @@ def get_export(
     if status is None:
         raise NotFoundError("no such export")
     return ExportStatusBody.model_validate(status)
+
+
+@router.post(
+    "/exports/<exportId>/cancel",
+    status_code=HTTPStatus.ACCEPTED,
+    summary="Cancel an export",
+    operation_id="cancelExport",
+    description=(
+        "Stops a RUNNING export: it ends ABORTED, no video is written, and its render slot is "
+        "freed. The answer's status is the export's right after the stop: ABORTED, or RUNNING "
+        "while it is stopping. Cancelling an export that is already ABORTED answers 202 again "
+        "and does nothing; one that ended otherwise (SUCCEEDED, FAILED, TIMED_OUT) answers 409."
+    ),
+    responses={
+        202: {"description": "Cancelled (or already cancelled)"},
+        **{status: ERROR_RESPONSES[status] for status in (404, 409, 422, 500, 503)},
+    },
+    tags=["exports"],
+)
+def cancel_export(
+    exportId: Annotated[str, _EXPORT_ID_PATH],  # noqa: N803
+    provided: Provided,
+    request: Request,
+) -> Response[ExportControlled]:
+    """Cancel a running export."""
+    controlled = provided.controller.cancel(exportId)
+    if controlled is None:
+        raise NotFoundError("no such export")
+    logger.info("export cancelled", extra={"exportId": exportId, "status": controlled.status})
+    return _accepted(controlled, request)
+
+
+@router.post(
+    "/exports/<exportId>/redrive",
+    status_code=HTTPStatus.ACCEPTED,
+    summary="Redrive an export",
+    operation_id="redriveExport",
+    description=(
+        "Continues a FAILED, TIMED_OUT or ABORTED export from the step that did not succeed "
+        "(Step Functions redrive: within 14 days of its end). Redriving an export that is "
+        "running again after a redrive answers 202 with its status and redrives nothing. A "
+        "SUCCEEDED export, one still running that was never redriven, or one Step Functions "
+        "cannot redrive answers 409."
+    ),
+    responses={
+        202: {"description": "Redriven (or already running again after a redrive)"},
+        **{status: ERROR_RESPONSES[status] for status in (404, 409, 422, 500, 503)},
+    },
+    tags=["exports"],
+)
+def redrive_export(
+    exportId: Annotated[str, _EXPORT_ID_PATH],  # noqa: N803
+    provided: Provided,
+    request: Request,
+) -> Response[ExportControlled]:
+    """Redrive an export that did not succeed."""
+    controlled = provided.controller.redrive(exportId)
+    if controlled is None:
+        raise NotFoundError("no such export")
+    logger.info("export redriven", extra={"exportId": exportId, "status": controlled.status})
+    return _accepted(controlled, request)
+
+
+def _accepted(controlled: Started, request: Request) -> Response[ExportControlled]:
+    return Response(
+        status_code=HTTPStatus.ACCEPTED,
+        content_type=content_types.APPLICATION_JSON,
+        body=ExportControlled.model_validate(_linked(controlled, request)),
+    )
 
 
 @router.get(

@@ -75,6 +75,30 @@ class ConfigurationError(FinalError):
     """The deployment is misconfigured (a missing variable, a malformed secret)."""
 
 
+class ExportCancelled(FinalError):
+    """The export was cancelled (``StopExecution``): the stopped execution's error name."""
+
+
+class StateConflict(FinalError):
+    """An export's status does not allow what was asked (cancel a finished one, redrive a success).
+
+    Parameters
+    ----------
+    export_id
+        The export.
+    status
+        Its execution's status now.
+    reason
+        Why the status does not allow it, in plain words (no secret: statuses and AWS's reason).
+    """
+
+    def __init__(self, export_id: str, status: str, reason: str) -> None:
+        super().__init__(reason)
+        self.export_id = export_id
+        self.status = status
+        self.reason = reason
+
+
 class ManifestInvalid(FinalError):
     """A batch manifest cannot be read as export requests; the message says exactly why."""
 

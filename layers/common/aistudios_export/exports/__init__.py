@@ -7,12 +7,14 @@ into HTTP. Each job has its own module, and they share the result types:
   dedupe window;
 - :class:`StatusReader` (:mod:`.status`) reads an export's status, progress and video;
 - :class:`ExportLister` (:mod:`.listing`) lists exports a page at a time;
+- :class:`ExportController` (:mod:`.control`) cancels and redrives exports;
 - :mod:`.types` holds what they answer with, :mod:`.machine` the state machine they work on.
 
 Each is an :class:`ExportsService`, configured by
 :class:`~aistudios_export.settings.HttpApiSettings`.
 """
 
+from aistudios_export.exports.control import ExportController
 from aistudios_export.exports.listing import MAX_LIMIT, MAX_TOKEN_LENGTH, ExportLister
 from aistudios_export.exports.machine import ExportMachine, ExportsService
 from aistudios_export.exports.start import IDEMPOTENCY_KEY, ExportStarter, parse_request
@@ -24,6 +26,7 @@ __all__ = [
     "MAX_LIMIT",
     "MAX_TOKEN_LENGTH",
     "STATUSES",
+    "ExportController",
     "ExportLister",
     "ExportMachine",
     "ExportStarter",

@@ -102,8 +102,7 @@ def get_event(path: str, query: Mapping[str, str] | None = None) -> dict[str, An
 
 def control_event(export_id: str, verb: str) -> dict[str, Any]:
     """``POST /exports/{exportId}/cancel`` (or ``/redrive``) as API Gateway sends it."""
-    event = load_event("api_cancel_export")
-    event["resource"] = event["requestContext"]["resourcePath"] = f"/exports/{{exportId}}/{verb}"
+    event = load_event({"cancel": "api_cancel_export", "redrive": "api_redrive_export"}[verb])
     event["path"] = f"/exports/{export_id}/{verb}"
     event["requestContext"]["path"] = "/v1" + event["path"]
     event["pathParameters"] = {"exportId": export_id}

@@ -38,18 +38,22 @@ python:
 
 $(STAMP): requirements-dev.txt constraints.txt layers/common/requirements.txt \
 		functions/api/requirements.txt pyproject.toml | python
+	@echo "Setting up $(VENV) with $(PYTHON313) and the pinned dependencies (moto, aws-sam-cli, ...;"
+	@echo "about 500 MB): about 2 minutes the first time, nothing after that."
 	"$(PYTHON313)" -m venv $(VENV)
 	$(BIN)/python -m pip install -qq --disable-pip-version-check -r requirements-dev.txt -c constraints.txt
 	$(BIN)/python -m pip install -qq --disable-pip-version-check --no-deps -e .
 	touch $(STAMP)
 
 $(CHECKOV_STAMP): requirements-checkov.txt constraints-checkov.txt | python
+	@echo "Setting up $(CHECKOV_VENV) for checkov (it pins its own boto3): about a minute the first time."
 	"$(PYTHON313)" -m venv $(CHECKOV_VENV)
 	$(CHECKOV_VENV)/bin/python -m pip install -qq --disable-pip-version-check \
 		-r requirements-checkov.txt -c constraints-checkov.txt
 	touch $(CHECKOV_STAMP)
 
 demo: $(STAMP)
+	@echo "One export through the real state machine and functions, on moto and a loopback AI Studios simulator:"
 	$(BIN)/aistudios-export local --project-id 65fa6b07dca2e367461a2925 --poll-seconds 1
 
 test: $(STAMP) $(CHECKOV_STAMP) lint typecheck validate

@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 
-from aistudios_export.client import EXPORT_PATH, TOKEN_PATH
 from aistudios_export import observability
+from aistudios_export.client import EXPORT_PATH, TOKEN_PATH
 from aistudios_export.observability import DIMENSIONS, METRIC_NAMES, Metric
 from tests.events import load_event
 from tests.unit import test_handlers as handlers

@@ -12,7 +12,7 @@ import json
 import re
 from typing import Any
 
-from aistudios_export import observability
+from aistudios_export import observability, settings
 from aistudios_export.observability import METRIC_NAMES
 from tests.unit._fixtures import ROOT
 from tests.unit._template import of_type, props
@@ -143,7 +143,7 @@ def test_the_functions_emit_into_the_parameter_s_namespace(template: dict[str, A
     variables = template["Globals"]["Function"]["Environment"]["Variables"]
     assert variables["POWERTOOLS_METRICS_NAMESPACE"] == {"Ref": NAMESPACE_PARAMETER}
     default = template["Parameters"][NAMESPACE_PARAMETER]["Default"]
-    assert default == observability.settings.DEFAULT_METRICS_NAMESPACE
+    assert default == settings.DEFAULT_METRICS_NAMESPACE
 
 
 def test_the_dashboard_shows_every_metric_the_code_emits_and_no_other(

@@ -7,12 +7,14 @@ dimensions and values, and the Powertools log records' ``correlation_id``.
 
 from __future__ import annotations
 
+import inspect
 import json
 import logging
 import sys
 from typing import Any
 
 import pytest
+from aws_lambda_powertools.utilities.jmespath_utils import query
 
 from aistudios_export import observability
 from aistudios_export.client import EXPORT_PATH, TOKEN_PATH
@@ -299,3 +301,13 @@ def test_a_metric_with_a_dimension_needs_its_value() -> None:
 
     with pytest.raises(ValueError, match="ErrorName"):
         handler({}, None)
+
+
+def test_the_api_correlates_by_the_export_id_of_the_path_else_the_request_id(
+    stack: handlers.Stack,
+) -> None:
+    api = inspect.unwrap(load_handler("api")).__globals__
+    get, post = load_event("api_get_export"), load_event("api_post_exports")
+    path = api["EXPORT_ID_OR_REQUEST_ID"]
+    assert query(envelope=path, data=get) == get["pathParameters"]["exportId"]
+    assert query(envelope=path, data=post) == post["requestContext"]["requestId"]

@@ -127,6 +127,9 @@ def test_a_dimension_goes_only_with_the_metrics_that_have_one() -> None:
 
     with pytest.raises(ValueError, match="no dimension"):
         handler({}, None)
+    # Outside an invocation too: a library test finds the mistake.
+    with pytest.raises(ValueError, match="the dimension Kind"):
+        observability.record(Metric.AI_STUDIOS_ERRORS, 1)
 
 
 def test_every_metric_has_a_unit_and_the_names_are_the_enum() -> None:

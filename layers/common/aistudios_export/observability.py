@@ -159,6 +159,12 @@ def record(metric: Metric, value: float, *, dimension: str | None = None) -> Non
         The value of the metric's own dimension (an error's name): required exactly for the
         metrics in :data:`DIMENSIONS`.
 
+    Raises
+    ------
+    ValueError
+        For a dimension given to a metric without one, or missing for one with one (in or
+        outside an invocation).
+
     Notes
     -----
     Nothing is recorded outside a handler decorated with :func:`collect_metrics`.
@@ -167,12 +173,12 @@ def record(metric: Metric, value: float, *, dimension: str | None = None) -> Non
     --------
     >>> record(Metric.EXPORTS_STARTED, 1)  # no invocation here: nothing happens
     """
-    metrics = _invocation.get()
-    if metrics is None:
-        return
     name = DIMENSIONS.get(metric)
     if (name is None) != (dimension is None):
         raise ValueError(f"{metric} takes {'the dimension ' + name if name else 'no dimension'}")
+    metrics = _invocation.get()
+    if metrics is None:
+        return
     if name is None:
         metrics.add_metric(name=metric.value, unit=UNITS[metric], value=value)
         return

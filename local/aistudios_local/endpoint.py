@@ -40,6 +40,8 @@ if TYPE_CHECKING:
     from aistudios_local.stack import LocalStack
 
 HOST = "127.0.0.1"
+UNKNOWN_OPERATION = "UnknownOperationException"
+"""The error of an operation moto does not implement (as AWS names an unknown operation)."""
 _SCOPE = re.compile(r"Credential=[^/,\s]+/\d{8}/([a-z0-9-]+)/([a-z0-9-]+)/aws4_request")
 _INVOKE = re.compile(r"/2015-03-31/functions/([^/]+)/invocations")
 _CFN_NS = "http://cloudformation.amazonaws.com/doc/2010-05-15/"
@@ -253,6 +255,10 @@ class _Handler(BaseHTTPRequestHandler):
                 return
             else:
                 self._moto(region, service, body)
+        except NotImplementedError as e:  # what AWS answers for an operation it does not know
+            message = json.dumps({"__type": UNKNOWN_OPERATION, "message": str(e)}).encode()
+            headers = {"Content-Type": "application/x-amz-json-1.0"}
+            self._answer(400, {**headers, "x-amzn-ErrorType": UNKNOWN_OPERATION}, message)
         except Exception as e:  # the client gets a 500 rather than a dropped connection
             message = json.dumps({"message": f"{type(e).__name__}: {e}"}).encode()
             self._answer(500, {"Content-Type": "application/json"}, message)

@@ -378,6 +378,10 @@ def redrive(ctx: Context, export_id: str, *, wait: bool) -> int:
     try:
         machine.sfn.redrive_execution(executionArn=machine.execution_arn(export_id))
     except ClientError as e:
+        if error_code(e) == "UnknownOperationException":
+            raise CommandError(
+                "this endpoint does not implement Step Functions RedriveExecution", AWS_ERROR
+            ) from None
         if error_code(e) == "ExecutionNotRedrivable":
             message = e.response.get("Error", {}).get("Message", "")
             raise CommandError(

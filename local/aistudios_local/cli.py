@@ -324,6 +324,8 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=EPILOG + "\n" + EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    from aistudios_export.models import RESOLUTIONS
+
     parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     _global_options(parser, suppress=False)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -334,8 +336,10 @@ def build_parser() -> argparse.ArgumentParser:
         description="Run one export through the real state machine and handlers, in this process.",
     )
     # Required unless a subcommand of local is given (checked in main).
-    local.add_argument("--project-id", help="the AI Studios project (24 hex characters)")
-    local.add_argument("--resolution", help="4k | 1080 | 720 | 480 (default 1080)")
+    local.add_argument(
+        "--project-id", type=project_id, help="the AI Studios project (24 hex characters)"
+    )
+    local.add_argument("--resolution", choices=RESOLUTIONS, help="default 1080")
     local.add_argument(
         "--api-url",
         type=api_url,

@@ -23,10 +23,11 @@ export PATH := $(CURDIR)/$(BIN):$(dir $(PYTHON313)):$(PATH)
 export AWS_DEFAULT_REGION ?= us-east-1
 export SAM_CLI_TELEMETRY := 0
 
-.PHONY: help demo test lint typecheck validate unit integration bench build clean python iam-table
+.PHONY: help demo up test lint typecheck validate unit integration bench build clean python iam-table
 
 help:
 	@echo "make demo   - run one export end to end on the embedded local stack"
+	@echo "make up     - serve the local stack for the operator commands (AWS_ENDPOINT_URL)"
 	@echo "make test   - run every test (lint, types, template checks, unit, integration)"
 	@echo "make iam-table - rewrite tests/iam_expected.yaml after a deliberate change of permissions"
 
@@ -38,6 +39,9 @@ python:
 
 $(STAMP): requirements-dev.txt constraints.txt layers/common/requirements.txt \
 		functions/api/requirements.txt pyproject.toml | python
+	@echo "Setting up $(VENV) (once): Python 3.13 and the pinned dependencies of requirements-dev.txt"
+	@echo "(boto3, moto, Powertools, the SAM CLI, cfn-lint, pytest, ...). This usually takes a few"
+	@echo "minutes, depending on the network; later runs reuse it."
 	"$(PYTHON313)" -m venv $(VENV)
 	$(BIN)/python -m pip install -qq --disable-pip-version-check -r requirements-dev.txt -c constraints.txt
 	$(BIN)/python -m pip install -qq --disable-pip-version-check --no-deps -e .
@@ -51,6 +55,9 @@ $(CHECKOV_STAMP): requirements-checkov.txt constraints-checkov.txt | python
 
 demo: $(STAMP)
 	$(BIN)/aistudios-export local --project-id 65fa6b07dca2e367461a2925 --poll-seconds 1
+
+up: $(STAMP)
+	$(BIN)/aistudios-export local up
 
 test: $(STAMP) $(CHECKOV_STAMP) lint typecheck validate
 	$(BIN)/python -m pytest

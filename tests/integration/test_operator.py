@@ -27,7 +27,14 @@ import boto3
 import pytest
 
 from aistudios_local.cli import main
-from aistudios_local.operator.exits import AWS_ERROR, CONFLICT, FAILED, INTERRUPTED, NOT_FOUND
+from aistudios_local.operator.exits import (
+    AWS_ERROR,
+    CONFLICT,
+    FAILED,
+    INTERRUPTED,
+    NOT_FOUND,
+    STILL_RUNNING,
+)
 from aistudios_local.resources import REGION, STACK_NAME
 from aistudios_local.simulator import AiStudiosSimulator, Scenario, video_sha256
 from aistudios_local.simulator.state import DEFAULT_APP_ID, DEFAULT_USER_KEY
@@ -39,6 +46,8 @@ pytestmark = pytest.mark.integration
 SLOW = "65fa6b07dca2e367461a29ff"
 """A project whose export takes minutes: its progress moves one percent per poll."""
 SLOWER = "65fa6b07dca2e367461a29fe"
+FAILING = "65fa6b07dca2e367461a29fd"
+"""A project whose render fails at AI Studios at the second progress check."""
 UP_SECONDS = 180.0
 """How long ``local up`` may take to say it serves."""
 CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
@@ -90,6 +99,7 @@ def sim() -> Iterator[AiStudiosSimulator]:
     with AiStudiosSimulator() as simulator:
         simulator.set_scenario(SLOW, Scenario(progress_steps=tuple(float(p) for p in range(100))))
         simulator.set_scenario(SLOWER, Scenario(progress_steps=tuple(float(p) for p in range(100))))
+        simulator.set_scenario(FAILING, Scenario(fail_at_poll=2))
         yield simulator
 
 
@@ -321,3 +331,35 @@ def test_ctrl_c_stops_following_and_says_how_to_resume(
     # The export went on; stop it.
     assert cli(capsys, "status", export_id[1])[1]["status"] == "RUNNING"
     assert cli(capsys, "cancel", export_id[1])[0] == 0
+
+
+def test_a_failed_export_exits_1_and_its_logs_show_the_error(
+    aws: dict[str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    status, result, _ = cli(capsys, "start", "--project-id", FAILING, "--wait", "--interval", "0.2")
+    assert status == FAILED
+    assert result["status"] == "FAILED" and result["error"] == "ExportFailed"
+    assert result["video"] is None
+
+    status = main(["--stack", STACK_NAME, "logs", result["exportId"]])
+    out = capsys.readouterr().out
+    assert status == 0
+    assert not CONTROL.search(out)  # highlighted in colour on a terminal only
+    failures = [line for line in out.splitlines() if "error=" in line]
+    assert failures and all("cause=" in line for line in failures)
+    assert "ExecutionFailed" in failures[-1] and "error=ExportFailed" in failures[-1]
+
+    status, _, err = cli(capsys, "redrive", result["exportId"])
+    assert status == AWS_ERROR and "RedriveExecution" in err
+
+
+def test_wait_seconds_bounds_the_wait_and_the_export_goes_on(
+    aws: dict[str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    status, started, _ = cli(capsys, "start", "--project-id", SLOW, "--resolution", "480")
+    assert status == 0
+    status, _, err = cli(
+        capsys, "status", started["exportId"], "--wait", "--wait-seconds", "1", "--interval", "0.2"
+    )
+    assert status == STILL_RUNNING and "is still RUNNING after 1 s" in err
+    assert cli(capsys, "cancel", started["exportId"])[1]["status"] == "ABORTED"

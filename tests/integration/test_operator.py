@@ -271,6 +271,9 @@ def test_doctor_reports_placeholder_credentials(
     # The local stack has no rotation schedule and no alarms: doctor says so.
     assert findings["rotation"]["ok"] is False and status == FAILED
     assert findings["alarms"]["ok"] is False and findings["alarms"]["problem"] is False
+    # The template's schedule is off until its manifest is in place: a note, not a problem.
+    assert findings["schedule"]["ok"] is False and findings["schedule"]["problem"] is False
+    assert findings["schedule"]["message"].startswith("BatchSchedule is DISABLED")
 
     secrets = client("secretsmanager")
     outputs = {

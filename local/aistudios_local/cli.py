@@ -536,12 +536,11 @@ def _read_before_boot(parser: argparse.ArgumentParser, args: argparse.Namespace)
     return None
 
 
-def read_credentials(
-    stdin: TextIO, prompt: Callable[[str], str] = getpass.getpass
-) -> tuple[str, str]:
+def read_credentials(stdin: TextIO, prompt: Callable[[str], str] | None = None) -> tuple[str, str]:
     """Return ``(appId, userKey)``: prompted without echo, or read from stdin when piped.
 
-    Off a terminal stdin holds one JSON object ``{"appId", "userKey"}`` or two lines.
+    On a terminal ``prompt`` asks (by default :func:`getpass.getpass`); off a terminal stdin
+    holds one JSON object ``{"appId", "userKey"}`` or two lines.
 
     Raises
     ------
@@ -551,7 +550,8 @@ def read_credentials(
     from aistudios_local.operator.exits import USAGE, CommandError
 
     if stdin.isatty():
-        app_id, user_key = prompt("AI Studios appId: "), prompt("AI Studios userKey: ")
+        ask = prompt or getpass.getpass
+        app_id, user_key = ask("AI Studios appId: "), ask("AI Studios userKey: ")
     else:
         text = stdin.read(65536).strip()
         try:

@@ -19,6 +19,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -169,6 +170,10 @@ def test_start_wait_exports_the_simulators_video(
     assert video["sha256"] == video_sha256(PROJECT, "720")
     body = client("s3").get_object(Bucket=video["bucket"], Key=video["key"])["Body"].read()
     assert hashlib.sha256(body).hexdigest() == video_sha256(PROJECT, "720")
+    # The download link status gives (as GET /exports/{id}) serves the same bytes.
+    assert video["downloadUrl"].startswith(aws["AWS_ENDPOINT_URL"] + "/")
+    with urllib.request.urlopen(video["downloadUrl"], timeout=30) as answer:
+        assert hashlib.sha256(answer.read()).hexdigest() == video_sha256(PROJECT, "720")
     # The same export again: the dedupe window names it, nothing new starts.
     status, again, _ = cli(capsys, "start", "--project-id", PROJECT, "--resolution", "720")
     assert status == 0 and again == {"exportId": found[1], "status": "SUCCEEDED"}

@@ -46,6 +46,7 @@ import os
 import re
 import signal
 import sys
+import textwrap
 import threading
 from collections.abc import Callable, Sequence
 from importlib import metadata
@@ -214,7 +215,7 @@ def _operator_commands(commands: Any) -> None:
         return commands.add_parser(  # type: ignore[no-any-return]
             name,
             help=help,
-            description=description,
+            description=textwrap.fill(description, 90),
             parents=[common],
             epilog=EPILOG,
             formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -254,8 +255,7 @@ def _operator_commands(commands: Any) -> None:
     )
     listing.add_argument(
         "--limit",
-        type=int,
-        choices=range(1, MAX_LIMIT + 1),
+        type=_bounded(1, MAX_LIMIT, int),
         default=20,
         metavar="N",
         help=f"at most N exports, 1 to {MAX_LIMIT} (default 20)",
@@ -364,8 +364,7 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument(
         "--port",
         dest="up_port",
-        type=int,
-        choices=range(1, 65536),
+        type=_bounded(1, 65535, int),
         default=DEFAULT_UP_PORT,
         metavar="N",
         help=f"port on 127.0.0.1 (default {DEFAULT_UP_PORT})",

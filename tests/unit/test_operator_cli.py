@@ -170,3 +170,50 @@ def test_progress_on_a_terminal_redraws_one_line() -> None:
     text = stream.getvalue()
     assert text.count("\r") == 2 and text.endswith("\n") and text.count("\n") == 1
     assert "3/4 rows  1 failed  RUNNING" in text
+
+
+@pytest.mark.parametrize(
+    ("subscribe", "state", "expected"),
+    [
+        (False, "OK", ["the alarms' topic", "has no confirmed subscriber"]),
+        (True, "ALARM", ["in ALARM: ExportsFailed"]),
+        (True, "OK", []),
+    ],
+)
+def test_doctor_says_when_alarms_notify_nobody_or_fire(
+    subscribe: bool, state: str, expected: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import boto3
+    from moto import mock_aws
+
+    from aistudios_local.operator.commands import Context, _check_alarms
+    from aistudios_local.operator.stack import DeployedStack
+
+    for name, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("AWS_PROFILE", raising=False)
+    with mock_aws():
+        session = boto3.Session(region_name="us-east-1")
+        topic = session.client("sns").create_topic(Name="alarms")["TopicArn"]
+        cloudwatch = session.client("cloudwatch")
+        cloudwatch.put_metric_alarm(
+            AlarmName="ExportsFailed", Namespace="AWS/States", MetricName="ExecutionsFailed",
+            Statistic="Sum", Period=60, EvaluationPeriods=1, Threshold=1,
+            ComparisonOperator="GreaterThanOrEqualToThreshold", AlarmActions=[topic],
+        )  # fmt: skip
+        if subscribe:
+            session.client("sns").subscribe(
+                TopicArn=topic, Protocol="email", Endpoint="ops@example.com"
+            )
+        cloudwatch.set_alarm_state(AlarmName="ExportsFailed", StateValue=state, StateReason="t")
+        stack = DeployedStack("s", "CREATE_COMPLETE", {}, {}, session)
+        ctx = Context(stack, io.StringIO(), io.StringIO(), json=True, again="")
+        findings = _check_alarms(
+            ctx, [("ExportsFailedAlarm", "AWS::CloudWatch::Alarm", "ExportsFailed")]
+        )
+    problems = " ".join(f.message for f in findings if not f.ok and f.problem)
+    for text in expected:
+        assert text in problems
+    if not expected:
+        assert problems == ""
+        assert any("1 confirmed subscriber(s)" in f.message for f in findings if f.ok)

@@ -22,7 +22,7 @@ import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import boto3
 import pytest
@@ -55,6 +55,41 @@ CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
 """Control characters other than tab and newline."""
 
 
+class Lines:
+    """The lines a subprocess writes to one of its pipes, read in the background."""
+
+    def __init__(self, stream: IO[str] | None) -> None:
+        assert stream is not None
+        self.text = ""
+        self._queue: queue.Queue[str] = queue.Queue()
+        self._reader = threading.Thread(target=self._read, args=(stream,), daemon=True)
+        self._reader.start()
+
+    def _read(self, stream: IO[str]) -> None:
+        for line in stream:
+            self._queue.put(line)
+
+    def until(self, wanted: str, process: subprocess.Popen[str], seconds: float) -> str:
+        """Return what was read once ``wanted`` is in it; fail after ``seconds``."""
+        deadline = time.monotonic() + seconds
+        while wanted not in self.text:
+            if process.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"no {wanted!r} in: {self.text}")
+            try:
+                self.text += self._queue.get(timeout=0.5)
+            except queue.Empty:
+                continue
+        return self.text
+
+    def all(self, seconds: float) -> str:
+        """Return everything once the pipe closed (the process ended); fail after ``seconds``."""
+        self._reader.join(timeout=seconds)
+        assert not self._reader.is_alive(), f"the pipe is still open: {self.text}"
+        while not self._queue.empty():
+            self.text += self._queue.get_nowait()
+        return self.text
+
+
 class LocalUp:
     """A ``local up`` subprocess: its endpoint and what it printed."""
 
@@ -69,26 +104,10 @@ class LocalUp:
         self.process = subprocess.Popen(
             command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
         )
-        self.lines: queue.Queue[str] = queue.Queue()
-        assert self.process.stdout is not None
-        threading.Thread(target=self._read, args=(self.process.stdout,), daemon=True).start()
-
-    def _read(self, stream: io.TextIOBase) -> None:
-        for line in stream:
-            self.lines.put(line)
+        self.out = Lines(self.process.stdout)
 
     def wait_until_serving(self) -> str:
-        printed = ""
-        deadline = time.monotonic() + UP_SECONDS
-        while "Ctrl-C stops it." not in printed:
-            if self.process.poll() is not None or time.monotonic() > deadline:
-                assert self.process.stderr is not None
-                pytest.fail(f"local up did not start: {printed}{self.process.stderr.read()}")
-            try:
-                printed += self.lines.get(timeout=1)
-            except queue.Empty:
-                continue
-        return printed
+        return self.out.until("Ctrl-C stops it.", self.process, UP_SECONDS)
 
     def stop(self) -> int:
         self.process.send_signal(signal.SIGTERM)
@@ -322,15 +341,12 @@ def test_ctrl_c_stops_following_and_says_how_to_resume(
     process = subprocess.Popen(
         command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=dict(os.environ)
     )
-    assert process.stderr is not None
-    err = ""
-    deadline = time.monotonic() + 60
-    while "elapsed" not in err:  # following: a progress line is out
-        assert time.monotonic() < deadline and process.poll() is None, err
-        err += process.stderr.readline()
+    # Following: a progress line is out.
+    stderr = Lines(process.stderr)
+    stderr.until("elapsed", process, 60)
     process.send_signal(signal.SIGINT)
-    _, rest = process.communicate(timeout=30)
-    err += rest
+    process.wait(timeout=30)
+    err = stderr.all(30)
     assert process.returncode == INTERRUPTED
     assert "Traceback" not in err
     export_id = re.search(r"export (\S+) RUNNING", err)

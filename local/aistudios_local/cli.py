@@ -468,6 +468,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 def export_command(args: argparse.Namespace) -> int:
     """Run one export on the local stack and report it."""
     # Imported here: moto is heavy and only the local commands need it.
+    from aistudios_local.operator.progress import ExportProgress
     from aistudios_local.stack import LocalStack
 
     request: dict[str, Any] = {
@@ -478,7 +479,6 @@ def export_command(args: argparse.Namespace) -> int:
     if args.resolution is not None:
         request["resolution"] = args.resolution
     out = sys.stdout
-    bar = ProgressBar(sys.stderr)
     parameters = _parameters(verbose=args.verbose)
     # Everything the functions print goes to stderr: stdout carries only the result.
     with (
@@ -486,12 +486,15 @@ def export_command(args: argparse.Namespace) -> int:
         LocalStack(api_url=args.api_url, parameters=parameters) as stack,
     ):
         _announce(stack, args.api_url)
+        bar = ExportProgress(sys.stderr)  # elapsed from the export's start, not the stack's
         run = stack.run_export(
             request,
             deadline_seconds=max(args.timeout_seconds, 1) + LOCAL_DEADLINE_MARGIN,
-            on_progress=bar.update,
+            on_progress=lambda job: bar.update(
+                "RUNNING", float(job.get("progress", 0.0)), job.get("state") or "submitted"
+            ),
         )
-        bar.finish()
+        bar.end()
         if run.status == "SUCCEEDED" and args.output and run.video:
             body = stack.s3.get_object(Bucket=run.video["bucket"], Key=run.video["key"])["Body"]
             with args.output.open("wb") as f:
@@ -786,36 +789,6 @@ def _print_summary(out: TextIO, result: dict[str, Any], output: Path | None) -> 
             f"open multipart uploads: {result['incompleteUploads']}",
             file=out,
         )
-
-
-class ProgressBar:
-    """A one-line progress bar on a terminal, or one line per change elsewhere."""
-
-    WIDTH = 30
-
-    def __init__(self, stream: TextIO) -> None:
-        self._stream = stream
-        self._tty = stream.isatty()
-        self._last: tuple[float, str] | None = None
-
-    def update(self, job: dict[str, Any]) -> None:
-        """Show the progress of a job as reported by CheckProgress."""
-        progress = float(job.get("progress", 0.0))
-        state = str(job.get("state") or "submitted")
-        if (progress, state) == self._last:
-            return
-        self._last = (progress, state)
-        filled = round(self.WIDTH * progress / 100)
-        bar = "#" * filled + "." * (self.WIDTH - filled)
-        line = f"[{bar}] {progress:5.1f}% {state} (poll {job.get('polls', 0)})"
-        self._stream.write(("\r" + line) if self._tty else line + "\n")
-        self._stream.flush()
-
-    def finish(self) -> None:
-        """End the bar's line."""
-        if self._tty and self._last is not None:
-            self._stream.write("\n")
-            self._stream.flush()
 
 
 if __name__ == "__main__":

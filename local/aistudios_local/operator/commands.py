@@ -559,14 +559,23 @@ def set_credentials(ctx: Context, app_id: str, user_key: str) -> int:
         )
     )
     payload = json.loads(answer["Payload"].read() or b"null")
+    payload = payload if isinstance(payload, dict) else {}
+    accepted: bool | None
+    error = None
     if answer.get("FunctionError"):
-        error = payload.get("errorType") if isinstance(payload, dict) else None
-        message = payload.get("errorMessage") if isinstance(payload, dict) else None
+        error, message = payload.get("errorType"), payload.get("errorMessage")
         accepted = False
         verdict = (
             "AI Studios refused these credentials"
             if error == "Unauthorized"
             else f"the token refresh failed: {error}: {message}"
+        )
+    elif payload.get("minted") is False:
+        # Another refresher (an export after a 401) stored its token first: not ours to judge.
+        accepted = None
+        verdict = (
+            "another refresh stored a token at the same moment, so these credentials were not "
+            "tried yet: run set-credentials again"
         )
     else:
         accepted = True
@@ -575,12 +584,12 @@ def set_credentials(ctx: Context, app_id: str, user_key: str) -> int:
         {
             "stored": True,
             "accepted": accepted,
-            "error": None if accepted else error,
+            "error": error,
             "message": verdict,
         },
         lambda out: print(verdict, file=out),
     )
-    return OK if accepted else FAILED
+    return FAILED if accepted is False else OK
 
 
 @dataclass(frozen=True)

@@ -104,6 +104,7 @@ def create_resources(
     functions = _functions(root, resolver)
     _create_state_machines(root, resolver, resources)
     _create_rules(resolver, resources)
+    _create_schedules(resolver, resources)
     return functions
 
 
@@ -301,3 +302,31 @@ def _create_rules(resolver: Resolver, resources: Mapping[str, Any]) -> None:
             for t in props.get("Targets", [])
         ]
         events.put_targets(Rule=name, Targets=targets)  # type: ignore[arg-type]
+
+
+SCHEDULE_PROPERTIES = (
+    "ScheduleExpression",
+    "ScheduleExpressionTimezone",
+    "FlexibleTimeWindow",
+    "State",
+    "Description",
+    "Target",
+)
+"""The ``AWS::Scheduler::Schedule`` properties that are ``CreateSchedule`` parameters."""
+
+
+def _create_schedules(resolver: Resolver, resources: Mapping[str, Any]) -> None:
+    """Create the template's schedules as stored settings: nothing fires them locally.
+
+    :meth:`LocalStack.fire_schedule` runs a schedule's target when a test asks; the stored
+    schedule is what ``GetSchedule`` answers (its state, expression and target).
+    """
+    scheduler = boto3.client("scheduler")
+    for logical, resource in resources.items():
+        if resource["Type"] != "AWS::Scheduler::Schedule":
+            continue
+        if "Condition" in resource and not resolver.condition(resource["Condition"]):
+            continue
+        props = resolver.resolve(resource["Properties"])
+        params = {key: props[key] for key in SCHEDULE_PROPERTIES if key in props}
+        scheduler.create_schedule(Name=resolver.refs[logical], **params)

@@ -215,7 +215,7 @@ def test_start_wait_exports_the_simulators_video(
 
     # A finished export cannot be cancelled.
     status, _, err = cli(capsys, "cancel", result["exportId"])
-    assert status == CONFLICT and "only a RUNNING export" in err
+    assert status == CONFLICT and "only a running one can be cancelled" in err
 
 
 def test_cancel_stops_a_slow_export_and_redrive_says_what_the_endpoint_lacks(
@@ -292,9 +292,13 @@ def test_doctor_reports_placeholder_credentials(
     status, report, _ = cli(capsys, "doctor")
     findings = {f["check"]: f for f in report["findings"]}
     assert findings["credentials"]["ok"] is True
-    # The local stack has no rotation schedule and no alarms: doctor says so.
+    # The local stack has no rotation schedule: doctor says so.
     assert findings["rotation"]["ok"] is False and status == FAILED
-    assert findings["alarms"]["ok"] is False and findings["alarms"]["problem"] is False
+    # The template's alarms exist, notify one topic, and nobody subscribed to it.
+    alarms = [f for f in report["findings"] if f["check"] == "alarms"]
+    assert [(f["ok"], f["problem"]) for f in alarms] == [(False, True), (True, True)]
+    assert "has no confirmed subscriber" in alarms[0]["message"]
+    assert alarms[1]["message"] == "7 alarm(s), none in ALARM"
     # The template's schedule is off until its manifest is in place: a note, not a problem.
     assert findings["schedule"]["ok"] is False and findings["schedule"]["problem"] is False
     assert findings["schedule"]["message"].startswith("BatchSchedule is DISABLED")

@@ -21,8 +21,9 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from aistudios_export.aws_errors import error_code
 from aistudios_export.batches import REPORT_FILE, BatchSettings, batch_location
-from aistudios_export.errors import readable_cause
+from aistudios_export.errors import StateConflict, readable_cause
 from aistudios_export.exports import (
+    ExportController,
     ExportLister,
     ExportMachine,
     ExportStarter,
@@ -48,9 +49,8 @@ from aistudios_local.operator.stack import DeployedStack, aws_error
 
 PLACEHOLDER_APP_ID = "REPLACE_ME"
 """The template's placeholder ``appId`` (``CredentialsSecret``'s ``SecretStringTemplate``)."""
-CANCEL_ERROR = "Cancelled"
-"""The error a cancelled export's execution is stopped with."""
-CANCEL_CAUSE = "cancelled by an operator (aistudios-export cancel)"
+CANCEL_CAUSE = "Cancelled by an operator (aistudios-export cancel)."
+"""Who cancelled: the stopped execution's cause (its error is ``ExportCancelled``)."""
 REFRESH_HOLDER = "aistudios-export-set-credentials"
 """Who asks for the token refresh of ``set-credentials`` (the refresh lease's holder)."""
 STOP_SETTLE_SECONDS = 30.0
@@ -324,28 +324,22 @@ def _history(machine: ExportMachine, export_id: str) -> Iterator[dict[str, Any]]
             return
 
 
+def _controller(ctx: Context) -> ExportController:
+    """Return the library's cancel and redrive, as the HTTP API runs them."""
+    return ExportController(ctx.settings(), sfn=ctx.stack.client("stepfunctions"))
+
+
 def cancel(ctx: Context, export_id: str) -> int:
     """Stop the export's execution (idempotent: an export already ABORTED is left as it is)."""
-    machine = ctx.machine()
-    description = _guard(lambda: machine.describe(export_id))
-    if description is None:
+    try:
+        started = _guard(lambda: _controller(ctx).cancel(export_id, cause=CANCEL_CAUSE))
+    except StateConflict as e:
+        raise CommandError(f"export {export_id}: {e.reason}", CONFLICT) from None
+    if started is None:
         raise CommandError(f"no export {export_id}", NOT_FOUND)
-    if description["status"] == "RUNNING":
-        _guard(
-            lambda: machine.sfn.stop_execution(
-                executionArn=machine.execution_arn(export_id),
-                error=CANCEL_ERROR,
-                cause=CANCEL_CAUSE,
-            )
-        )
-        description = _settled(machine, export_id)
-    elif description["status"] != "ABORTED":
-        raise CommandError(
-            f"export {export_id} is {description['status']}: only a RUNNING export can be "
-            "cancelled",
-            CONFLICT,
-        )
-    now = description["status"]
+    now = started.status
+    if now != "ABORTED":
+        now = _settled(ctx.machine(), export_id).get("status", now)
     ctx.emit(
         {"exportId": export_id, "status": now},
         lambda out: print(f"export {export_id} {now}", file=out),
@@ -365,42 +359,30 @@ def _settled(machine: ExportMachine, export_id: str) -> dict[str, Any]:
 
 def redrive(ctx: Context, export_id: str, *, wait: bool) -> int:
     """Redrive a FAILED, TIMED_OUT or ABORTED export from the state that failed."""
-    machine = ctx.machine()
-    description = _guard(lambda: machine.describe(export_id))
-    if description is None:
-        raise CommandError(f"no export {export_id}", NOT_FOUND)
-    if description["status"] not in ("FAILED", "TIMED_OUT", "ABORTED"):
-        raise CommandError(
-            f"export {export_id} is {description['status']}: only a FAILED, TIMED_OUT or "
-            "ABORTED export can be redriven",
-            CONFLICT,
-        )
+    unsupported = CommandError(
+        "this endpoint does not implement Step Functions RedriveExecution", AWS_ERROR
+    )
     try:
-        machine.sfn.redrive_execution(executionArn=machine.execution_arn(export_id))
+        started = _controller(ctx).redrive(export_id)
+    except StateConflict as e:
+        raise CommandError(f"export {export_id}: {e.reason}", CONFLICT) from None
     except ClientError as e:
         if error_code(e) == "UnknownOperationException":
-            raise CommandError(
-                "this endpoint does not implement Step Functions RedriveExecution", AWS_ERROR
-            ) from None
-        if error_code(e) == "ExecutionNotRedrivable":
-            message = e.response.get("Error", {}).get("Message", "")
-            raise CommandError(
-                f"export {export_id} cannot be redriven: {message}", CONFLICT
-            ) from None
+            raise unsupported from None
         raise aws_error(e) from None
     except NotImplementedError:
-        raise CommandError(
-            "this endpoint does not implement Step Functions RedriveExecution", AWS_ERROR
-        ) from None
+        raise unsupported from None
     except BotoCoreError as e:
         raise aws_error(e) from None
+    if started is None:
+        raise CommandError(f"no export {export_id}", NOT_FOUND)
     ctx.resume = f"{ctx.again} status {export_id} --wait"
     if wait:
         print(f"export {export_id} redriven", file=ctx.err)
         return _follow(ctx, export_id)
     ctx.emit(
-        {"exportId": export_id, "status": "RUNNING"},
-        lambda out: print(f"export {export_id} redriven: RUNNING", file=out),
+        {"exportId": export_id, "status": started.status},
+        lambda out: print(f"export {export_id} redriven: {started.status}", file=out),
     )
     return OK
 
@@ -751,6 +733,11 @@ def _check_alarms(ctx: Context, resources: list[tuple[str, str, str]]) -> list[F
     except (ClientError, BotoCoreError) as e:
         return [Finding("alarms", False, f"cannot read the alarms: {error_code(e) or e}")]
     findings: list[Finding] = []
+    missing = sorted(
+        set(alarms[:100]) - {a["AlarmName"] for a in described.get("MetricAlarms", [])}
+    )
+    if missing:
+        findings.append(Finding("alarms", False, f"alarms missing: {', '.join(missing)}"))
     topics = sorted(
         {
             a
@@ -792,6 +779,6 @@ def _check_alarms(ctx: Context, resources: list[tuple[str, str, str]]) -> list[F
                     "nobody is told when exports fail",
                 )
             )
-    if not firing:
+    if not firing and not missing:
         findings.append(Finding("alarms", True, f"{len(alarms)} alarm(s), none in ALARM"))
     return findings

@@ -433,10 +433,15 @@ def _add_stack_options(parser: argparse.ArgumentParser, prefix: str, *, poll_def
 
 
 def _parameters(*, verbose: bool, poll_seconds: int | None = None) -> dict[str, str]:
-    """Return the template parameter overrides of a local run."""
+    """Return the template parameter overrides of a local run.
+
+    Without ``verbose``, the functions' EMF metric records (log lines on stdout, which
+    CloudWatch reads in the cloud) are turned off too, as their INFO lines are.
+    """
     parameters = {} if poll_seconds is None else {"DefaultPollSeconds": str(poll_seconds)}
     if not verbose:
         parameters["LogLevel"] = "WARNING"
+        os.environ.setdefault("POWERTOOLS_METRICS_DISABLED", "true")
     return parameters
 
 

@@ -18,7 +18,9 @@ from collections.abc import Iterator
 from typing import Any
 
 import boto3
+import boto3.session
 import pytest
+from botocore import useragent
 from jsonpath_ng.ext.parser import parse as fresh_parse
 from moto.stepfunctions.parser.asl.component.common.path import result_path
 from moto.stepfunctions.parser.asl.component.state.exec.state_task.service import (
@@ -50,6 +52,7 @@ def patched() -> tuple[Any, ...]:
         vars(result_path)["parse"],
         vars(state_task_service_callback)["time"],
         vars(state_task_service_callback.StateTaskServiceCallback)["_eval_sync"],
+        vars(useragent)["sanitize_user_agent_string_component"],
     )
 
 
@@ -141,6 +144,49 @@ def test_uninstall_restores_every_patched_name() -> None:
     speed.uninstall()
     assert patched() == before
     assert vars(state_task_service_callback)["time"] is time
+
+
+# --- User-Agent --------------------------------------------------------------------------------
+
+
+def test_requests_carry_the_same_user_agent_with_the_sanitiser_cached() -> None:
+    seen: list[str] = []
+
+    def user_agents() -> list[str]:
+        client = boto3.session.Session().client(
+            "sts",
+            region_name="us-east-1",
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",
+        )
+
+        def record(request: Any, **_: Any) -> None:
+            header = request.headers["User-Agent"]
+            seen.append(header.decode() if isinstance(header, bytes) else header)
+            raise _Stop
+
+        client.meta.events.register("before-send.sts.*", record)
+        for _ in range(2):
+            with pytest.raises(_Stop):
+                client.get_caller_identity()
+        return seen[-2:]
+
+    plain = user_agents()
+    speed = EngineSpeed()
+    speed.install()
+    try:
+        cached = user_agents()
+        sanitize = vars(useragent)["sanitize_user_agent_string_component"]
+        assert sanitize("a b#c/1", False) == "a-b-c-1"
+        assert sanitize("a b#c/1", True) == "a-b#c-1"
+    finally:
+        speed.uninstall()
+    assert cached == plain  # byte for byte, however many requests
+    assert "aistudios" not in plain[0]  # a plain client: nothing of ours in its header
+
+
+class _Stop(Exception):
+    """Ends a request once its headers are seen (nothing leaves the process)."""
 
 
 # --- .sync:2 waits ---------------------------------------------------------------------------

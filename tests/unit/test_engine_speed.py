@@ -12,9 +12,11 @@
 from __future__ import annotations
 
 import json
+import re
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import boto3
@@ -23,9 +25,11 @@ import pytest
 from botocore import useragent
 from jsonpath_ng.ext.parser import parse as fresh_parse
 from moto.stepfunctions.parser.asl.component.common.path import result_path
+from moto.stepfunctions.parser.asl.component.state import state_props
 from moto.stepfunctions.parser.asl.component.state.exec.state_task.service import (
     state_task_service_callback,
 )
+from moto.stepfunctions.parser.asl.parse.asl_parser import AmazonStateLanguageParser
 from moto.stepfunctions.parser.asl.utils import json_path
 
 from aistudios_local.engine_speed import EngineSpeed
@@ -53,9 +57,11 @@ def patched() -> tuple[Any, ...]:
         vars(state_task_service_callback)["time"],
         vars(state_task_service_callback.StateTaskServiceCallback)["_eval_sync"],
         vars(useragent)["sanitize_user_agent_string_component"],
+        vars(state_props.StateProps)["add"],
     )
 
 
+REPO = Path(__file__).resolve().parents[2]
 LONG_FALLBACK = 120.0
 """Far beyond every deadline here: a wait that ends came from a wake-up, not from polling."""
 
@@ -144,6 +150,61 @@ def test_uninstall_restores_every_patched_name() -> None:
     speed.uninstall()
     assert patched() == before
     assert vars(state_task_service_callback)["time"] is time
+
+
+# --- state properties -------------------------------------------------------------------------
+
+
+def _filed(definition: str) -> list[list[tuple[type, type]]]:
+    """Build a definition's components; return how each state's properties were filed."""
+    built: list[Any] = []
+    original_init: Any = state_props.StateProps.__init__
+
+    def init(props: Any) -> None:
+        original_init(props)
+        built.append(props)
+
+    state_props.StateProps.__init__ = init  # type: ignore[method-assign]
+    try:
+        AmazonStateLanguageParser.parse(definition)
+    finally:
+        state_props.StateProps.__init__ = original_init  # type: ignore[method-assign]
+    return [[(k, type(v)) for k, v in props._instance_by_type.items()] for props in built]
+
+
+@pytest.mark.parametrize("name", ["export.asl.json", "batch.asl.json"])
+def test_state_properties_are_filed_as_moto_files_them(name: str) -> None:
+    definition = re.sub(
+        r"\$\{\w+\}",
+        "arn:aws:lambda:us-east-1:123456789012:function:f",
+        (REPO / "statemachine" / name).read_text(),
+    )
+    plain = _filed(definition)
+    speed = EngineSpeed()
+    speed.install()
+    try:
+        fast = _filed(definition)
+    finally:
+        speed.uninstall()
+    assert len(plain) > 10
+    assert fast == plain
+
+
+def test_end_and_next_together_are_refused_as_moto_refuses_them() -> None:
+    definition = json.dumps(
+        {"StartAt": "A", "States": {"A": {"Type": "Pass", "Next": "A", "End": True}}}
+    )
+    with pytest.raises(Exception) as plain:
+        AmazonStateLanguageParser.parse(definition)
+    speed = EngineSpeed()
+    speed.install()
+    try:
+        with pytest.raises(Exception) as fast:
+            AmazonStateLanguageParser.parse(definition)
+    finally:
+        speed.uninstall()
+    assert (type(fast.value), str(fast.value)) == (type(plain.value), str(plain.value))
+    assert "redefines" in str(plain.value)
 
 
 # --- User-Agent --------------------------------------------------------------------------------

@@ -16,15 +16,14 @@ already known:
   every 0.5 s until the child ends: a batch's Map waits on every running export that way, and
   each call goes through botocore and moto. :class:`SyncWaits` wakes such a wait when the child
   (or the waiting execution itself) ends, from the engine's ``terminated`` hook, or when the
-  task's token gets an answer (moto's loop ends on that too), and otherwise
-  polls every :data:`SYNC_FALLBACK_SECONDS`. The parent still learns the child's end from
+  task's token gets an answer (moto's loop ends on that too), and otherwise polls every
+  :data:`SYNC_FALLBACK_SECONDS`. The parent still learns the child's end from
   ``DescribeExecution``, as before; it asks right after the end instead of up to 0.5 s later,
   and a few times per child instead of twice a second. Waits without a known child (other
   ``.sync`` integrations) keep moto's interval.
-
 - **A state's properties.** moto's preprocessor builds every execution's components afresh
   (``engine_cache`` keeps only the parse tree), and ``StateProps.add`` tests each property
-  against fourteen classes with ``issubclass`` (ABC checks): a quarter of that build.
+  against fourteen classes with ``issubclass`` (ABC checks): a third of that build.
   :func:`state_props_add` keeps, per property class, which of them it is filed under (the
   first that matches, in the same order), and files it as before.
 - **The User-Agent header.** botocore rebuilds it for every request (twice), sanitising each of

@@ -433,16 +433,20 @@ def _add_stack_options(parser: argparse.ArgumentParser, prefix: str, *, poll_def
 
 
 def _parameters(*, verbose: bool, poll_seconds: int | None = None) -> dict[str, str]:
-    """Return the template parameter overrides of a local run.
-
-    Without ``verbose``, the functions' EMF metric records (log lines on stdout, which
-    CloudWatch reads in the cloud) are turned off too, as their INFO lines are.
-    """
+    """Return the template parameter overrides of a local run."""
     parameters = {} if poll_seconds is None else {"DefaultPollSeconds": str(poll_seconds)}
     if not verbose:
         parameters["LogLevel"] = "WARNING"
-        os.environ.setdefault("POWERTOOLS_METRICS_DISABLED", "true")
     return parameters
+
+
+def _environment(*, verbose: bool) -> dict[str, str]:
+    """Return the functions' extra variables in a local run.
+
+    Without ``verbose``, their EMF metric records (log lines on stdout, which CloudWatch reads
+    in the cloud) are off, as their INFO lines are.
+    """
+    return {} if verbose else {"POWERTOOLS_METRICS_DISABLED": "true"}
 
 
 def _announce(stack: LocalStack, api_url: str | None, *, bucket: bool = True) -> None:
@@ -488,7 +492,11 @@ def export_command(args: argparse.Namespace) -> int:
     # Everything the functions print goes to stderr: stdout carries only the result.
     with (
         contextlib.redirect_stdout(sys.stderr),
-        LocalStack(api_url=args.api_url, parameters=parameters) as stack,
+        LocalStack(
+            api_url=args.api_url,
+            parameters=parameters,
+            environment=_environment(verbose=args.verbose),
+        ) as stack,
     ):
         _announce(stack, args.api_url)
         bar = ExportProgress(sys.stderr)  # elapsed from the export's start, not the stack's
@@ -665,7 +673,11 @@ def up_command(args: argparse.Namespace) -> int:
     stop = threading.Event()
     previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
     try:
-        with LocalStack(api_url=api_url, parameters=parameters) as stack:
+        with LocalStack(
+            api_url=api_url,
+            parameters=parameters,
+            environment=_environment(verbose=args.up_verbose),
+        ) as stack:
             try:
                 endpoint = AwsEndpoint(stack, port=args.up_port).start()
             except OSError as e:
@@ -710,7 +722,11 @@ def serve_command(args: argparse.Namespace) -> int:
     parameters = _parameters(
         verbose=args.serve_verbose, poll_seconds=max(args.serve_poll_seconds, 1)
     )
-    with LocalStack(api_url=api_url, parameters=parameters) as stack:
+    with LocalStack(
+        api_url=api_url,
+        parameters=parameters,
+        environment=_environment(verbose=args.serve_verbose),
+    ) as stack:
         _announce(stack, api_url, bucket=False)
         try:
             serve(stack, port=args.port)
@@ -742,7 +758,11 @@ def batch_command(args: argparse.Namespace) -> int:
     # Everything the functions print goes to stderr: stdout carries only the result.
     with (
         contextlib.redirect_stdout(sys.stderr),
-        LocalStack(api_url=api_url, parameters=parameters) as stack,
+        LocalStack(
+            api_url=api_url,
+            parameters=parameters,
+            environment=_environment(verbose=args.batch_verbose),
+        ) as stack,
     ):
         _announce(stack, api_url)
         run = upload_and_wait(stack, data, path.name, deadline_seconds=args.batch_timeout_seconds)

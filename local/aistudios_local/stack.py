@@ -77,6 +77,8 @@ class LocalStack:
         otherwise the first call is refused and the state machine's refresh path mints one.
     parameters
         Further template parameter overrides.
+    environment
+        Variables every function sees besides its template's (e.g. Powertools switches).
     webhooks
         Serve the HTTP API on loopback and name it in the webhook secret, so that exports hand
         AI Studios a webhook URL that wakes them (``webhook_url``); otherwise exports poll only.
@@ -92,6 +94,7 @@ class LocalStack:
         credentials: tuple[str, str] | None = None,
         seed_token: bool = True,
         parameters: Mapping[str, str] | None = None,
+        environment: Mapping[str, str] | None = None,
         webhooks: bool = False,
         root: Path = ROOT,
     ) -> None:
@@ -102,6 +105,7 @@ class LocalStack:
         self._credentials = credentials
         self._seed_token = seed_token
         self._extra_parameters = dict(parameters or {})
+        self._environment = dict(environment or {})
         self._webhooks = webhooks
         self.api_server: ApiServer | None = None
         self._mock = mock_aws(config={"stepfunctions": {"execute_state_machine": True}})
@@ -187,7 +191,7 @@ class LocalStack:
         template = load_template(self.root / "template.yaml")
         self.resolver = resolver_for(template, self.api_url, self._extra_parameters)
         self.functions.update(create_resources(self.root, self.resolver, self._secret_value))
-        self.bridge = LambdaBridge(self.functions, dict(os.environ))
+        self.bridge = LambdaBridge(self.functions, {**os.environ, **self._environment})
         self.bridge.install()
         base_url = None
         if self._webhooks:

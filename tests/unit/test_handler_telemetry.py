@@ -11,6 +11,7 @@ import inspect
 import json
 import logging
 import sys
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -84,6 +85,26 @@ def out(
     create_render_slots_table(TABLE)
     capsys.readouterr()
     return capsys
+
+
+@pytest.fixture(autouse=True)
+def service_logs_at_info() -> Iterator[None]:
+    """Log at INFO whatever an earlier local run in this process left behind.
+
+    Powertools sets the level of the service's logger and of each child logger once per process,
+    from the environment of the first ``Logger()``: a local run at WARNING keeps them there.
+    """
+    loggers = [
+        logging.getLogger(name)
+        for name in list(logging.root.manager.loggerDict)
+        if name == SERVICE or name.startswith(SERVICE + ".")
+    ]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.INFO)
+    yield
+    for logger, level in zip(loggers, levels, strict=True):
+        logger.setLevel(level)
 
 
 def run(function_dir: str, event: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> Any:

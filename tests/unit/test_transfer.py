@@ -313,7 +313,9 @@ def test_a_cut_connection_leaves_nothing(
     with pytest.raises(DownloadInterrupted, match="interrupted") as info:
         copy(urls(server.url("/video"))[0], s3, server)
 
-    assert calls.part_sizes == [PART]  # a part was uploaded, then the upload was aborted
+    # The first part may or may not have been uploaded when the cut is read (an uploader
+    # thread sends it meanwhile); either way the upload is aborted and nothing is stored.
+    assert calls.part_sizes in ([], [PART])
     assert "AbortMultipartUpload" in calls.operations
     assert_nothing_stored(s3)
     assert "s3cr3t" not in "".join(traceback.format_exception(info.value))

@@ -207,3 +207,49 @@ def test_a_redrive_of_an_export_whose_polls_failed_polls_the_render_again(
     polls = simulator.poll_count(PROJECT)
     assert_resumed_to_the_video(api, simulator, export_id)
     assert simulator.poll_count(PROJECT) > polls, "the resumed export polled the same render"
+
+
+def test_a_redrive_of_an_export_never_submitted_submits_it(
+    api: Client, simulator: AiStudiosSimulator
+) -> None:
+    simulator.set_scenario(PROJECT, Scenario(reject_submit=("PROJECT_LOCKED", "being edited")))
+    _, posted = api.request("POST", "/exports", {"projectId": PROJECT})
+    export_id = posted["exportId"]
+    failed = wait_for_execution(api.arn(export_id), deadline_seconds=DEADLINE)
+    assert (failed["status"], failed["error"]) == ("FAILED", "RequestRejected")
+    _, got = api.request("GET", f"/exports/{export_id}")
+    assert "PROJECT_LOCKED" in got["cause"] and "being edited" in got["cause"]
+    assert not got["cause"].startswith("{")
+    assert export_posts(simulator) == 1
+    simulator.set_scenario(PROJECT, Scenario())
+    status, _ = api.request("POST", f"/exports/{export_id}/redrive")
+    assert status == 202
+    ended = wait_for_execution(api.arn(export_id), deadline_seconds=DEADLINE)
+    assert ended["status"] == "SUCCEEDED", (ended.get("error"), ended.get("cause"))
+    assert export_posts(simulator) == 2, "the refused submit, then the redrive's"
+    api.stack.settle(timeout=30)
+    assert held(api.stack) == {}
+
+
+def test_a_redrive_does_not_resume_a_render_ai_studios_reported_failed(
+    api: Client, simulator: AiStudiosSimulator
+) -> None:
+    simulator.set_scenario(PROJECT, Scenario(fail_at_poll=1))
+    _, posted = api.request("POST", "/exports", {"projectId": PROJECT})
+    export_id = posted["exportId"]
+    failed = wait_for_execution(api.arn(export_id), deadline_seconds=DEADLINE)
+    assert (failed["status"], failed["error"]) == ("FAILED", "ExportFailed")
+    _, before = api.request("GET", f"/exports/{export_id}")
+    simulator.set_scenario(PROJECT, Scenario())
+    assert api.request("POST", f"/exports/{export_id}/redrive")[0] == 202
+    ended = wait_for_execution(api.arn(export_id), deadline_seconds=DEADLINE)
+    # It fails again at once with the same error, saying why: nothing is rendered again.
+    assert (ended["status"], ended["error"]) == ("FAILED", "ExportFailed")
+    _, got = api.request("GET", f"/exports/{export_id}")
+    assert got["cause"].startswith(before["cause"])
+    assert "redrive 1 did not resume the export" in got["cause"]
+    assert "start a new export" in got["cause"]
+    assert export_posts(simulator) == 1
+    api.stack.settle(timeout=30)
+    assert held(api.stack) == {}
+    assert boto3.client("s3").list_objects_v2(Bucket=api.stack.ref("OutputBucket"))["KeyCount"] == 0

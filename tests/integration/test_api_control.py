@@ -157,7 +157,7 @@ def failed_then_redriven(api: Client, simulator: AiStudiosSimulator, failing: Sc
     simulator.set_scenario(PROJECT, Scenario())
     status, redriven = api.request("POST", f"/exports/{export_id}/redrive")
     assert (status, redriven["exportId"], redriven["status"]) == (202, export_id, "RUNNING")
-    return export_id
+    return str(export_id)
 
 
 def assert_resumed_to_the_video(api: Client, simulator: AiStudiosSimulator, export_id: str) -> None:

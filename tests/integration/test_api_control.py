@@ -253,3 +253,22 @@ def test_a_redrive_does_not_resume_a_render_ai_studios_reported_failed(
     api.stack.settle(timeout=30)
     assert held(api.stack) == {}
     assert boto3.client("s3").list_objects_v2(Bucket=api.stack.ref("OutputBucket"))["KeyCount"] == 0
+
+
+def test_a_redrive_of_a_timed_out_export_copies_a_render_finished_since(
+    simulator: AiStudiosSimulator, capfd: pytest.CaptureFixture[str]
+) -> None:
+    parameters = {"DefaultPollSeconds": "1", "DefaultTimeoutSeconds": "3", "LogLevel": "WARNING"}
+    with LocalStack(simulator=simulator, parameters=parameters) as stack:
+        api = Client(stack)
+        # The render outlasts the export's 3 s budget...
+        simulator.set_scenario(PROJECT, SLOW)
+        _, posted = api.request("POST", "/exports", {"projectId": PROJECT})
+        export_id = posted["exportId"]
+        failed = wait_for_execution(api.arn(export_id), deadline_seconds=DEADLINE)
+        assert (failed["status"], failed["error"]) == ("FAILED", "ExportTimedOut")
+        # ...and finishes after the export gave up on it: a redrive polls it once more.
+        simulator.set_scenario(PROJECT, Scenario(progress_steps=(100.0,)))
+        assert api.request("POST", f"/exports/{export_id}/redrive")[0] == 202
+        assert_resumed_to_the_video(api, simulator, export_id)
+        assert_no_secrets(stack, simulator, capfd)

@@ -305,7 +305,19 @@ def test_a_redrive_resumes_the_copy_the_submit_or_the_polls(asl: dict[str, Any])
     choice = states(asl)["ResumeAfterRedrive"]
     assert states(asl)["EndFailedAttempt"]["Next"] == "ResumeAfterRedrive"
     nexts = [c["Next"] for c in choice["Choices"]]
-    assert nexts == ["CannotResume", "ResumeCopy", "ResumeRender", "ResumeRender"]
+    assert nexts == ["CannotResume", "ResumeCopy", "ResumeRender", "ResumeRender", "ResumeTimedOut"]
+    # A render given up on is polled again as a waiting one: AI Studios may have finished it.
+    timed_out = states(asl)["ResumeTimedOut"]
+    assert (timed_out["Result"], timed_out["ResultPath"]) == ("waiting", "$.job.outcome")
+    assert timed_out["Next"] == "ResumeRender"
+    # What AI Studios reported failed is not resumed (the Default).
+    outcomes = {
+        c["StringEquals"]
+        for rule in choice["Choices"]
+        for c in rule.get("And", [])
+        if "StringEquals" in c
+    }
+    assert outcomes == {"done", "waiting", "timedOut"}
     assert states(asl)["ResumeCopy"]["Next"] == "ReleaseRenderSlot"
     assert states(asl)["ResumeRender"]["Next"] == "AcquireRenderSlot"
     init = states(asl)["Init"]["Parameters"]

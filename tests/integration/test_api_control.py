@@ -160,7 +160,9 @@ def failed_then_redriven(api: Client, simulator: AiStudiosSimulator, failing: Sc
     return str(export_id)
 
 
-def assert_resumed_to_the_video(api: Client, simulator: AiStudiosSimulator, export_id: str) -> None:
+def assert_resumed_to_the_video(
+    api: Client, simulator: AiStudiosSimulator, export_id: str, redrives: int = 1
+) -> None:
     """The redriven export succeeded with the exact video, after one render, holding no slot."""
     ended = wait_for_execution(api.arn(export_id), deadline_seconds=DEADLINE)
     assert ended["status"] == "SUCCEEDED", (ended.get("error"), ended.get("cause"))
@@ -183,7 +185,7 @@ def assert_resumed_to_the_video(api: Client, simulator: AiStudiosSimulator, expo
     history = boto3.client("stepfunctions").get_execution_history(
         executionArn=api.arn(export_id), maxResults=1000
     )["events"]
-    assert [e["type"] for e in history].count("ExecutionRedriven") == 1
+    assert [e["type"] for e in history].count("ExecutionRedriven") == redrives
 
 
 def test_a_redrive_of_an_export_whose_copy_failed_copies_the_video_without_a_second_render(
@@ -272,3 +274,27 @@ def test_a_redrive_of_a_timed_out_export_copies_a_render_finished_since(
         assert api.request("POST", f"/exports/{export_id}/redrive")[0] == 202
         assert_resumed_to_the_video(api, simulator, export_id)
         assert_no_secrets(stack, simulator, capfd)
+
+
+def test_a_redrive_that_fails_again_fails_with_its_own_error_and_can_be_redriven_again(
+    api: Client, simulator: AiStudiosSimulator
+) -> None:
+    simulator.set_scenario(PROJECT, Scenario(expired_urls=1000))
+    _, posted = api.request("POST", "/exports", {"projectId": PROJECT})
+    export_id = posted["exportId"]
+    first = wait_for_execution(api.arn(export_id), deadline_seconds=DEADLINE)
+    assert (first["status"], first["error"]) == ("FAILED", "DownloadUrlExpired")
+    # Redriven before the cause is fixed: the second attempt fails as the first did.
+    assert api.request("POST", f"/exports/{export_id}/redrive")[0] == 202
+    second = wait_for_execution(api.arn(export_id), deadline_seconds=DEADLINE)
+    assert (second["status"], second["error"], second["redriveCount"]) == (
+        "FAILED",
+        "DownloadUrlExpired",
+        1,
+    )
+    _, got = api.request("GET", f"/exports/{export_id}")
+    assert "did not resume" not in got["cause"] and not got["cause"].startswith("{")
+    # Fixed, and redriven again: the video, after one render.
+    simulator.set_scenario(PROJECT, Scenario())
+    assert api.request("POST", f"/exports/{export_id}/redrive")[0] == 202
+    assert_resumed_to_the_video(api, simulator, export_id, redrives=2)

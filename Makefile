@@ -23,10 +23,11 @@ export PATH := $(CURDIR)/$(BIN):$(dir $(PYTHON313)):$(PATH)
 export AWS_DEFAULT_REGION ?= us-east-1
 export SAM_CLI_TELEMETRY := 0
 
-.PHONY: help demo test lint typecheck validate unit integration bench build clean python iam-table
+.PHONY: help demo up test lint typecheck validate unit integration bench build clean python iam-table
 
 help:
 	@echo "make demo   - run one export end to end on the embedded local stack"
+	@echo "make up     - serve the local stack for the operator commands (AWS_ENDPOINT_URL)"
 	@echo "make test   - run every test (lint, types, template checks, unit, integration)"
 	@echo "make iam-table - rewrite tests/iam_expected.yaml after a deliberate change of permissions"
 
@@ -55,6 +56,9 @@ $(CHECKOV_STAMP): requirements-checkov.txt constraints-checkov.txt | python
 demo: $(STAMP)
 	@echo "One export through the real state machine and functions, on moto and a loopback AI Studios simulator:"
 	$(BIN)/aistudios-export local --project-id 65fa6b07dca2e367461a2925 --poll-seconds 1
+
+up: $(STAMP)
+	$(BIN)/aistudios-export local up
 
 test: $(STAMP) $(CHECKOV_STAMP) lint typecheck validate
 	$(BIN)/python -m pytest

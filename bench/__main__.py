@@ -143,7 +143,7 @@ def scale_main(argv: list[str]) -> int:
         "--no-engine-cache",
         dest="engine_cache",
         action="store_false",
-        help="run moto's engine without the local stack's caches (to see what they save)",
+        help="run moto's engine without the local stack's caches and shims (to see what they save)",
     )
     parser.add_argument(
         "--one", action="store_true", help="run --rows only, in this process; print its JSON"

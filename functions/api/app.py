@@ -30,6 +30,9 @@ from exports_api import body, errors, routes
 
 logger = Logger()
 
+EXPORT_ID_OR_REQUEST_ID = f"pathParameters.exportId || {correlation_paths.API_GATEWAY_REST}"
+"""The correlation id: the export's id for a route that names one, else the request's id."""
+
 
 @cache
 def _services() -> routes.Services:
@@ -79,9 +82,7 @@ def _resolver() -> APIGatewayRestResolver:
     return resolver
 
 
-@logger.inject_lambda_context(
-    clear_state=True, correlation_id_path=correlation_paths.API_GATEWAY_REST
-)
+@logger.inject_lambda_context(clear_state=True, correlation_id_path=EXPORT_ID_OR_REQUEST_ID)
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     """Answer an API Gateway REST proxy event (payload format 1.0)."""
     return _resolver().resolve(body.as_json_request(event), context)

@@ -31,7 +31,8 @@ def _limiter() -> RenderLimiter:
     return RenderLimiter.from_settings(SlotSettings.from_env())
 
 
-@logger.inject_lambda_context(clear_state=True)
+@logger.inject_lambda_context(clear_state=True, correlation_id_path="job.exportId || holder")
+@observability.collect_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     """Handle ``{"job", "holder"}`` from the state machine; return the updated job.
 

@@ -31,7 +31,8 @@ def _dependencies() -> Dependencies:
     return Dependencies(api=runtime.api_client(), s3=clients.s3(), output=OutputSettings.from_env())
 
 
-@logger.inject_lambda_context(clear_state=True)
+@logger.inject_lambda_context(clear_state=True, correlation_id_path="job.exportId")
+@observability.collect_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     """Handle ``{"job": {...}}`` from the state machine; return the stored video."""
     deps = _dependencies()

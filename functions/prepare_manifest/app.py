@@ -36,5 +36,6 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     plan = batches.prepare_batch(
         event.get("request"), settings=settings, defaults=event.get("defaults"), s3_client=_s3()
     )
+    logger.set_correlation_id(plan["batchId"])  # the batch's id, known once its manifest is read
     logger.info("manifest prepared", extra={"manifest": plan["manifest"], "counts": plan["counts"]})
     return plan

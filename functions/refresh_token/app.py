@@ -31,7 +31,8 @@ def _refresher() -> TokenRefresher:
     )
 
 
-@logger.inject_lambda_context(clear_state=True)
+@logger.inject_lambda_context(clear_state=True, correlation_id_path="holder")
+@observability.collect_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     """Refresh after an ``Unauthorized`` (state machine) or run one rotation step (Secrets Manager).
 

@@ -28,7 +28,8 @@ def _limiter() -> tuple[RenderLimiter, SlotSettings]:
     return RenderLimiter.from_settings(settings), settings
 
 
-@logger.inject_lambda_context(clear_state=True)
+@logger.inject_lambda_context(clear_state=True, correlation_id_path="holder || detail.name")
+@observability.collect_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     """Handle a step of the export state machine, or an EventBridge status-change event.
 

@@ -25,7 +25,8 @@ def _webhook_key() -> WebhookKey | None:
     return WebhookKey(secret_id) if secret_id else None
 
 
-@logger.inject_lambda_context(clear_state=True)
+@logger.inject_lambda_context(clear_state=True, correlation_id_path="executionName")
+@observability.collect_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     """Handle ``{"request", "defaults", "executionName", "slot"}``; return a job."""
     return workflow.submit_export(

@@ -26,7 +26,7 @@ def _dependencies() -> Dependencies:
     return Dependencies(s3=clients.s3())
 
 
-@logger.inject_lambda_context(clear_state=True)
+@logger.inject_lambda_context(clear_state=True, correlation_id_path="batch.batchId")
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     """Handle ``{"batch", "mapRun", "toleratedFailurePercentage"}``.
 

@@ -19,6 +19,7 @@ from botocore.exceptions import ClientError
 
 from aistudios_export.batches import REPORT_FILE, BatchSettings, batch_location
 from aistudios_export.errors import readable_cause
+from aistudios_local.operator.commands import report_rows
 from aistudios_local.stack import LocalStack, wait_for_execution
 
 
@@ -161,22 +162,4 @@ def _read_report(stack: LocalStack, key: str) -> dict[str, Any] | None:
 
 
 def _rows(report: dict[str, Any] | None) -> list[dict[str, Any]]:
-    if report is None:
-        return []
-    rows: list[dict[str, Any]] = []
-    for row in report.get("rows", []):
-        entry = {"projectId": row.get("projectId"), "status": row.get("status")}
-        for name in ("resolution", "exportId", "video", "error", "cause"):
-            if row.get(name) is not None:
-                entry[name] = row[name]
-        rows.append(entry)
-    for rejected in report.get("rejected", []):
-        rows.append(
-            {
-                "projectId": rejected.get("projectId"),
-                "status": "REJECTED",
-                "row": rejected.get("row"),
-                "error": rejected.get("error"),
-            }
-        )
-    return rows
+    return report_rows(report)

@@ -18,7 +18,8 @@ identically (it ignores the state's credentials). Both are safe under concurrenc
 stores take a lock; a miss computes outside it, and two threads missing at once both compute
 an equivalent value, of which the first stored is kept. botocore clients are thread-safe.
 
-:class:`EngineCache` installs both for the length of a run (:class:`~aistudios_local.moto_shims.
+:class:`EngineCache` installs both, and :class:`~aistudios_local.engine_speed.EngineSpeed`'s
+shims, for the length of a run (:class:`~aistudios_local.moto_shims.
 MotoShims` does, after its own patches, so that cached clients carry the shims' hooks) and
 drops every cached value when it is uninstalled.
 """
@@ -51,6 +52,8 @@ from moto.stepfunctions.parser.asl.component.state.exec.state_task.service impor
 )
 from moto.stepfunctions.parser.asl.parse.asl_parser import AmazonStateLanguageParser
 from moto.stepfunctions.parser.asl.parse.preprocessor import Preprocessor
+
+from aistudios_local.engine_speed import EngineSpeed
 
 __all__ = ["CLIENT_MODULES", "ClientCache", "EngineCache", "ParseTreeCache"]
 
@@ -202,6 +205,7 @@ class EngineCache:
     def __init__(self) -> None:
         self.trees = ParseTreeCache(AmazonStateLanguageParser.parse)
         self.clients = ClientCache()
+        self.speed = EngineSpeed()
         self._saved: list[tuple[Any, str, Any]] = []
 
     @property
@@ -223,9 +227,11 @@ class EngineCache:
             original = module.boto_client_for
             self._saved.append((module, "boto_client_for", original))
             module.boto_client_for = self.clients.factory(module, original)  # type: ignore[attr-defined]
+        self.speed.install()
 
     def uninstall(self) -> None:
         """Restore moto as it was and drop what was cached."""
+        self.speed.uninstall()
         while self._saved:
             owner, name, original = self._saved.pop()
             setattr(owner, name, original)

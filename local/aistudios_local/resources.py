@@ -104,6 +104,8 @@ def create_resources(
     functions = _functions(root, resolver)
     _create_state_machines(root, resolver, resources)
     _create_rules(resolver, resources)
+    _create_schedules(resolver, resources)
+    _create_alarms(resolver, resources)
     return functions
 
 
@@ -142,6 +144,10 @@ def _identify(resolver: Resolver, logical: str, kind: str) -> None:
         resolver.attributes[(logical, "Name")] = name
     elif kind == "AWS::SecretsManager::Secret":
         resolver.refs[logical] = f"arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:{name}"
+    elif kind == "AWS::SNS::Topic":
+        arn = f"arn:aws:sns:{REGION}:{ACCOUNT}:{name}"
+        resolver.refs[logical], resolver.attributes[(logical, "TopicArn")] = arn, arn
+        resolver.attributes[(logical, "TopicName")] = name
     elif kind == "AWS::Events::EventBus":
         explicit = resolver.template["Resources"][logical].get("Properties", {}).get("Name")
         name = str(resolver.resolve(explicit)) if explicit else name
@@ -301,3 +307,81 @@ def _create_rules(resolver: Resolver, resources: Mapping[str, Any]) -> None:
             for t in props.get("Targets", [])
         ]
         events.put_targets(Rule=name, Targets=targets)  # type: ignore[arg-type]
+
+
+SCHEDULE_PROPERTIES = (
+    "ScheduleExpression",
+    "ScheduleExpressionTimezone",
+    "FlexibleTimeWindow",
+    "State",
+    "Description",
+    "Target",
+)
+"""The ``AWS::Scheduler::Schedule`` properties that are ``CreateSchedule`` parameters."""
+
+
+def _create_schedules(resolver: Resolver, resources: Mapping[str, Any]) -> None:
+    """Create the template's schedules as stored settings: nothing fires them locally.
+
+    :meth:`LocalStack.fire_schedule` runs a schedule's target when a test asks; the stored
+    schedule is what ``GetSchedule`` answers (its state, expression and target).
+    """
+    scheduler = boto3.client("scheduler")
+    for logical, resource in resources.items():
+        if resource["Type"] != "AWS::Scheduler::Schedule":
+            continue
+        if "Condition" in resource and not resolver.condition(resource["Condition"]):
+            continue
+        props = resolver.resolve(resource["Properties"])
+        params = {key: props[key] for key in SCHEDULE_PROPERTIES if key in props}
+        scheduler.create_schedule(Name=resolver.refs[logical], **params)
+
+
+ALARM_PROPERTIES = (
+    "AlarmDescription",
+    "Namespace",
+    "MetricName",
+    "Statistic",
+    "Period",
+    "EvaluationPeriods",
+    "DatapointsToAlarm",
+    "Threshold",
+    "ComparisonOperator",
+    "TreatMissingData",
+    "AlarmActions",
+    "OKActions",
+)
+"""The ``AWS::CloudWatch::Alarm`` properties that are ``PutMetricAlarm`` parameters as they are."""
+
+
+def _create_alarms(resolver: Resolver, resources: Mapping[str, Any]) -> None:
+    """Create the template's SNS topics and metric alarms, so that ``doctor`` reads them.
+
+    Nothing feeds the alarms locally (moto has no metrics from the stack): they stay in
+    ``INSUFFICIENT_DATA``, as a new stack's do. A dimension naming a resource the local stack
+    does not create keeps its logical name.
+    """
+    sns, cloudwatch = boto3.client("sns"), boto3.client("cloudwatch")
+    live = {
+        logical: resource
+        for logical, resource in resources.items()
+        if "Condition" not in resource or resolver.condition(resource["Condition"])
+    }
+    for logical, resource in live.items():
+        if resource["Type"] == "AWS::SNS::Topic":
+            sns.create_topic(Name=resolver.attributes[(logical, "TopicName")])
+    for logical, resource in live.items():
+        if resource["Type"] != "AWS::CloudWatch::Alarm":
+            continue
+        props = resource["Properties"]
+        params = {key: resolver.resolve(props[key]) for key in ALARM_PROPERTIES if key in props}
+        dimensions = []
+        for dimension in props.get("Dimensions", []):
+            try:
+                value = resolver.resolve(dimension["Value"])
+            except ValueError:
+                value = str(dimension["Value"])
+            dimensions.append({"Name": dimension["Name"], "Value": str(value)})
+        cloudwatch.put_metric_alarm(
+            AlarmName=resolver.refs[logical], Dimensions=dimensions, **params
+        )

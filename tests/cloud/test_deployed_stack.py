@@ -49,3 +49,24 @@ def test_one_export_lands_verified_in_the_bucket(outputs: dict[str, str]) -> Non
         digest.update(chunk)
     assert digest.hexdigest() == video["sha256"] == body["Metadata"]["sha256"]
     assert body["ContentType"] == "video/mp4"
+
+
+def test_the_operator_commands_export_and_follow_on_the_deployed_stack(
+    outputs: dict[str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    from aistudios_local.cli import main
+
+    wait = ["--wait", "--interval", "15", "--wait-seconds", "1800"]
+    status = main(["--stack", STACK, "--json", "start", "--project-id", PROJECT, *wait])
+    result = json.loads(capsys.readouterr().out)
+    assert status == 0 and result["status"] == "SUCCEEDED", result.get("cause")
+    video = result["video"]
+    assert video["bucket"] == outputs["OutputBucketName"]
+    body = boto3.client("s3").get_object(Bucket=video["bucket"], Key=video["key"])
+    digest = hashlib.sha256()
+    for chunk in body["Body"].iter_chunks(1024 * 1024):
+        digest.update(chunk)
+    assert digest.hexdigest() == video["sha256"]
+    assert main(["--stack", STACK, "--json", "logs", result["exportId"]]) == 0
+    events = json.loads(capsys.readouterr().out)["events"]
+    assert events[0]["type"] == "ExecutionStarted" and events[-1]["type"] == "ExecutionSucceeded"

@@ -82,9 +82,16 @@ def test_timeout_seconds_is_the_exports_budget(capsys: pytest.CaptureFixture[str
     assert result["error"] == "ExportTimedOut"
 
 
-def test_invalid_project_id_fails_with_a_clear_error(capsys: pytest.CaptureFixture[str]) -> None:
-    status, result = run_cli(capsys, "--project-id", "not-an-object-id")
-    assert status == 1
-    assert result["status"] == "FAILED"
-    assert result["error"] == "InvalidRequest"
-    assert "projectId" in result["cause"]
+def test_invalid_project_id_is_a_usage_error_before_the_stack_starts(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from aistudios_local import stack
+
+    def never(*_: object, **__: object) -> None:
+        raise AssertionError("the local stack must not start on a usage error")
+
+    monkeypatch.setattr(stack.LocalStack, "__init__", never)
+    with pytest.raises(SystemExit) as info:
+        main(["local", "--project-id", "not-an-object-id", "--json"])
+    assert info.value.code == 2
+    assert "is not an AI Studios project id" in capsys.readouterr().err

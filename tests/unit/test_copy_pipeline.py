@@ -229,3 +229,49 @@ def test_the_pipeline_never_holds_more_buffers_than_uploaders_and_queue() -> Non
     assert sorted(seen) == sorted(
         bytes(b"".join(bytes([i]) * 2 for i in range(50)))[n : n + 3] for n in range(0, 100, 3)
     )
+
+
+def test_a_video_shorter_than_a_part_gets_one_buffer_of_its_length_and_one_uploader(
+    server: DownloadServer, s3: S3Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data = payload(16 * 1024 + 123)
+    server.routes["/video"] = serve(data)
+    pipelines: list[tuple[dict[str, Any], PartPipeline]] = []
+
+    class Recorded(PartPipeline):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            pipelines.append((kwargs, self))
+
+    monkeypatch.setattr("aistudios_export.transfer.PartPipeline", Recorded)
+
+    stored = copy(s3, server, uploaders=2, queued_parts=1)
+
+    assert stored.sha256 == hashlib.sha256(data).hexdigest()
+    assert s3.get_object(Bucket=BUCKET, Key=KEY)["Body"].read() == data
+    [(kwargs, pipeline)] = pipelines
+    assert kwargs == {"part_size": len(data), "uploaders": 1, "queued": 0}
+    assert pipeline.buffers_allocated == 1
+    assert pipeline.parts_started == 1
+
+
+def test_an_unannounced_short_video_keeps_the_configured_pipeline(
+    server: DownloadServer, s3: S3Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data = payload(16 * 1024)
+    server.routes["/video"] = serve(data, announce=None)
+    seen: list[dict[str, Any]] = []
+
+    class Recorded(PartPipeline):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            seen.append(kwargs)
+
+    monkeypatch.setattr("aistudios_export.transfer.PartPipeline", Recorded)
+
+    stored = copy(s3, server, uploaders=2, queued_parts=1)
+
+    assert stored.sha256 == hashlib.sha256(data).hexdigest()
+    [kwargs] = seen  # the length is not known: parts as configured (fitted to the largest video)
+    assert kwargs["part_size"] >= PART
+    assert (kwargs["uploaders"], kwargs["queued"]) == (2, 1)

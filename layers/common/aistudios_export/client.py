@@ -20,6 +20,7 @@ from aws_lambda_powertools import Logger
 
 from aistudios_export.answers import network_failure, read_answer, says_not_found
 from aistudios_export.errors import (
+    ApiError,
     ConfigurationError,
     NetworkError,
     ProjectNotFound,
@@ -28,6 +29,7 @@ from aistudios_export.errors import (
     ServiceUnavailable,
     Unauthorized,
 )
+from aistudios_export.observability import Metric, record
 
 logger = Logger(service="aistudios-export", child=True)
 
@@ -281,6 +283,16 @@ class AiStudiosClient:
 
     def _call(
         self, method: str, path: str, *, json: Mapping[str, Any] | None = None, auth: bool = True
+    ) -> dict[str, Any]:
+        """Make one call; one that ends in an error counts in ``AiStudiosErrors`` by its name."""
+        try:
+            return self._call_waiting(method, path, json=json, auth=auth)
+        except ApiError as e:
+            record(Metric.AI_STUDIOS_ERRORS, 1, dimension=type(e).__name__)
+            raise
+
+    def _call_waiting(
+        self, method: str, path: str, *, json: Mapping[str, Any] | None, auth: bool
     ) -> dict[str, Any]:
         """Make one call, waiting out what ``Retry-After`` asks for within the wait budget."""
         waited = 0.0

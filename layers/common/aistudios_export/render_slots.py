@@ -29,6 +29,7 @@ from aws_lambda_powertools import Logger
 
 from aistudios_export.errors import ConfigurationError, NoSlotFree, SlotLost, StorageError
 from aistudios_export.limiter import RenderLimiter
+from aistudios_export.observability import Metric, record
 from aistudios_export.settings import SlotSettings
 
 logger = Logger(service="aistudios-export", child=True)
@@ -42,6 +43,9 @@ RENEW_MARGIN_SECONDS = 600
 throttling (the state machine's backoff on ``RateLimited`` adds up to about 10 minutes)."""
 END_STATUSES = frozenset({"SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED"})
 """Execution statuses after which the execution holds nothing."""
+FAILURES = {"FAILED": "Unknown", "TIMED_OUT": "States.Timeout"}
+"""The end statuses that count as a failed export, with the error name of one whose event
+names none (a timed-out execution's never does)."""
 
 type Random = Callable[[], float]
 
@@ -181,6 +185,14 @@ def free_after_end(detail: Mapping[str, Any], *, limiter: RenderLimiter) -> dict
     -------
     dict
         ``{"holder", "released"}``; ``released`` is None for an execution still running.
+
+    Notes
+    -----
+    Every export execution that fails or times out ends here once (Step Functions sends the
+    event; the template's rule routes the export machine's), whichever state failed and even
+    when none ran: so a failure counts in ``ExportsFailed`` here, by its error name, once the
+    slot is free (an attempt that could not free it is retried, and must not count twice).
+    An aborted execution was cancelled, not failed.
     """
     holder, status = detail.get("name"), detail.get("status")
     if not isinstance(holder, str) or not holder:
@@ -188,6 +200,10 @@ def free_after_end(detail: Mapping[str, Any], *, limiter: RenderLimiter) -> dict
     if status not in END_STATUSES:
         return {"holder": holder, "released": None}
     released = limiter.release(holder)
+    if status in FAILURES:
+        error = detail.get("error")
+        name = error if isinstance(error, str) and error else FAILURES[status]
+        record(Metric.EXPORTS_FAILED, 1, dimension=name)
     if released:
         logger.warning(
             "render slot freed after its execution ended without freeing it",

@@ -32,9 +32,11 @@ RENDER_SLOTS_TABLE = "RENDER_SLOTS_TABLE"
 MAX_RENDERS_IN_FLIGHT = "MAX_RENDERS_IN_FLIGHT"
 RENDER_SLOT_RETRY_SECONDS = "RENDER_SLOT_RETRY_SECONDS"
 RENDER_SLOT_MAX_WAIT_SECONDS = "RENDER_SLOT_MAX_WAIT_SECONDS"
+METRICS_NAMESPACE = "POWERTOOLS_METRICS_NAMESPACE"
 
 DEFAULT_API_URL = "https://app.aistudios.com"
 DEFAULT_OUTPUT_PREFIX = "exports/"
+DEFAULT_METRICS_NAMESPACE = "AiStudiosExport"
 DEFAULT_PART_SIZE_MIB = 16
 PART_SIZE_MIB_BOUNDS = (5, 512)
 DEFAULT_MAX_VIDEO_SIZE_GIB = 50
@@ -308,3 +310,8 @@ def webhook_secret_id(env: Mapping[str, str] | None = None) -> str | None:
 def credentials_secret_id(env: Mapping[str, str] | None = None) -> str:
     """Return the id of the secret that holds ``{"appId", "userKey"}``."""
     return required(CREDENTIALS_SECRET_ID, env=env)
+
+
+def metrics_namespace(env: Mapping[str, str] | None = None) -> str:
+    """Return the CloudWatch namespace of the functions' metrics (the template sets it)."""
+    return resolve(METRICS_NAMESPACE, env=env, default=DEFAULT_METRICS_NAMESPACE)

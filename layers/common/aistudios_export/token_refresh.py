@@ -32,6 +32,7 @@ from botocore.exceptions import ClientError
 from aistudios_export.aws_errors import error_code, translate
 from aistudios_export.client import AiStudiosClient, token_fingerprint
 from aistudios_export.errors import ConfigurationError, ServiceUnavailable, Unauthorized
+from aistudios_export.observability import Metric, record
 from aistudios_export.tokens import parse_record, read_credentials, token_record
 
 if TYPE_CHECKING:
@@ -248,7 +249,9 @@ class TokenRefresher:
     def _mint(self) -> tuple[str, float]:
         credentials = read_credentials(self._client, self.credentials_secret_id)
         minted_at = self._now()
-        return self._api.mint_token(credentials.app_id, credentials.user_key), minted_at
+        token = self._api.mint_token(credentials.app_id, credentials.user_key)
+        record(Metric.TOKEN_REFRESHES, 1)
+        return token, minted_at
 
     def _take_lease_or_wait(self, stale: str, holder: str) -> _Stored | None:
         """Hold the lease on replacing version ``stale`` (None), or return who replaced it.

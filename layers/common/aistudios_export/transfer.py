@@ -178,12 +178,18 @@ def _upload(
 
     digest = hashlib.sha256()
     size = 0
+    if expected is not None and expected < part_size:
+        # One part, and nothing to overlap: a buffer of the announced length, one uploader
+        # (not a zeroed part-size buffer per pooled slot and a thread per uploader).
+        buffer_size, uploaders, queued_parts = max(expected, 1), 1, 0
+    else:
+        buffer_size = part_size
     with (
         MultipartUpload(
             s3_client, bucket=bucket, key=key, content_type=content_type, metadata=metadata
         ) as upload,
         PartPipeline(
-            upload, part_size=part_size, uploaders=uploaders, queued=queued_parts
+            upload, part_size=buffer_size, uploaders=uploaders, queued=queued_parts
         ) as parts,
     ):
         for chunk in itertools.chain((first,), chunks):

@@ -31,6 +31,7 @@ from aistudios_export.models import (
     Job,
     min_poll_seconds,
 )
+from aistudios_export.observability import Metric, record
 from aistudios_export.pacing import Pace, next_wait
 from aistudios_export.relay import relayed_payload
 from aistudios_export.settings import OutputSettings
@@ -99,6 +100,7 @@ def submit_export(
     floor = min_poll_seconds(defaults)
     own = webhook(export_id) if webhook is not None and export_id else None
     api.submit_export(request.api_body(own))
+    record(Metric.EXPORTS_STARTED, 1)
     expires = slot.get("expires") if slot and slot.get("acquired") is True else None
     job = Job.start(
         request,
@@ -167,6 +169,7 @@ def check_progress(
         )
     elif finished and url:
         job.outcome, job.nextPollSeconds = "done", 0
+        record(Metric.TIME_TO_DOWNLOAD_URL, max(0.0, t - job.submittedAt))
     elif finished:
         job.urlMissingChecks += 1
         if job.urlMissingChecks > MAX_URL_MISSING_CHECKS:
@@ -236,6 +239,7 @@ def finalize_export(
     s3_client: S3Client,
     output: OutputSettings,
     session: requests.Session | None = None,
+    now: Callable[[], float] = time.time,
 ) -> dict[str, Any]:
     """Stream the finished video into S3 and return its location and checksum.
 
@@ -247,6 +251,10 @@ def finalize_export(
     A retry is safe: open uploads of the key left by a dead attempt are aborted first, a
     video an earlier attempt already stored and verified is returned without a new download,
     and an unverified one it left is deleted before the new copy.
+
+    It records ``ExportsSucceeded`` and ``ExportDuration`` (from the submission, by ``now``),
+    and for a copy made now ``BytesCopied`` and ``CopyThroughput``
+    (:mod:`~aistudios_export.observability`).
     """
     # Imported here: only FinalizeExport copies, and SubmitExport and CheckProgress start faster
     # without the transfer modules.
@@ -276,6 +284,7 @@ def finalize_export(
     # finished copy: return it rather than store the video a second time.
     stored = previous_copy(s3_client, bucket=output.bucket, key=key, metadata=metadata)
     if stored is None:
+        started = time.monotonic()
         stored = copy_url_to_s3(
             ask_download_url,
             s3_client=s3_client,
@@ -287,6 +296,11 @@ def finalize_export(
             part_size=output.part_size,
             max_size=output.max_video_size,
         )
+        seconds = time.monotonic() - started
+        record(Metric.BYTES_COPIED, stored.size)
+        record(Metric.COPY_THROUGHPUT, stored.size / seconds if seconds > 0 else 0.0)
+    record(Metric.EXPORTS_SUCCEEDED, 1)
+    record(Metric.EXPORT_DURATION, max(0.0, now() - job.submittedAt))
     logger.info(
         "video stored",
         extra={

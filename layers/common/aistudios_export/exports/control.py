@@ -64,8 +64,10 @@ class ExportController(ExportsService):
     True
     """
 
-    def cancel(self, export_id: str) -> Started | None:
+    def cancel(self, export_id: str, cause: str = CANCEL_CAUSE) -> Started | None:
         """Stop the export's execution; return its status then (None: no such export).
+
+        ``cause`` says who cancelled it (never more): the API's sentence unless given.
 
         Raises
         ------
@@ -92,7 +94,7 @@ class ExportController(ExportsService):
             self.machine.sfn.stop_execution(
                 executionArn=self.machine.execution_arn(export_id),
                 error=ExportCancelled.__name__,
-                cause=CANCEL_CAUSE,
+                cause=cause,
             )
         except ClientError as e:
             if error_code(e) == "ExecutionDoesNotExist":

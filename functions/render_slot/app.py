@@ -1,4 +1,9 @@
-"""RenderSlot: take and free slots of the account-wide render limit, also for dead executions."""
+"""RenderSlot: take and free slots of the account-wide render limit, also for dead executions.
+
+It also ends a failed attempt of an export (``endAttempt``, see
+:mod:`aistudios_export.attempts`): the last step of the export machine's failure path, a task
+here because the state machine already invokes this function and the step needs no permission.
+"""
 
 from functools import cache
 from typing import Any
@@ -6,7 +11,7 @@ from typing import Any
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from aistudios_export import observability, render_slots
+from aistudios_export import attempts, observability, render_slots
 from aistudios_export.errors import InvalidRequest
 from aistudios_export.limiter import RenderLimiter
 from aistudios_export.settings import SlotSettings
@@ -30,9 +35,13 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
 
     From the state machine: ``{"action": "acquire", "holder", "slot"}`` returns the slot or how
     long to wait (see :func:`~aistudios_export.render_slots.take_slot`); ``{"action": "release",
-    "holder"}`` frees it. From EventBridge: an execution's status change frees the slot of an
-    execution that ended.
+    "holder"}`` frees it; ``{"action": "endAttempt", "holder", "error", "redriveCount"}`` raises
+    the export's error, or returns in a redrive (see
+    :func:`~aistudios_export.attempts.end_attempt`). From EventBridge: an execution's status
+    change frees the slot of an execution that ended.
     """
+    if event.get("action") == "endAttempt" and event.get("holder"):
+        return attempts.end_attempt(event.get("error"), event.get("redriveCount"))
     limiter, settings = _limiter()
     if event.get("detail-type") == STATUS_CHANGE:
         return render_slots.free_after_end(event.get("detail") or {}, limiter=limiter)
@@ -43,4 +52,4 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
         return render_slots.take_slot(holder, event.get("slot"), limiter=limiter, settings=settings)
     if action == "release":
         return render_slots.free_slot(holder, limiter=limiter)
-    raise InvalidRequest([("action", "must be acquire or release")])
+    raise InvalidRequest([("action", "must be acquire, release or endAttempt")])

@@ -62,7 +62,7 @@ from moto.stepfunctions.parser.backend.execution import (
 from moto.stepfunctions.parser.utils import TMP_THREADS
 from moto.stepfunctions.responses import get_backend
 
-from aistudios_local import result_writer, status_events
+from aistudios_local import redrive, result_writer, status_events
 from aistudios_local.engine_cache import EngineCache
 from aistudios_local.lambda_targets import LambdaDeliveries
 
@@ -376,12 +376,14 @@ class MotoShims:
             state_task_service_sfn.StateTaskServiceSfn, "_normalise_response", pascal_case_answer
         )
         result_writer.install()
+        redrive.install()
         self.cache.install()  # last: the cached clients carry the hooks above
 
     def uninstall(self) -> None:
         """Restore moto as it was (let the caller settle the Lambda deliveries first)."""
         self.cache.uninstall()
         result_writer.uninstall()
+        redrive.uninstall()
         while self._saved:
             owner, name, original = self._saved.pop()
             if original is _INHERITED:

@@ -1,4 +1,5 @@
-"""Cancel through the HTTP API on the local stack: the real handler, state machine and simulator.
+"""Cancel and redrive through the HTTP API on the local stack: the real handler, state machine and
+simulator (and the local stack's RedriveExecution, :mod:`aistudios_local.redrive`).
 
 Requests go through :class:`LocalGateway`, what ``aistudios-export local serve`` does with each
 HTTP request. The render slot a cancelled export held is freed by the template's status-change
@@ -7,6 +8,7 @@ rule (``RenderSlotReleaseRule``), not by the route.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 from collections.abc import Callable, Iterator
@@ -16,7 +18,7 @@ import boto3
 import pytest
 
 from aistudios_local.serve import LocalGateway
-from aistudios_local.simulator import AiStudiosSimulator, Scenario
+from aistudios_local.simulator import AiStudiosSimulator, Scenario, video_bytes
 from aistudios_local.stack import LocalStack, wait_for_execution
 
 from .conftest import PROJECT, assert_no_secrets
@@ -123,3 +125,176 @@ def test_cancelling_a_finished_export_is_409_and_changes_nothing(
     assert (got["status"], got["video"]["sha256"] is not None) == ("SUCCEEDED", True)
     api.stack.settle(timeout=30)
     assert held(api.stack) == {}
+
+
+# --- redrive -----------------------------------------------------------------------------------
+
+
+def export_posts(simulator: AiStudiosSimulator) -> int:
+    """How many export POSTs (renders asked for) the simulator answered."""
+    return sum(1 for c in simulator.calls if c.method == "POST" and c.path.endswith("/export"))
+
+
+def failed_then_redriven(api: Client, simulator: AiStudiosSimulator, failing: Scenario) -> str:
+    """Start an export that fails under ``failing``; mend the simulator; redrive it; return its id.
+
+    The failure reads as it always did (its error, a readable cause, no video), and the redrive
+    answers 202.
+    """
+    simulator.set_scenario(PROJECT, failing)
+    status, posted = api.request("POST", "/exports", {"projectId": PROJECT})
+    assert status == 202
+    export_id = posted["exportId"]
+    assert wait_for_execution(api.arn(export_id), deadline_seconds=DEADLINE)["status"] == "FAILED"
+    status, got = api.request("GET", f"/exports/{export_id}")
+    assert (status, got["status"], got["video"]) == (200, "FAILED", None)
+    # The cause is the failure's message, never Lambda's JSON with a stack trace.
+    assert got["cause"] and not got["cause"].startswith("{") and "stackTrace" not in got["cause"]
+    assert "the export was submitted to AI Studios" in got["cause"]
+    api.stack.settle(timeout=30)
+    assert held(api.stack) == {}
+
+    simulator.set_scenario(PROJECT, Scenario())
+    status, redriven = api.request("POST", f"/exports/{export_id}/redrive")
+    assert (status, redriven["exportId"], redriven["status"]) == (202, export_id, "RUNNING")
+    return str(export_id)
+
+
+def assert_resumed_to_the_video(
+    api: Client, simulator: AiStudiosSimulator, export_id: str, redrives: int = 1
+) -> None:
+    """The redriven export succeeded with the exact video, after one render, holding no slot."""
+    ended = wait_for_execution(api.arn(export_id), deadline_seconds=DEADLINE)
+    assert ended["status"] == "SUCCEEDED", (ended.get("error"), ended.get("cause"))
+    status, got = api.request("GET", f"/exports/{export_id}")
+    assert (status, got["status"], got["error"], got["cause"]) == (200, "SUCCEEDED", None, None)
+    expected = video_bytes(PROJECT, "1080")
+    s3 = boto3.client("s3")
+    bucket = api.stack.ref("OutputBucket")
+    assert got["video"]["s3Uri"].startswith(f"s3://{bucket}/")
+    key = got["video"]["s3Uri"].removeprefix(f"s3://{bucket}/")
+    body = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+    assert body == expected
+    assert got["video"]["sha256"] == hashlib.sha256(expected).hexdigest()
+    assert got["video"]["size"] == len(expected)
+    assert s3.list_objects_v2(Bucket=bucket)["KeyCount"] == 1
+    assert "Uploads" not in s3.list_multipart_uploads(Bucket=bucket)
+    assert export_posts(simulator) == 1, "the redrive rendered the project a second time"
+    api.stack.settle(timeout=30)
+    assert held(api.stack) == {}, "the redriven export's slot is still held"
+    history = boto3.client("stepfunctions").get_execution_history(
+        executionArn=api.arn(export_id), maxResults=1000
+    )["events"]
+    assert [e["type"] for e in history].count("ExecutionRedriven") == redrives
+
+
+def test_a_redrive_of_an_export_whose_copy_failed_copies_the_video_without_a_second_render(
+    api: Client, simulator: AiStudiosSimulator
+) -> None:
+    # Every download URL answers 403 (expired): the render is done, the copy fails.
+    export_id = failed_then_redriven(api, simulator, Scenario(expired_urls=1000))
+    status, got = api.request("GET", f"/exports/{export_id}")
+    assert got["status"] in ("RUNNING", "SUCCEEDED")
+    assert_resumed_to_the_video(api, simulator, export_id)
+    # Idempotent: the export runs no more; redriving a success is 409.
+    status, refused = api.request("POST", f"/exports/{export_id}/redrive")
+    assert status == 409 and refused["message"].startswith("the export is SUCCEEDED")
+
+
+def test_a_redrive_of_an_export_whose_polls_failed_polls_the_render_again(
+    api: Client, simulator: AiStudiosSimulator
+) -> None:
+    # AI Studios refuses the first progress call for good (400): the render is left running.
+    export_id = failed_then_redriven(api, simulator, Scenario(progress_failures=(400,)))
+    polls = simulator.poll_count(PROJECT)
+    assert_resumed_to_the_video(api, simulator, export_id)
+    assert simulator.poll_count(PROJECT) > polls, "the resumed export polled the same render"
+
+
+def test_a_redrive_of_an_export_never_submitted_submits_it(
+    api: Client, simulator: AiStudiosSimulator
+) -> None:
+    simulator.set_scenario(PROJECT, Scenario(reject_submit=("PROJECT_LOCKED", "being edited")))
+    _, posted = api.request("POST", "/exports", {"projectId": PROJECT})
+    export_id = posted["exportId"]
+    failed = wait_for_execution(api.arn(export_id), deadline_seconds=DEADLINE)
+    assert (failed["status"], failed["error"]) == ("FAILED", "RequestRejected")
+    _, got = api.request("GET", f"/exports/{export_id}")
+    assert "PROJECT_LOCKED" in got["cause"] and "being edited" in got["cause"]
+    assert not got["cause"].startswith("{")
+    assert export_posts(simulator) == 1
+    simulator.set_scenario(PROJECT, Scenario())
+    status, _ = api.request("POST", f"/exports/{export_id}/redrive")
+    assert status == 202
+    ended = wait_for_execution(api.arn(export_id), deadline_seconds=DEADLINE)
+    assert ended["status"] == "SUCCEEDED", (ended.get("error"), ended.get("cause"))
+    assert export_posts(simulator) == 2, "the refused submit, then the redrive's"
+    api.stack.settle(timeout=30)
+    assert held(api.stack) == {}
+
+
+def test_a_redrive_does_not_resume_a_render_ai_studios_reported_failed(
+    api: Client, simulator: AiStudiosSimulator
+) -> None:
+    simulator.set_scenario(PROJECT, Scenario(fail_at_poll=1))
+    _, posted = api.request("POST", "/exports", {"projectId": PROJECT})
+    export_id = posted["exportId"]
+    failed = wait_for_execution(api.arn(export_id), deadline_seconds=DEADLINE)
+    assert (failed["status"], failed["error"]) == ("FAILED", "ExportFailed")
+    _, before = api.request("GET", f"/exports/{export_id}")
+    simulator.set_scenario(PROJECT, Scenario())
+    assert api.request("POST", f"/exports/{export_id}/redrive")[0] == 202
+    ended = wait_for_execution(api.arn(export_id), deadline_seconds=DEADLINE)
+    # It fails again at once with the same error, saying why: nothing is rendered again.
+    assert (ended["status"], ended["error"]) == ("FAILED", "ExportFailed")
+    _, got = api.request("GET", f"/exports/{export_id}")
+    assert got["cause"].startswith(before["cause"])
+    assert "redrive 1 did not resume the export" in got["cause"]
+    assert "start a new export" in got["cause"]
+    assert export_posts(simulator) == 1
+    api.stack.settle(timeout=30)
+    assert held(api.stack) == {}
+    assert boto3.client("s3").list_objects_v2(Bucket=api.stack.ref("OutputBucket"))["KeyCount"] == 0
+
+
+def test_a_redrive_of_a_timed_out_export_copies_a_render_finished_since(
+    simulator: AiStudiosSimulator, capfd: pytest.CaptureFixture[str]
+) -> None:
+    parameters = {"DefaultPollSeconds": "1", "DefaultTimeoutSeconds": "3", "LogLevel": "WARNING"}
+    with LocalStack(simulator=simulator, parameters=parameters) as stack:
+        api = Client(stack)
+        # The render outlasts the export's 3 s budget...
+        simulator.set_scenario(PROJECT, SLOW)
+        _, posted = api.request("POST", "/exports", {"projectId": PROJECT})
+        export_id = posted["exportId"]
+        failed = wait_for_execution(api.arn(export_id), deadline_seconds=DEADLINE)
+        assert (failed["status"], failed["error"]) == ("FAILED", "ExportTimedOut")
+        # ...and finishes after the export gave up on it: a redrive polls it once more.
+        simulator.set_scenario(PROJECT, Scenario(progress_steps=(100.0,)))
+        assert api.request("POST", f"/exports/{export_id}/redrive")[0] == 202
+        assert_resumed_to_the_video(api, simulator, export_id)
+        assert_no_secrets(stack, simulator, capfd)
+
+
+def test_a_redrive_that_fails_again_fails_with_its_own_error_and_can_be_redriven_again(
+    api: Client, simulator: AiStudiosSimulator
+) -> None:
+    simulator.set_scenario(PROJECT, Scenario(expired_urls=1000))
+    _, posted = api.request("POST", "/exports", {"projectId": PROJECT})
+    export_id = posted["exportId"]
+    first = wait_for_execution(api.arn(export_id), deadline_seconds=DEADLINE)
+    assert (first["status"], first["error"]) == ("FAILED", "DownloadUrlExpired")
+    # Redriven before the cause is fixed: the second attempt fails as the first did.
+    assert api.request("POST", f"/exports/{export_id}/redrive")[0] == 202
+    second = wait_for_execution(api.arn(export_id), deadline_seconds=DEADLINE)
+    assert (second["status"], second["error"], second["redriveCount"]) == (
+        "FAILED",
+        "DownloadUrlExpired",
+        1,
+    )
+    _, got = api.request("GET", f"/exports/{export_id}")
+    assert "did not resume" not in got["cause"] and not got["cause"].startswith("{")
+    # Fixed, and redriven again: the video, after one render.
+    simulator.set_scenario(PROJECT, Scenario())
+    assert api.request("POST", f"/exports/{export_id}/redrive")[0] == 202
+    assert_resumed_to_the_video(api, simulator, export_id, redrives=2)

@@ -361,6 +361,8 @@ def test_a_batch_whose_map_fails_reports_every_rows_real_outcome(
         assert [rows[p]["status"] for p in (P1, P2, P3)] == ["SUCCEEDED", "FAILED", "NOT_STARTED"]
         assert rows[P1]["video"]["sha256"] == hashlib.sha256(video_bytes(P1)).hexdigest()
         assert (rows[P2]["error"], rows[P3]["error"]) == ("ExportFailed", "NotStarted")
+        # The row's cause is the export's message, not the JSON its failing function ended with.
+        assert rows[P2]["cause"].startswith("AI Studios reported state 'failed'"), rows[P2]["cause"]
         assert result.report is not None
         assert result.report["counts"] | {"succeeded": 1, "failed": 2} == result.report["counts"]
         # What the rows say is what happened: P3 was never exported.

@@ -29,7 +29,6 @@ import pytest
 
 from aistudios_local.cli import main
 from aistudios_local.operator.exits import (
-    AWS_ERROR,
     CONFLICT,
     FAILED,
     INTERRUPTED,
@@ -48,6 +47,7 @@ SLOW = "65fa6b07dca2e367461a29ff"
 """A project whose export takes minutes: its progress moves one percent per poll."""
 SLOWER = "65fa6b07dca2e367461a29fe"
 FAILING = "65fa6b07dca2e367461a29fd"
+REDRIVEN = "65fa6b07dca2e367461a29fc"
 """A project whose render fails at AI Studios at the second progress check."""
 UP_SECONDS = 180.0
 """How long ``local up`` may take to say it serves."""
@@ -218,7 +218,7 @@ def test_start_wait_exports_the_simulators_video(
     assert status == CONFLICT and "only a running one can be cancelled" in err
 
 
-def test_cancel_stops_a_slow_export_and_redrive_says_what_the_endpoint_lacks(
+def test_cancel_stops_a_slow_export_and_a_cancelled_one_is_not_redriven(
     aws: dict[str, str], capsys: pytest.CaptureFixture[str]
 ) -> None:
     status, started, _ = cli(capsys, "start", "--project-id", SLOW)
@@ -234,9 +234,9 @@ def test_cancel_stops_a_slow_export_and_redrive_says_what_the_endpoint_lacks(
     # Cancelling again changes nothing.
     assert cli(capsys, "cancel", export_id)[:2] == (0, {"exportId": export_id, "status": "ABORTED"})
 
+    # A redrive would resume its render without the slot the stop freed: start a new export.
     status, _, err = cli(capsys, "redrive", export_id)
-    # moto does not implement RedriveExecution; the command says so instead of failing obscurely.
-    assert status == AWS_ERROR and "does not implement Step Functions RedriveExecution" in err
+    assert status == CONFLICT and "start a new export" in err
 
 
 def test_batch_wait_reports_every_row(
@@ -377,8 +377,34 @@ def test_a_failed_export_exits_1_and_its_logs_show_the_error(
     assert failures and all("cause=" in line for line in failures)
     assert "ExecutionFailed" in failures[-1] and "error=ExportFailed" in failures[-1]
 
-    status, _, err = cli(capsys, "redrive", result["exportId"])
-    assert status == AWS_ERROR and "RedriveExecution" in err
+    # AI Studios said the render failed: a redrive runs, and says so again.
+    status, redriven, _ = cli(capsys, "redrive", result["exportId"], "--wait", "--interval", "0.2")
+    assert status == FAILED
+    assert (redriven["status"], redriven["error"]) == ("FAILED", "ExportFailed")
+    assert "did not resume the export" in redriven["cause"]
+
+
+def test_redrive_wait_resumes_a_failed_copy_to_the_video(
+    aws: dict[str, str], sim: AiStudiosSimulator, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Every download URL answers 403 (expired): the render is done, the copy fails.
+    sim.set_scenario(REDRIVEN, Scenario(expired_urls=1000))
+    status, failed, _ = cli(
+        capsys, "start", "--project-id", REDRIVEN, "--wait", "--interval", "0.2"
+    )
+    assert status == FAILED and failed["error"] == "DownloadUrlExpired"
+    posts = [c for c in sim.calls if c.path.endswith("/export") and c.project_id == REDRIVEN]
+
+    sim.set_scenario(REDRIVEN, Scenario())
+    status, result, err = cli(capsys, "redrive", failed["exportId"], "--wait", "--interval", "0.2")
+    assert status == 0, err
+    assert result["status"] == "SUCCEEDED" and result["video"]["sha256"] == video_sha256(
+        REDRIVEN, "1080"
+    )
+    again = [c for c in sim.calls if c.path.endswith("/export") and c.project_id == REDRIVEN]
+    assert len(again) == len(posts) == 1, "the redrive rendered the project a second time"
+    # Once it succeeded, a redrive is refused.
+    assert cli(capsys, "redrive", failed["exportId"])[0] == CONFLICT
 
 
 def test_wait_seconds_bounds_the_wait_and_the_export_goes_on(

@@ -1,8 +1,10 @@
 """Cancel and redrive: ``POST /exports/{id}/cancel|redrive`` and :class:`ExportController`.
 
 Over moto where it can tell: moto stops executions (ABORTED) but keeps every execution RUNNING
-otherwise and has no ``RedriveExecution``, so the other statuses and the redrive call itself are
-Step Functions' answers given by botocore's ``Stubber`` (each call's parameters are checked).
+otherwise (its definitions do not run here) and has no ``RedriveExecution`` without the local
+stack's shim, so the other statuses and the redrive call itself are Step Functions' answers given
+by botocore's ``Stubber`` (each call's parameters are checked). The redrive on the local stack,
+with the real state machine, is in tests/integration/test_api_control.py.
 """
 
 from __future__ import annotations
@@ -125,9 +127,8 @@ def test_an_unknown_export_is_none(sfn: Sfn, verb: str) -> None:
 # --- redrive ----------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("status", ["FAILED", "TIMED_OUT", "ABORTED"])
-def test_redrive_continues_an_export_that_did_not_succeed(sfn: Sfn, status: str) -> None:
-    sfn.describe(status, redriveCount=2, redriveStatus="REDRIVABLE")
+def test_redrive_continues_a_failed_export(sfn: Sfn) -> None:
+    sfn.describe("FAILED", redriveCount=2, redriveStatus="REDRIVABLE")
     sfn.stubber.add_response(
         "redrive_execution",
         {"redriveDate": STARTED},
@@ -176,7 +177,22 @@ def test_redriving_a_success_or_a_first_run_is_a_conflict(sfn: Sfn, answer: dict
     with pytest.raises(StateConflict) as refused:
         sfn.controller.redrive(EXPORT_ID)
     assert refused.value.status == answer["status"]
-    assert "only a FAILED, TIMED_OUT or ABORTED one can be redriven" in refused.value.reason
+    assert "only a FAILED one can be redriven" in refused.value.reason
+
+
+@pytest.mark.parametrize("status", ["TIMED_OUT", "ABORTED"])
+def test_an_export_that_ended_with_its_step_in_flight_is_not_redriven(
+    sfn: Sfn, status: str
+) -> None:
+    # Step Functions would redrive it, resuming its render without its render slot.
+    sfn.describe(status, redriveStatus="REDRIVABLE")
+    with pytest.raises(StateConflict) as refused:
+        sfn.controller.redrive(EXPORT_ID)
+    assert refused.value.status == status
+    assert refused.value.reason == (
+        f"the export ended {status}: a redrive would resume it without its render slot, "
+        "so only a FAILED export can be redriven; start a new export instead"
+    )
 
 
 def test_what_step_functions_says_is_not_redrivable_is_a_conflict_with_its_reason(
@@ -190,9 +206,9 @@ def test_what_step_functions_says_is_not_redrivable_is_a_conflict_with_its_reaso
 
 
 def test_a_refused_redrive_is_a_conflict_unless_another_redrive_won(sfn: Sfn) -> None:
-    sfn.describe("TIMED_OUT")
+    sfn.describe("FAILED")
     sfn.fail("redrive_execution", "ExecutionNotRedrivable")
-    sfn.describe("TIMED_OUT", redriveStatus="NOT_REDRIVABLE", redriveStatusReason="too long")
+    sfn.describe("FAILED", redriveStatus="NOT_REDRIVABLE", redriveStatusReason="too long")
     with pytest.raises(StateConflict, match="too long"):
         sfn.controller.redrive(EXPORT_ID)
     # The same race, won by a concurrent redrive: the export runs again, as asked.
@@ -233,10 +249,7 @@ def test_redrive_of_an_export_still_on_its_first_run_is_409_saying_why(api: Api)
     assert answer.status == 409
     assert answer.body == {
         "statusCode": 409,
-        "message": (
-            "the export is RUNNING: only a FAILED, TIMED_OUT or ABORTED one can be redriven "
-            "(status RUNNING)"
-        ),
+        "message": ("the export is RUNNING: only a FAILED one can be redriven (status RUNNING)"),
     }
     assert api.get(f"/exports/{export_id}").body["status"] == "RUNNING"
 
@@ -264,6 +277,17 @@ def stubbed_api(api: Api, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Api
     with stubbed.stubber:
         yield api, stubbed
         stubbed.stubber.assert_no_pending_responses()
+
+
+@pytest.mark.parametrize("status", ["TIMED_OUT", "ABORTED"])
+def test_redrive_of_an_aborted_or_timed_out_export_is_409_saying_to_start_anew(
+    stubbed_api: tuple[Api, Sfn], status: str
+) -> None:
+    api, sfn = stubbed_api
+    sfn.describe(status)
+    answer = api.control(EXPORT_ID, "redrive")
+    assert answer.status == 409
+    assert "start a new export" in answer.body["message"]
 
 
 def test_redrive_answers_202_running(stubbed_api: tuple[Api, Sfn]) -> None:

@@ -14,12 +14,15 @@ from aistudios_export.models import TIMEOUT_SECONDS, Job
 from tests.unit import _template
 from tests.unit._asl import lambda_tasks, of_type, retried, targets
 from tests.unit._retry import expected_wait, worst_case_wait
+from tests.unit.test_asl_rules import LAMBDA_SERVICE_ERRORS
 
 EXPORT_MACHINE = "ExportStateMachine"
 AI_STUDIOS_TASKS = {"SubmitExport", "CheckProgress", "FinalizeExport", "RefreshToken"}
 """The tasks whose functions call AI Studios."""
 RENDER_SLOT_TASKS = {"AcquireRenderSlot", "ReleaseRenderSlot", "ReleaseRenderSlotAfterFailure"}
 """The tasks of the account-wide render limit (DynamoDB only)."""
+REDRIVE_TASKS = {"EndFailedAttempt"}
+"""The task that ends a failed attempt, and that a redrive runs again (no AWS call)."""
 
 
 @pytest.fixture
@@ -82,7 +85,7 @@ def test_a_wait_of_zero_seconds_checks_at_once(asl: dict[str, Any]) -> None:
 def test_the_lambda_tasks_are_the_ai_studios_ones_and_the_render_slot_ones(
     asl: dict[str, Any],
 ) -> None:
-    assert set(lambda_tasks(asl)) == AI_STUDIOS_TASKS | RENDER_SLOT_TASKS
+    assert set(lambda_tasks(asl)) == AI_STUDIOS_TASKS | RENDER_SLOT_TASKS | REDRIVE_TASKS
 
 
 def test_transient_errors_are_retried_where_they_can_be_raised(asl: dict[str, Any]) -> None:
@@ -116,6 +119,10 @@ def test_token_refresh_loop_is_bounded(asl: dict[str, Any]) -> None:
 def test_failures_end_in_a_fail_state_with_the_error(asl: dict[str, Any]) -> None:
     (fail,) = of_type(asl, "Fail").values()
     assert fail["ErrorPath"] == "$.error.Error" and fail["CausePath"] == "$.error.Cause"
+    # Only a redrive that does not resume the export ends there.
+    into_fail = {n for n, s in states(asl).items() if "ExportFailed" in set(targets(s))}
+    assert into_fail == {"CannotResume"}
+    assert states(asl)["ResumeAfterRedrive"]["Default"] == "CannotResume"
 
 
 API_TRANSIENT_BRIEF = ("ServiceUnavailable", "NetworkError")
@@ -163,7 +170,8 @@ def test_every_failure_passes_the_submitted_check_before_it_is_reported(
     assert note["Default"] == release
     # The slot is freed on the way, and a release that fails does not hide the export's error.
     into_report = {n for n, s in states(asl).items() if "HasProjectId" in set(targets(s))}
-    assert into_report == {release}
+    assert into_report == {"RecordFailedAttempt"}
+    assert states(asl)[release]["Next"] == "RecordFailedAttempt"
     assert {c["ResultPath"] for c in states(asl)[release]["Catch"]} == {None}
     # The check reads a field the job has from its submit on (SubmitExport writes $.job).
     assert states(asl)["SubmitExport"]["ResultPath"] == "$.job"
@@ -208,7 +216,13 @@ def test_a_slot_is_taken_before_anything_is_submitted(asl: dict[str, Any]) -> No
     # Until the submit, the export is queued: GET /exports/{id} reads state and progress.
     assert init["Parameters"]["job"] == {"state": "queued", "progress": 0}
     assert init["Parameters"]["slot"] == {"acquired": False, "attempts": 0}
-    before_submit = reachable(asl, "Init", avoiding={"SubmitExport"})
+    # ResumePolling is entered only with a job whose outcome is "waiting": after a submit.
+    (resume,) = [c for c in states(asl)["HasRenderSlot"]["Choices"] if c["Next"] == "ResumePolling"]
+    assert {"Variable": "$.job.outcome", "StringEquals": "waiting"} in resume["And"]
+    # (A redrive, past EndFailedAttempt, is a later attempt.)
+    before_submit = reachable(
+        asl, "Init", avoiding={"SubmitExport", "ResumePolling", "EndFailedAttempt"}
+    )
     assert "SubmitExport" in set(targets(states(asl)["HasRenderSlot"]))
     assert not AI_STUDIOS_TASKS & before_submit
 
@@ -241,12 +255,90 @@ def test_the_wait_for_a_slot_is_decided_by_the_function_and_has_a_default(
     }
     assert acquire["ResultPath"] == "$.slot"
     choice = states(asl)["HasRenderSlot"]
-    assert {(c["BooleanEquals"], c["Next"]) for c in choice["Choices"]} == {
+    plain = [c for c in choice["Choices"] if "And" not in c]
+    assert {(c["BooleanEquals"], c["Next"]) for c in plain} == {
         (True, "SubmitExport"),
         (False, "WaitForRenderSlot"),
     }
+    (resumed,) = [c for c in choice["Choices"] if "And" in c]
+    assert {"Variable": "$.slot.acquired", "BooleanEquals": True} in resumed["And"]
+    assert choice["Choices"].index(resumed) == 0, "a resumed render is never submitted again"
     assert choice["Default"] == "RecordUnexpectedOutcome"
     # The polls renew the slot: they name its holder, and the job carries its lease.
     assert states(asl)["CheckProgress"]["Parameters"]["holder.$"] == "$$.Execution.Name"
     assert states(asl)["SubmitExport"]["Parameters"]["slot.$"] == "$.slot"
     assert "slotExpires" in Job.__dataclass_fields__
+
+
+# --- a redrive resumes the export --------------------------------------------------------------
+
+
+def test_a_failed_attempt_ends_in_a_task_that_raises_its_error_uncaught(
+    asl: dict[str, Any],
+) -> None:
+    end = states(asl)["EndFailedAttempt"]
+    assert "Catch" not in end, "nothing may swallow the error the attempt ends with"
+    assert retried(end) <= LAMBDA_SERVICE_ERRORS
+    assert end["Parameters"] == {
+        "action": "endAttempt",
+        "holder.$": "$$.Execution.Name",
+        "error.$": "$.error",
+        "redriveCount.$": "$$.Execution.RedriveCount",
+    }
+    # Every failure is reported, then ends there: both notifications lead to it, whatever.
+    into_end = {n for n, s in states(asl).items() if "EndFailedAttempt" in set(targets(s))}
+    assert into_end == {"NotifyFailed", "NotifyFailedWithoutProject"}
+    for name in into_end:
+        assert {states(asl)[name]["Next"]} | {c["Next"] for c in states(asl)[name]["Catch"]} == {
+            "EndFailedAttempt"
+        }
+    # The attempt is recorded on the way, after the slot was freed.
+    record = states(asl)["RecordFailedAttempt"]
+    assert record["Parameters"]["Attempt.$"] == "$$.Execution.RedriveCount"
+    assert record["ResultPath"] == "$.error" and record["Next"] == "HasProjectId"
+    assert not reachable(asl, "WasSubmitted", avoiding={"RecordFailedAttempt"}) & {
+        "EndFailedAttempt"
+    }
+
+
+def test_a_redrive_resumes_the_copy_the_submit_or_the_polls(asl: dict[str, Any]) -> None:
+    choice = states(asl)["ResumeAfterRedrive"]
+    assert states(asl)["EndFailedAttempt"]["Next"] == "ResumeAfterRedrive"
+    nexts = [c["Next"] for c in choice["Choices"]]
+    assert nexts == ["CannotResume", "ResumeCopy", "ResumeRender", "ResumeRender", "ResumeTimedOut"]
+    # A render given up on is polled again as a waiting one: AI Studios may have finished it.
+    timed_out = states(asl)["ResumeTimedOut"]
+    assert (timed_out["Result"], timed_out["ResultPath"]) == ("waiting", "$.job.outcome")
+    assert timed_out["Next"] == "ResumeRender"
+    # What AI Studios reported failed is not resumed (the Default).
+    outcomes = {
+        c["StringEquals"]
+        for rule in choice["Choices"]
+        for c in rule.get("And", [])
+        if "StringEquals" in c
+    }
+    assert outcomes == {"done", "waiting", "timedOut"}
+    assert states(asl)["ResumeCopy"]["Next"] == "ReleaseRenderSlot"
+    assert states(asl)["ResumeRender"]["Next"] == "AcquireRenderSlot"
+    init = states(asl)["Init"]["Parameters"]
+    for name in ("ResumeCopy", "ResumeRender"):
+        reset = states(asl)[name]["Parameters"]
+        # A fresh queue and token-refresh budget; the job (its polls and deadline) carries on.
+        assert (reset["auth"], reset["slot"]) == (init["auth"], init["slot"]), name
+        assert reset["job.$"] == "$.job" and reset["request.$"] == "$.request", name
+    # A render running at AI Studios is polled again under a new slot, never submitted again.
+    resume = states(asl)["ResumePolling"]
+    assert (resume["InputPath"], resume["ResultPath"]) == ("$.slot.expires", "$.job.slotExpires")
+    # The submit is entered from the slot's Choice (whose first rule resumes the polls) and
+    # after a refresh of the token the submit itself was refused with, only.
+    into_submit = {n for n, s in states(asl).items() if "SubmitExport" in set(targets(s))}
+    assert into_submit == {"HasRenderSlot", "ResumeAfterRefresh"}
+    (again,) = [
+        c for c in states(asl)["ResumeAfterRefresh"]["Choices"] if c["Next"] == "SubmitExport"
+    ]
+    assert again["Variable"] == "$.auth.resume"
+    writes = {n for n, s in states(asl).items() if s.get("Result") == again["StringEquals"]}
+    assert writes == {"AuthFailedInSubmitExport"}
+    # The redrives that resume are bounded (the history's budget counts them).
+    assert choice["Choices"][0]["Variable"] == "$.redrive.redriveCount"
+    assert choice["Choices"][0]["NumericGreaterThan"] >= 1

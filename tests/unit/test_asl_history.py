@@ -3,7 +3,9 @@
 The bound is computed from the definition as it runs: the events each state of a poll writes,
 times the most polls the library allows (:meth:`Job.start` with the longest budget a request may
 ask for and the deployment's floor under ``pollSeconds``), plus the longest pass through the
-rest of the machine and every token refresh it allows.
+rest of the machine and every token refresh it allows. A redrive resumes the same job (its polls
+carry on), so the polls are counted once, and the rest once per attempt: the first and each
+redrive that ``ResumeAfterRedrive`` resumes.
 """
 
 from __future__ import annotations
@@ -132,6 +134,20 @@ def most_polls(min_poll: int) -> int:
     return job.maxPolls + MAX_URL_MISSING_CHECKS + MAX_WAKES
 
 
+REDRIVE = "EndFailedAttempt"
+"""Where a redrive resumes: a loop through it is a new attempt, counted apart."""
+
+
+def resumed_redrives(states: dict[str, Any]) -> int:
+    """The most redrives the machine resumes (a later one ends at once)."""
+    (bound,) = [
+        c["NumericGreaterThan"]
+        for c in states["ResumeAfterRedrive"]["Choices"]
+        if c.get("Variable") == "$.redrive.redriveCount"
+    ]
+    return int(bound)
+
+
 def history_bound(states: dict[str, Any], min_poll: int) -> dict[str, int]:
     wait = poll_wait(states)
     # A loop through a token refresh is counted as a refresh, bounded apart (and generously:
@@ -139,22 +155,32 @@ def history_bound(states: dict[str, Any], min_poll: int) -> dict[str, int]:
     per_poll = max(
         events(states, cycle)
         for cycle in cycles_through(states, wait)
-        if "RefreshToken" not in cycle
+        if "RefreshToken" not in cycle and REDRIVE not in cycle
     )
-    refresh_detour = max(events(states, c) for c in cycles_through(states, "RefreshToken"))
+    refresh_detour = max(
+        events(states, c) for c in cycles_through(states, "RefreshToken") if REDRIVE not in c
+    )
     (rule,) = states["CanRefreshToken"]["Choices"]
     refreshes = int(rule["NumericLessThan"])
     polls = most_polls(min_poll)
     # The queue for a render slot: render_slots.take_slot answers "wait" MAX_ATTEMPTS - 1 times.
-    queue = max(events(states, cycle) for cycle in cycles_through(states, slot_wait(states)))
-    rest = EXECUTION_EVENTS + longest_path(states, "Init")
-    total = per_poll * polls + refreshes * refresh_detour + queue * MAX_ATTEMPTS + rest
+    queue = max(
+        events(states, cycle)
+        for cycle in cycles_through(states, slot_wait(states))
+        if REDRIVE not in cycle
+    )
+    # The longest pass, a resumed redrive included; plus the redrive's own event.
+    rest = EXECUTION_EVENTS + longest_path(states, "Init") + 1
+    attempts = 1 + resumed_redrives(states)
+    per_attempt = refreshes * refresh_detour + queue * MAX_ATTEMPTS + rest
+    total = per_poll * polls + attempts * per_attempt
     return {
         "perPoll": per_poll,
         "polls": polls,
         "refresh": refresh_detour,
         "queue": queue,
         "rest": rest,
+        "attempts": attempts,
         "total": total,
     }
 

@@ -191,11 +191,13 @@ def cancel_export(
     summary="Redrive an export",
     operation_id="redriveExport",
     description=(
-        "Continues a FAILED, TIMED_OUT or ABORTED export from the step that did not succeed "
-        "(Step Functions redrive: within 14 days of its end). Redriving an export that is "
-        "running again after a redrive answers 202 with its status and redrives nothing. A "
-        "SUCCEEDED export, one still running that was never redriven, or one Step Functions "
-        "cannot redrive answers 409."
+        "Resumes a FAILED export where it stood (Step Functions redrive: within 14 days of its "
+        "end): a video ready is copied again, an export not yet submitted is submitted, a "
+        "render still running is polled again under a render slot, never submitted twice. "
+        "Redriving an export that is running again after a redrive answers 202 with its "
+        "status and redrives nothing. A SUCCEEDED, ABORTED or TIMED_OUT export (a redrive "
+        "would resume it without its render slot: start a new export), one still running "
+        "that was never redriven, or one Step Functions cannot redrive answers 409."
     ),
     responses={
         202: {"description": "Redriven (or already running again after a redrive)"},

@@ -8,14 +8,19 @@ Both are idempotent, and both answer with the export's status afterwards:
   ``ABORTED`` answers the same without calling anything.
   The render slot it held is freed by the status-change rule (``RenderSlotReleaseRule``), as for
   any execution that ends.
-- redriving continues a ``FAILED``, ``TIMED_OUT`` or ``ABORTED`` export from the state that did
-  not succeed (Step Functions' rules: Standard workflows, within 14 days). Redriving an export
-  that is running again after a redrive (``redriveCount > 0``, or ``PENDING_REDRIVE``) answers
-  its status without redriving it again; ``clientToken`` makes two redrives of the same attempt
-  one.
+- redriving continues a ``FAILED`` export from the state that did not succeed (Step Functions'
+  rules: Standard workflows, within 14 days): its failure path ends in ``EndFailedAttempt``,
+  which resumes the export when a redrive runs it again (see :mod:`aistudios_export.attempts`
+  and ``statemachine/export.asl.json``). Redriving an export that is running again after a
+  redrive (``redriveCount > 0``, or ``PENDING_REDRIVE``) answers its status without redriving
+  it again; ``clientToken`` makes two redrives of the same attempt one.
+- an ``ABORTED`` or ``TIMED_OUT`` export is not redriven, although Step Functions could: it
+  would resume the step in flight when the execution ended, a render without its render slot
+  (the status-change rule freed it) or a copy past its time. Start a new export instead.
 
-Anything else (cancel a finished export, redrive a success or a never-redriven running export,
-or one that Step Functions says it cannot redrive) raises :class:`StateConflict`.
+Anything else (cancel a finished export, redrive a success, an ``ABORTED`` or ``TIMED_OUT``
+export or a never-redriven running one, or one that Step Functions says it cannot redrive)
+raises :class:`StateConflict`.
 """
 
 from __future__ import annotations
@@ -38,8 +43,10 @@ CANCEL_CAUSE = "Cancelled through the HTTP API."
 """The stopped execution's cause; its error is :class:`ExportCancelled`'s name."""
 STOPPABLE = frozenset({"RUNNING", "PENDING_REDRIVE"})
 """Statuses an export can be cancelled in."""
-REDRIVABLE = frozenset({"FAILED", "TIMED_OUT", "ABORTED"})
-"""Statuses Step Functions may redrive an execution from (within 14 days)."""
+REDRIVABLE = frozenset({"FAILED"})
+"""Statuses an export is redriven from (Step Functions also redrives TIMED_OUT and ABORTED)."""
+UNSAFE_TO_REDRIVE = frozenset({"TIMED_OUT", "ABORTED"})
+"""Statuses Step Functions could redrive, but that a redrive would resume without a slot."""
 
 
 class ExportController(ExportsService):
@@ -122,11 +129,16 @@ class ExportController(ExportsService):
         if _redriven_and_running(description):
             return Started(export_id, description["status"])
         status = description["status"]
-        if status not in REDRIVABLE:
+        if status in UNSAFE_TO_REDRIVE:
             raise StateConflict(
                 export_id,
                 status,
-                f"the export is {status}: only a FAILED, TIMED_OUT or ABORTED one can be redriven",
+                f"the export ended {status}: a redrive would resume it without its render slot, "
+                "so only a FAILED export can be redriven; start a new export instead",
+            )
+        if status not in REDRIVABLE:
+            raise StateConflict(
+                export_id, status, f"the export is {status}: only a FAILED one can be redriven"
             )
         if description.get("redriveStatus") == "NOT_REDRIVABLE":
             raise StateConflict(export_id, status, _not_redrivable(description))

@@ -24,6 +24,8 @@ touches what the product or the tests send and receive. The shims:
   execution, Map item, branch, ...) to a module-level list that nothing reads or empties;
 - a stopped execution stays stopped: a task that fails after ``StopExecution`` (the stop ended
   its wait, or it was in flight) set moto's program FAILED over the stop; AWS says ABORTED;
+- redrive: moto has no ``RedriveExecution`` and no ``$$.Execution.RedriveCount``; the local
+  stack adds both for top-level states (see :mod:`aistudios_local.redrive`);
 - a task that starts after its program ended (the state's own timeout ended the task's frame,
   or a stop) records nothing: moto skips evaluating the task's ``TimeoutSecondsPath`` and pops
   the state's input in its place, a ``TaskScheduled`` event whose ``timeoutInSeconds`` is that

@@ -14,6 +14,7 @@ import sys
 from collections.abc import Iterator
 from typing import Any
 
+import boto3
 import pytest
 from aws_lambda_powertools.utilities.jmespath_utils import query
 
@@ -332,3 +333,20 @@ def test_the_api_correlates_by_the_export_id_of_the_path_else_the_request_id(
     path = api["EXPORT_ID_OR_REQUEST_ID"]
     assert query(envelope=path, data=get) == get["pathParameters"]["exportId"]
     assert query(envelope=path, data=post) == post["requestContext"]["requestId"]
+
+
+def test_a_post_logs_under_the_export_id_once_it_is_known(
+    out: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sfn = boto3.client("stepfunctions")
+    machine = sfn.create_state_machine(
+        name="exports",
+        definition=json.dumps({"StartAt": "Done", "States": {"Done": {"Type": "Succeed"}}}),
+        roleArn="arn:aws:iam::123456789012:role/r",
+    )["stateMachineArn"]
+    monkeypatch.setenv("STATE_MACHINE_ARN", machine)
+    answer = run("api", load_event("api_post_exports"), monkeypatch)
+    export_id = json.loads(answer["body"])["exportId"]
+    lines = records(out.readouterr().out)
+    requested = [r for r in lines if r.get("message") == "export requested"]
+    assert [r["correlation_id"] for r in requested] == [export_id]

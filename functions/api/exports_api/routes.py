@@ -124,6 +124,8 @@ def start_export(
     started = provided.starter.start(
         body.model_dump(by_alias=True, exclude_none=True), idempotency_key=idempotency_key
     )
+    # Until now the request's id correlated this invocation's logs: the export's id was not known.
+    logger.set_correlation_id(started.export_id)
     logger.info("export requested", extra={"exportId": started.export_id, "status": started.status})
     accepted = ExportAccepted.model_validate(_linked(started, request))
     return Response(

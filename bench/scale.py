@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import gc
 import hashlib
 import json
 import resource
@@ -97,7 +98,8 @@ class ScaleResult:
     """What only moto's ``instances_tracked`` lists keep at the batch's end (model instances no
     backend holds: :func:`bench.footprint.tracked_only_bytes`); part of the stack's own."""
     end_rss_mib: float = 0.0
-    """RSS at the batch's end, after a garbage collection (what stays, not what peaked)."""
+    """RSS at the batch's end, after a garbage collection (what stays, not what peaked); read,
+    like the peak, before the footprint is measured."""
     containers: int = 0
     """Containers the functions started (one per concurrent invocation at most: a pool that
     grows to the peak concurrency of each function, then stays)."""
@@ -280,6 +282,11 @@ def run_scale(
                 stack, data, f"scale-{rows}.csv", deadline_seconds=deadline_seconds, interval=0.5
             )
             wall, cpu = time.monotonic() - started, time.process_time() - cpu_started
+        # Read RSS before anything is measured: the footprint's walk over every object the
+        # services hold (and its set of their ids) grows with rows, and is not the stack's.
+        peak_rss = peak_rss_mib()
+        gc.collect()
+        end_rss = current_rss_mib()
         exported = [r for r in run.rows if r.get("status") == "SUCCEEDED"]
         stored = {str(r["projectId"]): _stored_sha256(r) for r in exported}
         verified = sum(
@@ -301,7 +308,6 @@ def run_scale(
                 simulator.calls,
             ]
         )
-        end_rss = current_rss_mib()
         by_part = dict(parts.seconds)
         by_part[REST] = max(0.0, cpu - sum(by_part.values()))
         return ScaleResult(
@@ -312,7 +318,7 @@ def run_scale(
             wall_seconds=wall,
             cpu_seconds=cpu,
             rss_before_mib=rss_before,
-            peak_rss_mib=peak_rss_mib(),
+            peak_rss_mib=peak_rss,
             stored_mib=len(exported) * video_size / MIB,
             max_renders_in_flight=simulator.max_renders_in_flight,
             token_mints=simulator.tokens_minted,

@@ -127,7 +127,7 @@ def test_rss_is_read_before_the_footprint_is_measured(monkeypatch: pytest.Monkey
     """The footprint's walk allocates with the rows it measures; the stack's peak excludes it."""
     spike = 256 * scale.MIB
     during: list[float] = []
-    measure = scale.service_bytes
+    measure = footprint.service_bytes
 
     def allocating(*args: object, **kwargs: object) -> dict[str, int]:
         held = b"x" * spike  # touched pages, as a walk's set of ids would be

@@ -29,6 +29,7 @@ from aistudios_export.webhooks import BASE_URL_FIELD, KEY_FIELD, WebhookKey, web
 from aistudios_local.lambda_bridge import Invocation, LambdaBridge, LocalFunction
 from aistudios_local.lambda_targets import DeliveriesNotSettled, LambdaDelivery
 from aistudios_local.malloc_arenas import limit_malloc_arenas
+from aistudios_local.model_tracking import WeakTracking
 from aistudios_local.moto_shims import MotoShims, RuleDelivery
 from aistudios_local.resources import ACCOUNT, REGION, create_resources, resolver_for
 from aistudios_local.runs import ExportRun, wait_for_execution, watch_export
@@ -117,6 +118,7 @@ class LocalStack:
         self.rule_deliveries: list[RuleDelivery] = []
         """Executions the template's EventBridge rules started (S3 uploads), in order."""
         self._shims = MotoShims(on_delivery=self.rule_deliveries.append)
+        self._tracking = WeakTracking()
 
     def __enter__(self) -> Self:
         return self.start()
@@ -159,6 +161,8 @@ class LocalStack:
         except Exception:
             self.stop()
             raise
+        # After the resources: moto defines a service's models when the service is first called.
+        self._tracking.install()
         return self
 
     def stop(self) -> None:
@@ -180,6 +184,7 @@ class LocalStack:
             "before-call.events.PutEvents", self._on_put_events
         )
         self._shims.uninstall()
+        self._tracking.uninstall()
         self._mock.stop()
         boto3.DEFAULT_SESSION = None
         os.environ.clear()

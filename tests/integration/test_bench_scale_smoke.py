@@ -121,3 +121,22 @@ def _zeros() -> dict[str, object]:
         "token_mints": 0,
         "concurrency": 1,
     }
+
+
+def test_rss_is_read_before_the_footprint_is_measured(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The footprint's walk allocates with the rows it measures; the stack's peak excludes it."""
+    spike = 256 * scale.MIB
+    during: list[float] = []
+    measure = footprint.service_bytes
+
+    def allocating(*args: object, **kwargs: object) -> dict[str, int]:
+        held = b"x" * spike  # touched pages, as a walk's set of ids would be
+        during.append(scale.current_rss_mib())
+        del held
+        return measure(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(scale, "service_bytes", allocating)
+    result = scale.run_scale(2, video_size=SIZE, concurrency=2, deadline_seconds=120)
+    assert result.status == "SUCCEEDED"
+    assert during and result.peak_rss_mib < during[0] - spike / scale.MIB / 2
+    assert result.end_rss_mib < during[0] - spike / scale.MIB / 2

@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import sys
 
-from bench.footprint import retained_bytes
+import boto3
+import pytest
+
+from aistudios_local.model_tracking import WeakTracking
+from bench.footprint import retained_bytes, service_bytes, tracked_only_bytes
+from tests.unit._fixtures import ACCOUNT, REGION, fake_aws
 
 
 def test_each_object_is_counted_once_across_roots() -> None:
@@ -21,3 +26,42 @@ def test_code_and_classes_are_not_data() -> None:
     with_code = retained_bytes([[*data, retained_bytes, type(data), sys]])
     # A function, a class and a module reachable from the data add nothing of theirs.
     assert with_code - plain == sys.getsizeof([*data, None, None, None]) - sys.getsizeof(data)
+
+
+def test_what_only_motos_tracking_keeps_is_the_stacks_own(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Replaced versions of an item: not DynamoDB's data, counted apart, gone once swapped."""
+    with fake_aws(monkeypatch):
+        client = boto3.client("dynamodb")
+        client.create_table(
+            TableName="slots",
+            KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+            AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
+            BillingMode="PAY_PER_REQUEST",
+        )
+
+        def write_versions() -> None:
+            for _ in range(100):
+                client.put_item(
+                    TableName="slots", Item={"pk": {"S": "renders"}, "n": {"S": "x" * 1000}}
+                )
+
+        def kept() -> tuple[int, int]:
+            seen: set[int] = set()
+            services = service_bytes(ACCOUNT, REGION, seen)
+            return services["DynamoDB"], tracked_only_bytes(seen)
+
+        dynamodb_before, tracked_before = kept()
+        write_versions()
+        dynamodb_after, tracked_after = kept()
+        assert dynamodb_after - dynamodb_before < 5_000  # one item, whatever its versions
+        assert tracked_after - tracked_before > 99 * 1000  # every replaced version's text
+
+        tracking = WeakTracking()
+        tracking.install()
+        try:
+            write_versions()
+            assert kept()[1] < tracked_before + 10_000  # the replaced versions are released
+        finally:
+            tracking.uninstall()

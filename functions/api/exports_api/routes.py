@@ -124,9 +124,17 @@ def start_export(
     started = provided.starter.start(
         body.model_dump(by_alias=True, exclude_none=True), idempotency_key=idempotency_key
     )
-    # Until now the request's id correlated this invocation's logs: the export's id was not known.
-    logger.set_correlation_id(started.export_id)
-    logger.info("export requested", extra={"exportId": started.export_id, "status": started.status})
+    # The request's id correlates this invocation's lines (the export's id was not known before);
+    # this one carries the export's. (A child logger cannot set it for the rest: Powertools
+    # refuses when its parent has no handler yet.)
+    logger.info(
+        "export requested",
+        extra={
+            "exportId": started.export_id,
+            "status": started.status,
+            "correlation_id": started.export_id,
+        },
+    )
     accepted = ExportAccepted.model_validate(_linked(started, request))
     return Response(
         status_code=HTTPStatus.ACCEPTED,

@@ -26,7 +26,8 @@ The embedded local stack (no AWS account needed):
 ``AWS_ENDPOINT_URL=http://127.0.0.1:N`` and ``--stack aistudios-export-local``.
 
 ``aistudios-export local serve [--port 3000] [--api-url URL]`` serves the HTTP API on 127.0.0.1
-(authentication is not enforced there) with exports running in the background.
+(authentication is not enforced there) with exports running in the background; their webhook
+URLs point at the served API.
 
 ``aistudios-export local batch FILE.csv|FILE.json [--api-url URL] [--json]`` uploads a manifest
 to the local bucket, where the template's rule starts the batch state machine, waits for it and

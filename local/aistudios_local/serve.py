@@ -336,8 +336,8 @@ def announce(server: ApiServer, stack: LocalStack, out: TextIO) -> None:
 
 
 def serve(stack: LocalStack, *, port: int = DEFAULT_PORT, out: TextIO = sys.stderr) -> None:
-    """Serve the API of a started stack until Ctrl-C."""
-    server = ApiServer(stack, port=port, log=out)
+    """Serve the API of a started stack until Ctrl-C, with AI Studios' webhooks landing on it."""
+    server = stack.serve_api(port, log=out)
     try:
         announce(server, stack, out)
         server.serve_forever()

@@ -19,7 +19,7 @@ import uuid
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Self
+from typing import TYPE_CHECKING, Any, Self, TextIO
 
 import boto3
 from moto import mock_aws
@@ -198,11 +198,39 @@ class LocalStack:
         self.functions.update(create_resources(self.root, self.resolver, self._secret_value))
         self.bridge = LambdaBridge(self.functions, {**os.environ, **self._environment})
         self.bridge.install()
-        base_url = None
         if self._webhooks:
-            self.api_server = ApiServer(self, port=0).start()
-            base_url = self.api_server.url
-        self._set_webhook_base_url(base_url)
+            self.serve_api().start()
+        else:
+            self._set_webhook_base_url(None)
+
+    def serve_api(self, port: int = 0, log: TextIO | None = None) -> ApiServer:
+        """Bind the HTTP API on 127.0.0.1 and hand AI Studios its webhooks there.
+
+        The served API is where AI Studios' webhooks land, so from now on exports give AI Studios
+        a webhook URL on it (``webhook_url``). Serving starts with the server's ``start`` (in a
+        thread) or ``serve_forever`` (in this one); the stack stops it.
+
+        Parameters
+        ----------
+        port
+            The port; 0 picks a free one.
+        log
+            Where the server writes one line per request (None: nowhere).
+
+        Returns
+        -------
+        ApiServer
+            The stack's API server (the one already bound, if any).
+
+        Raises
+        ------
+        OSError
+            If the port cannot be bound.
+        """
+        if self.api_server is None:
+            self.api_server = ApiServer(self, port=port, log=log)
+            self._set_webhook_base_url(self.api_server.url)
+        return self.api_server
 
     def _set_webhook_base_url(self, base_url: str | None) -> None:
         """Point the webhook secret at the local API (None: no webhooks, as no API is served)."""

@@ -6,16 +6,18 @@ the export's ``webhookUrl`` as the scenario says. Timing is read from the execut
 
 from __future__ import annotations
 
+import io
 import time
 from datetime import datetime
 from typing import Any
 
 import boto3
 import pytest
+import requests
 
 from aistudios_export.webhooks import WAIT_RESOURCE
 from aistudios_local.simulator import AiStudiosSimulator, Scenario, video_bytes
-from aistudios_local.stack import LocalStack
+from aistudios_local.stack import EXPORT_STATE_MACHINE, LocalStack
 
 from .conftest import PROJECT, MakeStack, assert_stored
 
@@ -164,3 +166,21 @@ def test_duplicated_late_and_frequent_webhooks_are_harmless(
     assert {c.status for c in simulator.webhook_calls} == {202}
     [event] = stack.events
     assert event["DetailType"] == "Export Completed"
+
+
+def test_the_served_api_takes_the_webhooks_of_the_exports_started_through_it(
+    make_stack: MakeStack, simulator: AiStudiosSimulator
+) -> None:
+    # As `aistudios-export local serve` starts it: a stack without an API, then its API served.
+    stack = make_stack(parameters=SLOW_POLLS)
+    with stack.serve_api(log=io.StringIO()) as server:
+        assert simulator.send_webhook(f"{server.url}/webhooks/warm-up/{'0' * 64}", {}) == 404
+        simulator.set_scenario(PROJECT, Scenario(linear_seconds=2, webhook="finish"))
+        posted = requests.post(f"{server.url}/exports", json={"projectId": PROJECT}, timeout=30)
+        assert posted.status_code == 202, posted.text
+        machine = stack.ref(EXPORT_STATE_MACHINE)
+        arn = f"{machine.replace(':stateMachine:', ':execution:')}:{posted.json()['exportId']}"
+        result = stack.wait(arn, deadline_seconds=25)
+    assert_stored(stack, result, video_bytes(PROJECT, "1080"))
+    assert waits(arn) == ["TaskSucceeded"]  # a 30 s wait, ended by the webhook on the served API
+    assert [c.status for c in simulator.webhook_calls] == [404, 202]

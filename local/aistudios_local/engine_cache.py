@@ -54,6 +54,7 @@ from moto.stepfunctions.parser.asl.parse.asl_parser import AmazonStateLanguagePa
 from moto.stepfunctions.parser.asl.parse.preprocessor import Preprocessor
 
 from aistudios_local.engine_speed import EngineSpeed
+from aistudios_local.patches import Patches
 
 __all__ = ["CLIENT_MODULES", "ClientCache", "EngineCache", "ParseTreeCache"]
 
@@ -206,34 +207,27 @@ class EngineCache:
         self.trees = ParseTreeCache(AmazonStateLanguageParser.parse)
         self.clients = ClientCache()
         self.speed = EngineSpeed()
-        self._saved: list[tuple[Any, str, Any]] = []
+        self._patches = Patches()
 
     @property
     def installed(self) -> bool:
         """Whether the caches are in place."""
-        return bool(self._saved)
+        return bool(self._patches)
 
     def install(self) -> None:
         """Patch moto's parser and client factories (as they are now) with the caches."""
-        if self._saved:
+        if self._patches:
             return
-        # parse is a staticmethod: save the descriptor itself, so that uninstall restores it.
-        self._saved.append(
-            (AmazonStateLanguageParser, "parse", AmazonStateLanguageParser.__dict__["parse"])
-        )
         self.trees = ParseTreeCache(AmazonStateLanguageParser.parse)
-        AmazonStateLanguageParser.parse = staticmethod(self.trees.parse)  # type: ignore[method-assign]
+        self._patches.replace(AmazonStateLanguageParser, "parse", staticmethod(self.trees.parse))
         for module in CLIENT_MODULES:
-            original = module.boto_client_for
-            self._saved.append((module, "boto_client_for", original))
-            module.boto_client_for = self.clients.factory(module, original)  # type: ignore[attr-defined]
+            factory = self.clients.factory(module, module.boto_client_for)
+            self._patches.replace(module, "boto_client_for", factory)
         self.speed.install()
 
     def uninstall(self) -> None:
         """Restore moto as it was and drop what was cached."""
         self.speed.uninstall()
-        while self._saved:
-            owner, name, original = self._saved.pop()
-            setattr(owner, name, original)
+        self._patches.restore()
         self.trees.clear()
         self.clients.clear()

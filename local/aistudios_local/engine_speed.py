@@ -64,6 +64,8 @@ from moto.stepfunctions.parser.asl.parse.typed_props import TypedProps
 from moto.stepfunctions.parser.asl.utils import json_path
 from moto.stepfunctions.parser.backend.execution import BaseExecutionWorkerCommunication
 
+from aistudios_local.patches import Patches
+
 __all__ = [
     "MAX_PATHS",
     "SYNC_FALLBACK_SECONDS",
@@ -79,8 +81,6 @@ MAX_PATHS: Final = 4096
 
 SYNC_FALLBACK_SECONDS: Final = 10.0
 """How often a ``.sync:2`` wait asks ``DescribeExecution`` when no end woke it (moto: 0.5 s)."""
-
-_INHERITED = object()
 
 
 def cached_parse(parse: Callable[[str], Any]) -> Callable[[str], Any]:
@@ -285,16 +285,16 @@ class EngineSpeed:
 
     def __init__(self) -> None:
         self.sync_waits = SyncWaits()
-        self._saved: list[tuple[Any, str, Any]] = []
+        self._patches = Patches()
 
     @property
     def installed(self) -> bool:
         """Whether the shims are in place."""
-        return bool(self._saved)
+        return bool(self._patches)
 
     def install(self) -> None:
         """Patch moto (over whatever is installed now, e.g. the status events' hook)."""
-        if self._saved:
+        if self._patches:
             return
         self.sync_waits = SyncWaits()
         self._patch(json_path, "parse", cached_parse(jsonpath_ext_parse))
@@ -329,14 +329,7 @@ class EngineSpeed:
 
     def uninstall(self) -> None:
         """Restore moto as it was."""
-        while self._saved:
-            owner, name, original = self._saved.pop()
-            if original is _INHERITED:
-                delattr(owner, name)
-            else:
-                setattr(owner, name, original)
+        self._patches.restore()
 
     def _patch(self, owner: type | ModuleType, name: str, replacement: Any) -> None:
-        # From the owner's own namespace: an inherited method is deleted again, not copied down.
-        self._saved.append((owner, name, vars(owner).get(name, _INHERITED)))
-        setattr(owner, name, replacement)
+        self._patches.replace(owner, name, replacement)

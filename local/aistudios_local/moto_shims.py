@@ -67,6 +67,7 @@ from moto.stepfunctions.responses import get_backend
 from aistudios_local import redrive, result_writer, status_events
 from aistudios_local.engine_cache import EngineCache
 from aistudios_local.lambda_targets import LambdaDeliveries
+from aistudios_local.patches import Patches
 
 if TYPE_CHECKING:
     from moto.events.utils import EventMessageType
@@ -314,10 +315,6 @@ def _forgetting_finished_threads(original: Callable[..., None]) -> Callable[...,
 # --- installation -----------------------------------------------------------------------------
 
 
-_INHERITED = object()
-"""Saved for an attribute the class inherits: uninstalling deletes the replacement."""
-
-
 class MotoShims:
     """Install every shim; undo them all.
 
@@ -334,7 +331,7 @@ class MotoShims:
 
     def __init__(self, on_delivery: Callable[[RuleDelivery], None] | None = None) -> None:
         self._on_delivery = on_delivery or (lambda _: None)
-        self._saved: list[tuple[Any, str, Any]] = []
+        self._patches = Patches()
         self.lambda_deliveries = LambdaDeliveries()
         self.cache = EngineCache()
         """The engine's parse and client caches, installed over the shims."""
@@ -342,11 +339,11 @@ class MotoShims:
     @property
     def installed(self) -> bool:
         """Whether the shims are in place."""
-        return bool(self._saved)
+        return bool(self._patches)
 
     def install(self) -> None:
         """Patch moto; idempotent."""
-        if self._saved:
+        if self._patches:
             return
         for module in _ENGINE_CLIENT_MODULES:
             original = module.boto_client_for
@@ -386,18 +383,11 @@ class MotoShims:
         self.cache.uninstall()
         result_writer.uninstall()
         redrive.uninstall()
-        while self._saved:
-            owner, name, original = self._saved.pop()
-            if original is _INHERITED:
-                delattr(owner, name)
-            else:
-                setattr(owner, name, original)
+        self._patches.restore()
         self.lambda_deliveries.close()
 
     def _patch(self, owner: Any, name: str, replacement: Any) -> None:
-        # From the class's own namespace: an inherited method is deleted again, not copied down.
-        self._saved.append((owner, name, vars(owner).get(name, _INHERITED)))
-        setattr(owner, name, replacement)
+        self._patches.replace(owner, name, replacement)
 
 
 def _ending_callback_waits(original: Callable[..., Any]) -> Callable[..., Any]:

@@ -50,6 +50,8 @@ from moto.stepfunctions.parser.backend.execution import Execution
 from moto.stepfunctions.parser.backend.execution_worker import ExecutionWorker
 from moto.stepfunctions.responses import StepFunctionResponse
 
+from aistudios_local.patches import Patches
+
 if TYPE_CHECKING:
     from moto.stepfunctions.parser.asl.eval.event.event_detail import EventDetails
 
@@ -278,18 +280,17 @@ def _describing_redrives(original: Callable[..., ActionResult]) -> Callable[...,
     return describe_execution
 
 
-_SAVED: list[tuple[Any, str, Any]] = []
-_ABSENT = object()
+_PATCHES = Patches()
 
 
 def installed() -> bool:
     """Whether the shim is in place."""
-    return bool(_SAVED)
+    return bool(_PATCHES)
 
 
 def install() -> None:
     """Teach moto ``RedriveExecution`` and ``RedriveCount``; idempotent."""
-    if _SAVED:
+    if _PATCHES:
         return
     _patch(
         ExecutionWorker,
@@ -306,14 +307,8 @@ def install() -> None:
 
 def uninstall() -> None:
     """Restore moto as it was."""
-    while _SAVED:
-        owner, name, original = _SAVED.pop()
-        if original is _ABSENT:
-            delattr(owner, name)
-        else:
-            setattr(owner, name, original)
+    _PATCHES.restore()
 
 
 def _patch(owner: Any, name: str, replacement: Any) -> None:
-    _SAVED.append((owner, name, vars(owner).get(name, _ABSENT)))
-    setattr(owner, name, replacement)
+    _PATCHES.replace(owner, name, replacement)

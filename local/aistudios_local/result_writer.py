@@ -85,6 +85,8 @@ from moto.stepfunctions.parser.asl.eval.program_state import (
 )
 from moto.stepfunctions.parser.asl.utils.boto_client import boto_client_for
 
+from aistudios_local.patches import Patches
+
 ENTRIES_PER_FILE = 1000
 """The most entries one ``<STATUS>_<n>.json`` holds (AWS splits by size, at 5 GB)."""
 FILE_KINDS = ("FAILED", "PENDING", "SUCCEEDED")
@@ -352,28 +354,19 @@ def patches() -> list[Patch]:
     ]
 
 
-_INHERITED = object()
-"""Saved for an attribute the class inherits: uninstalling deletes the replacement."""
-_saved: list[Patch] = []
+_PATCHES = Patches()
 
 
 def install() -> None:
     """Patch moto so that a Map's items write, and its tolerance fails it, as AWS's; idempotent."""
-    if _saved:
+    if _PATCHES:
         return
     for owner, name, replacement in patches():
-        # From the class's own namespace: a staticmethod stays one when restored.
-        _saved.append((owner, name, vars(owner).get(name, _INHERITED)))
-        setattr(owner, name, replacement)
+        _PATCHES.replace(owner, name, replacement)
 
 
 def uninstall() -> None:
     """Restore moto as it was."""
-    while _saved:
-        owner, name, original = _saved.pop()
-        if original is _INHERITED:
-            delattr(owner, name)
-        else:
-            setattr(owner, name, original)
+    _PATCHES.restore()
     with _CHANGED:
         _RUNS.clear()

@@ -3,8 +3,8 @@
 ``python -m bench [copy] [--sizes-mib ...]`` measures the copy and exits 1 when the product's
 peak memory at the largest size exceeds 3 parts + 16 MiB. ``python -m bench copy-speed`` runs
 the throughput and RSS benchmark of the pipelined copy against its baselines. ``python -m bench
-scale`` runs a manifest through the local stack at two sizes and exits 1 when a row was not
-exported with the right bytes (see bench/README.md). ``python -m bench cold``: the handlers'
+scale`` runs two manifests, one after the other, through the local stack and exits 1 when a row
+was not exported with the right bytes (see bench/README.md). ``python -m bench cold``: the handlers'
 cold starts and the packages' sizes (bench.cold_start). ``python -m bench wait``: the wait loop's
 delay and transitions, fixed against adaptive and webhooks (bench.wait_loop).
 """
@@ -111,7 +111,7 @@ def copy_main(argv: list[str]) -> int:
 
 
 def scale_main(argv: list[str]) -> int:
-    """Run the scale benchmark at two sizes (each in a fresh process), print and summarise it.
+    """Run the scale benchmark's two batches (in one fresh process), print and summarise it.
 
     Parameters
     ----------
@@ -134,7 +134,8 @@ def scale_main(argv: list[str]) -> int:
         "--small-rows",
         type=_positive,
         default=scale.DEFAULT_SMALL_ROWS,
-        help="the smaller batch that RSS growth is measured against (0: skip it)",
+        help="a first batch, run before --rows on the same stack, that the growth of memory "
+        "with rows is measured from (0: skip it)",
     )
     parser.add_argument("--video-size", type=_positive, default=scale.DEFAULT_VIDEO_SIZE)
     parser.add_argument("--concurrency", type=_positive, default=scale.DEFAULT_CONCURRENCY)
@@ -145,9 +146,8 @@ def scale_main(argv: list[str]) -> int:
         action="store_false",
         help="run moto's engine without the local stack's caches and shims (to see what they save)",
     )
-    parser.add_argument(
-        "--one", action="store_true", help="run --rows only, in this process; print its JSON"
-    )
+    parser.add_argument("--in-process", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--batch-sizes", type=_batch_sizes, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     settings = {
         "video_size": args.video_size,
@@ -155,16 +155,16 @@ def scale_main(argv: list[str]) -> int:
         "poll_seconds": args.poll_seconds,
         "engine_cache": args.engine_cache,
     }
-    if args.one:
-        print(json.dumps(scale.run_scale(args.rows, **settings).to_json()))
+    sizes = args.batch_sizes or [rows for rows in (args.small_rows, args.rows) if rows]
+    if args.in_process:  # the child process that run_in_subprocess starts
+        print(json.dumps([r.to_json() for r in scale.run_batches(sizes, **settings)]))
         return 0
     extra = [
         f"--{name.replace('_', '-')}={value}"
         for name, value in settings.items()
         if name != "engine_cache"
     ] + ([] if args.engine_cache else ["--no-engine-cache"])
-    sizes = sorted({args.small_rows, args.rows} - {0})
-    results = [scale.run_in_subprocess(rows, extra) for rows in sizes]
+    results = scale.run_in_subprocess(sizes, extra)
     print(scale.format_table(results))
     print("(ok: rows exported with the simulator's bytes; end: RSS at the batch's end; stored:")
     print(" what moto's services store then; records: the stack's invocations, events, deliveries")
@@ -178,8 +178,8 @@ def scale_main(argv: list[str]) -> int:
         summary["rss_growth_mib_per_1000_rows"] = round(total, 1)
         summary["rss_growth_beyond_videos_mib_per_1000_rows"] = round(beyond, 1)
         print(
-            f"peak RSS grows {total:.1f} MiB per 1,000 rows ({results[0].rows} -> "
-            f"{largest.rows}), {beyond:.1f} MiB of it beyond the videos stored"
+            f"peak RSS grows {total:.1f} MiB per 1,000 rows ({results[0].rows_run} -> "
+            f"{largest.rows_run} rows run), {beyond:.1f} MiB of it beyond the videos stored"
         )
         summary["memory_growth_mib_per_1000_rows"] = scale.memory_growth(*results).to_json()
         print(scale.format_growth(*results))
@@ -193,6 +193,10 @@ def scale_main(argv: list[str]) -> int:
     for r in wrong:
         print(f"BATCH OF {r.rows} FAILED: {r.status}, {r.verified} verified; {r.failures}")
     return 1 if wrong else 0
+
+
+def _batch_sizes(text: str) -> list[int]:
+    return [_positive(part) for part in text.split(",")]
 
 
 def _positive(text: str) -> int:

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import sys
+import tracemalloc
 
 import boto3
 import pytest
 
 from aistudios_local.model_tracking import WeakTracking
-from bench.footprint import retained_bytes, service_bytes, tracked_only_bytes
+from bench.footprint import allocated_size, retained_bytes, service_bytes, tracked_only_bytes
 from tests.unit._fixtures import ACCOUNT, REGION, fake_aws
 
 
@@ -16,8 +17,8 @@ def test_each_object_is_counted_once_across_roots() -> None:
     shared = b"x" * 10_000
     first, second = [shared], [shared]
     seen: set[int] = set()
-    assert retained_bytes([first], seen) == sys.getsizeof(first) + sys.getsizeof(shared)
-    assert retained_bytes([second], seen) == sys.getsizeof(second)
+    assert retained_bytes([first], seen) == allocated_size(first) + allocated_size(shared)
+    assert retained_bytes([second], seen) == allocated_size(second)
 
 
 def test_code_and_classes_are_not_data() -> None:
@@ -25,7 +26,7 @@ def test_code_and_classes_are_not_data() -> None:
     plain = retained_bytes([data])
     with_code = retained_bytes([[*data, retained_bytes, type(data), sys]])
     # A function, a class and a module reachable from the data add nothing of theirs.
-    assert with_code - plain == sys.getsizeof([*data, None, None, None]) - sys.getsizeof(data)
+    assert with_code - plain == allocated_size([*data, None, None, None]) - allocated_size(data)
 
 
 def test_what_only_motos_tracking_keeps_is_the_stacks_own(
@@ -65,3 +66,29 @@ def test_what_only_motos_tracking_keeps_is_the_stacks_own(
             assert kept()[1] < tracked_before + 10_000  # the replaced versions are released
         finally:
             tracking.uninstall()
+
+
+class _SixAttributes:
+    def __init__(self) -> None:
+        self.a = self.b = self.c = self.d = self.e = self.f = None
+
+
+def test_an_instance_counts_as_the_block_the_allocator_gives_it() -> None:
+    """CPython 3.13 keeps attribute values inline, where ``sys.getsizeof`` does not look."""
+    made: list[object] = [None] * 1000
+    tracemalloc.start(1)
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for i in range(len(made)):
+            made[i] = _SixAttributes()
+        traced = (tracemalloc.get_traced_memory()[0] - before) / len(made)
+    finally:
+        tracemalloc.stop()
+    assert traced > sys.getsizeof(made[0])  # what getsizeof alone under-counts
+    assert traced <= allocated_size(made[0]) < traced + 16  # within one size class
+    assert retained_bytes([made[0]]) == allocated_size(made[0]) + allocated_size(None)
+
+
+def test_sizes_are_the_allocators_size_classes() -> None:
+    assert allocated_size(b"") == 48  # 33 bytes asked for: pymalloc's 48-byte class
+    assert allocated_size(b"x" * 1000) == 1056  # 1,033 asked for from malloc: header, 16-aligned

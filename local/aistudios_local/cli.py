@@ -776,16 +776,9 @@ def batch_command(args: argparse.Namespace) -> int:
 
 
 def _print_batch(out: TextIO, result: dict[str, Any]) -> None:
-    for row in result["rows"]:
-        video = row.get("video")
-        if video:
-            where = f"s3://{video['bucket']}/{video['key']}"
-            detail = f"{where} ({video['size']} bytes, sha256 {video['sha256']})"
-        elif row["status"] == "REJECTED":
-            detail = f"row {row.get('row')}: {row.get('error')}"
-        else:
-            detail = f"{row.get('error')}: {row.get('cause', '')}"
-        print(f"{row['status']:<10} {row.get('projectId') or '-':<24}  {detail}", file=out)
+    from aistudios_local.operator.commands import print_rows
+
+    print_rows(out, result["rows"])
     print(f"status: {result['status']}  ({result['elapsedSeconds']:.1f} s)", file=out)
     if result["error"]:
         print(f"error:  {result['error']}", file=out)

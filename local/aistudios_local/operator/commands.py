@@ -442,15 +442,7 @@ def batch(ctx: Context, data: bytes, file_name: str, *, wait: bool) -> int:
     }
 
     def text(out: TextIO) -> None:
-        for row in result["rows"]:
-            video = row.get("video")
-            if video:
-                detail = f"s3://{video['bucket']}/{video['key']} (sha256 {video.get('sha256')})"
-            elif row["status"] == "REJECTED":
-                detail = f"row {row.get('row')}: {row.get('error')}"
-            else:
-                detail = f"{row.get('error')}: {row.get('cause') or ''}"
-            print(f"{row['status']:<10} {row.get('projectId') or '-':<24}  {detail}", file=out)
+        print_rows(out, result["rows"])
         print(f"status: {result['status']}", file=out)
         if result["error"]:
             print(f"error:  {result['error']}\ncause:  {result['cause']}", file=out)
@@ -486,6 +478,20 @@ def _read_json(ctx: Context, bucket: str, key: str) -> dict[str, Any] | None:
         return None
     value = json.loads(body)
     return value if isinstance(value, dict) else None
+
+
+def print_rows(out: TextIO, rows: list[dict[str, Any]]) -> None:
+    """Print one line per row of a batch (:func:`report_rows`): status, project, video or error."""
+    for row in rows:
+        video = row.get("video")
+        if video:
+            size = f"{video['size']} bytes, " if "size" in video else ""
+            detail = f"s3://{video['bucket']}/{video['key']} ({size}sha256 {video.get('sha256')})"
+        elif row["status"] == "REJECTED":
+            detail = f"row {row.get('row')}: {row.get('error')}"
+        else:
+            detail = f"{row.get('error')}: {row.get('cause') or ''}"
+        print(f"{row['status']:<10} {row.get('projectId') or '-':<24}  {detail}", file=out)
 
 
 def report_rows(report: Mapping[str, Any] | None) -> list[dict[str, Any]]:

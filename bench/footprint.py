@@ -109,8 +109,8 @@ def _inline_values_size(cls: type) -> int:
         if started:
             tracemalloc.stop()
         for probe in probes:  # never initialised: their class's __del__ must not see them
-            with contextlib.suppress(TypeError):
-                probe.__class__ = _Probe
+            with contextlib.suppress(TypeError):  # past a frozen class's own __setattr__
+                object.__setattr__(probe, "__class__", _Probe)
     # Inline values are whole pointers: rounding down drops what the loop itself allocated.
     return max(0, (grown // _PROBES - sys.getsizeof(probes[0])) // 8 * 8)
 

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
+import gc
 import sys
 import tracemalloc
+import warnings
 
 import boto3
 import pytest
@@ -92,3 +95,19 @@ def test_an_instance_counts_as_the_block_the_allocator_gives_it() -> None:
 def test_sizes_are_the_allocators_size_classes() -> None:
     assert allocated_size(b"") == 48  # 33 bytes asked for: pymalloc's 48-byte class
     assert allocated_size(b"x" * 1000) == 1056  # 1,033 asked for from malloc: header, 16-aligned
+
+
+@dataclasses.dataclass(frozen=True)
+class _Frozen:
+    name: str
+
+    def __del__(self) -> None:
+        self.name.upper()  # an instance made without __init__ has no name
+
+
+def test_measuring_a_class_neither_initialises_nor_finalises_an_instance_of_it() -> None:
+    frozen = _Frozen("x")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert allocated_size(frozen) >= sys.getsizeof(frozen)
+        gc.collect()

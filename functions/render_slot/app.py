@@ -1,4 +1,4 @@
-"""RenderSlot: take and free slots of the account-wide render limit, also for dead executions.
+"""RenderSlot: free slots of the account-wide render limit, also of dead executions.
 
 It also ends a failed attempt of an export (``endAttempt``, see
 :mod:`aistudios_export.attempts`): the last step of the export machine's failure path, a task
@@ -22,10 +22,9 @@ STATUS_CHANGE = "Step Functions Execution Status Change"
 
 
 @cache
-def _limiter() -> tuple[RenderLimiter, SlotSettings]:
+def _limiter() -> RenderLimiter:
     observability.install_log_hygiene()
-    settings = SlotSettings.from_env()
-    return RenderLimiter.from_settings(settings), settings
+    return RenderLimiter.from_settings(SlotSettings.from_env())
 
 
 @logger.inject_lambda_context(clear_state=True, correlation_id_path="holder || detail.name")
@@ -33,23 +32,20 @@ def _limiter() -> tuple[RenderLimiter, SlotSettings]:
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     """Handle a step of the export state machine, or an EventBridge status-change event.
 
-    From the state machine: ``{"action": "acquire", "holder", "slot"}`` returns the slot or how
-    long to wait (see :func:`~aistudios_export.render_slots.take_slot`); ``{"action": "release",
-    "holder"}`` frees it; ``{"action": "endAttempt", "holder", "error", "redriveCount"}`` raises
-    the export's error, or returns in a redrive (see
-    :func:`~aistudios_export.attempts.end_attempt`). From EventBridge: an execution's status
-    change frees the slot of an execution that ended.
+    From the state machine: ``{"action": "release", "holder"}`` frees the export's slot on its
+    failure path (SubmitExport takes slots, CheckProgress frees a done render's);
+    ``{"action": "endAttempt", "holder", "error", "redriveCount"}`` raises the export's error,
+    or returns in a redrive (see :func:`~aistudios_export.attempts.end_attempt`). From
+    EventBridge: an execution's status change frees the slot of an execution that ended.
     """
     if event.get("action") == "endAttempt" and event.get("holder"):
         return attempts.end_attempt(event.get("error"), event.get("redriveCount"))
-    limiter, settings = _limiter()
+    limiter = _limiter()
     if event.get("detail-type") == STATUS_CHANGE:
         return render_slots.free_after_end(event.get("detail") or {}, limiter=limiter)
     holder, action = str(event.get("holder") or ""), event.get("action")
     if not holder:
         raise InvalidRequest([("holder", "must name the execution")])
-    if action == "acquire":
-        return render_slots.take_slot(holder, event.get("slot"), limiter=limiter, settings=settings)
     if action == "release":
         return render_slots.free_slot(holder, limiter=limiter)
-    raise InvalidRequest([("action", "must be acquire, release or endAttempt")])
+    raise InvalidRequest([("action", "must be release or endAttempt")])

@@ -1,4 +1,4 @@
-"""RenderSlot: free slots of the account-wide render limit, also of dead executions.
+"""RenderSlot: take and free slots of the account-wide render limit, also for dead executions.
 
 It also ends a failed attempt of an export (``endAttempt``, see
 :mod:`aistudios_export.attempts`): the last step of the export machine's failure path, a task
@@ -22,9 +22,10 @@ STATUS_CHANGE = "Step Functions Execution Status Change"
 
 
 @cache
-def _limiter() -> RenderLimiter:
+def _limiter() -> tuple[RenderLimiter, SlotSettings]:
     observability.install_log_hygiene()
-    return RenderLimiter.from_settings(SlotSettings.from_env())
+    settings = SlotSettings.from_env()
+    return RenderLimiter.from_settings(settings), settings
 
 
 @logger.inject_lambda_context(clear_state=True, correlation_id_path="holder || detail.name")
@@ -37,15 +38,22 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     ``{"action": "endAttempt", "holder", "error", "redriveCount"}`` raises the export's error,
     or returns in a redrive (see :func:`~aistudios_export.attempts.end_attempt`). From
     EventBridge: an execution's status change frees the slot of an execution that ended.
+
+    ``{"action": "acquire", "holder", "slot"}`` returns the slot or how long to wait (see
+    :func:`~aistudios_export.render_slots.take_slot`): for executions of the machine's earlier
+    definition, which took the slot in a step of its own (they run on after a deployment, and a
+    redrive within 14 days runs that definition again).
     """
     if event.get("action") == "endAttempt" and event.get("holder"):
         return attempts.end_attempt(event.get("error"), event.get("redriveCount"))
-    limiter = _limiter()
+    limiter, settings = _limiter()
     if event.get("detail-type") == STATUS_CHANGE:
         return render_slots.free_after_end(event.get("detail") or {}, limiter=limiter)
     holder, action = str(event.get("holder") or ""), event.get("action")
     if not holder:
         raise InvalidRequest([("holder", "must name the execution")])
+    if action == "acquire":
+        return render_slots.take_slot(holder, event.get("slot"), limiter=limiter, settings=settings)
     if action == "release":
         return render_slots.free_slot(holder, limiter=limiter)
-    raise InvalidRequest([("action", "must be release or endAttempt")])
+    raise InvalidRequest([("action", "must be acquire, release or endAttempt")])

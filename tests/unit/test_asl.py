@@ -284,7 +284,10 @@ def test_the_happy_path_has_no_state_it_does_not_need(asl: dict[str, Any]) -> No
     ]
     notify = states(asl)["NotifyCompleted"]
     assert notify["End"] is True and notify["OutputPath"] == "$.result"
-    assert states(asl)["FinalizeExport"]["ResultPath"] == "$.result"
+    finalize = states(asl)["FinalizeExport"]
+    assert finalize["ResultPath"] == "$.result"
+    # FinalizeExport answers the execution's output when asked (an earlier definition did not).
+    assert finalize["Parameters"] == {"job.$": "$.job", "result": "export"}
     (caught,) = notify["Catch"]
     assert states(asl)[caught["Next"]] == {
         "Type": "Succeed",

@@ -228,6 +228,19 @@ def test_finalize_export_stores_the_verified_video(stack: Stack) -> None:
     no_secret_in(video)
 
 
+def test_finalize_export_answers_the_machine_s_earlier_definition_with_the_video(
+    stack: Stack,
+) -> None:
+    # Executions started before the output became FinalizeExport's run on after a deployment
+    # (and in a redrive): their ResultPath is $.video.
+    serve_finished_video(stack)
+    event = load_event("finalize_export")
+    del event["result"]
+    video = run("finalize_export", event)
+    assert video["key"] == f"exports/team-a/{PROJECT_ID}/1080/20260101T000000Z.mp4"
+    assert "projectId" not in video
+
+
 def test_finalize_export_keeps_signed_url_queries_out_of_urllib3_logs(
     stack: Stack, monkeypatch: pytest.MonkeyPatch
 ) -> None:

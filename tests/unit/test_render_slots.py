@@ -370,30 +370,29 @@ def handler(ddb: DynamoDBClient, monkeypatch: pytest.MonkeyPatch) -> Any:
     return load_handler("render_slot")
 
 
-def test_the_function_frees_and_frees_after_an_end(handler: Any, ddb: DynamoDBClient) -> None:
+def test_the_function_takes_frees_and_frees_after_an_end(handler: Any) -> None:
+    # The state machine's earlier definition takes slots here (SubmitExport takes them now).
     context = LambdaContextStub()
-    release, ended = load_event("render_slot_release"), load_event("render_slot_status_change")
-    holder = release["holder"]
-    slots = RenderLimiter(TABLE, client=ddb, limit=2, lease_seconds=LEASE)
-    slots.acquire(holder)
-    slots.acquire("other")  # SubmitExport takes the slots (render_slots.start_render)
+    acquire, release = load_event("render_slot_acquire"), load_event("render_slot_release")
+    ended = load_event("render_slot_status_change")
+    holder = acquire["holder"]
+    assert handler(acquire, context)["acquired"] is True
+    other = {**acquire, "holder": "other"}
+    queued = handler(other, context)
+    assert (queued["acquired"], queued["attempts"]) == (False, 1)
     # The holder's execution was aborted: EventBridge brings its status change.
     assert handler(ended, context) == {"holder": holder, "released": True}
+    assert handler({**other, "slot": queued}, context)["acquired"] is True
     assert handler({**release, "holder": "other"}, context) == {
         "holder": "other",
         "released": True,
     }
     assert handler(release, context) == {"holder": holder, "released": False}
-    assert holders(slots) == []
 
 
 @pytest.mark.parametrize(
     ("event", "field"),
-    [
-        ({"action": "release"}, "holder"),
-        ({"action": "take", "holder": "a"}, "action"),
-        ({"action": "acquire", "holder": "a"}, "action"),  # SubmitExport takes the slots
-    ],
+    [({"action": "acquire"}, "holder"), ({"action": "take", "holder": "a"}, "action")],
 )
 def test_the_function_names_what_is_wrong_with_a_step(
     handler: Any, event: dict[str, Any], field: str

@@ -7,7 +7,9 @@ run on the local stack three ways:
 - ``fixed``: the original sample's fixed interval, scaled as ``T`` is (60 s of a 10-minute
   export: ``T / 10``): the shortest and the longest wait are both that interval;
 - ``adaptive``: waits predicted from the pace (1 s to 60 s), no webhook;
-- ``webhooks``: the same, and AI Studios calls the webhook once the video is ready.
+- ``webhooks``: AI Studios calls the webhook once the video is ready, and every wait is the
+  template's ``WebhookPollSeconds`` scaled as ``T`` is (300 s of a 10-minute export: ``T / 2``),
+  the fall-back for a lost webhook: no waits are predicted.
 
 The delay is from "video ready" (the simulator's submit time plus the export's ``T``) to
 "FinalizeExport entered" in the execution's history; transitions are the execution's state
@@ -31,6 +33,8 @@ from aistudios_local.stack import LocalStack
 
 MODES = ("fixed", "adaptive", "webhooks")
 LONGEST_WAIT = 60
+WEBHOOK_WAIT_INTERVALS = 5
+"""The webhooks mode's wait in fixed intervals: 300 s against the sample's 60 s."""
 SPREAD = 0.2
 
 
@@ -68,6 +72,8 @@ def run_mode(
     rng = random.Random(f"{seed}-{mode}")
     fixed = mode == "fixed"
     parameters = {"MinPollSeconds": str(interval if fixed else 1)}
+    if mode == "webhooks":
+        parameters["WebhookPollSeconds"] = str(interval * WEBHOOK_WAIT_INTERVALS)
     longest = interval if fixed else LONGEST_WAIT
     with LocalStack(parameters=parameters, webhooks=mode == "webhooks") as stack:
         assert stack.simulator is not None

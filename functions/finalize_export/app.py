@@ -34,8 +34,13 @@ def _dependencies() -> Dependencies:
 @logger.inject_lambda_context(clear_state=True, correlation_id_path="job.exportId")
 @observability.collect_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    """Handle ``{"job": {...}}`` from the state machine; return the stored video."""
+    """Handle ``{"job": {...}, "result": "export"}`` from the state machine; return the result.
+
+    ``{"projectId", "resolution", "video"}``: the execution's output, as it is. Without
+    ``result`` (the machine's earlier definition, whose executions run on after a deployment and
+    in a redrive), the stored video alone.
+    """
     deps = _dependencies()
-    return workflow.finalize_export(
-        event.get("job"), api=deps.api, s3_client=deps.s3, output=deps.output
-    )
+    job = event.get("job")
+    video = workflow.finalize_export(job, api=deps.api, s3_client=deps.s3, output=deps.output)
+    return workflow.export_result(job, video) if event.get("result") == "export" else video

@@ -33,12 +33,16 @@ def _limiter() -> tuple[RenderLimiter, SlotSettings]:
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     """Handle a step of the export state machine, or an EventBridge status-change event.
 
-    From the state machine: ``{"action": "acquire", "holder", "slot"}`` returns the slot or how
-    long to wait (see :func:`~aistudios_export.render_slots.take_slot`); ``{"action": "release",
-    "holder"}`` frees it; ``{"action": "endAttempt", "holder", "error", "redriveCount"}`` raises
-    the export's error, or returns in a redrive (see
-    :func:`~aistudios_export.attempts.end_attempt`). From EventBridge: an execution's status
-    change frees the slot of an execution that ended.
+    From the state machine: ``{"action": "release", "holder"}`` frees the export's slot on its
+    failure path (SubmitExport takes slots, CheckProgress frees a done render's);
+    ``{"action": "endAttempt", "holder", "error", "redriveCount"}`` raises the export's error,
+    or returns in a redrive (see :func:`~aistudios_export.attempts.end_attempt`). From
+    EventBridge: an execution's status change frees the slot of an execution that ended.
+
+    ``{"action": "acquire", "holder", "slot"}`` returns the slot or how long to wait (see
+    :func:`~aistudios_export.render_slots.take_slot`): for executions of the machine's earlier
+    definition, which took the slot in a step of its own (they run on after a deployment, and a
+    redrive within 14 days runs that definition again).
     """
     if event.get("action") == "endAttempt" and event.get("holder"):
         return attempts.end_attempt(event.get("error"), event.get("redriveCount"))

@@ -1,11 +1,11 @@
 """One account-wide render limit, shared by batches and API starts, on the local stack.
 
 Three manifests and a burst of direct starts run at once with ``MaxRendersInFlight`` 3. The
-renders in flight are read from each execution's own history: from entering ``SubmitExport``
-to entering a release step (or the execution's end, for one that was stopped), so a render
-counts as long as the export could have one running at AI Studios. The semaphore lives in
-DynamoDB on moto; releases of executions that end without their own come through the
-template's EventBridge rule on Step Functions status changes.
+renders in flight are read from each execution's own history: from the ``SubmitExport`` that
+took a slot to the check that found the render done or a release step (or the execution's
+end, for one that was stopped), so a render counts while the export surely held its slot.
+The semaphore lives in DynamoDB on moto; releases of executions that end without their own
+come through the template's EventBridge rule on Step Functions status changes.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ pytestmark = pytest.mark.integration
 
 LIMIT = 3
 DEADLINE = 180
-RELEASES = {"ReleaseRenderSlot", "ReleaseRenderSlotAfterFailure"}
+RELEASES = {"ReleaseRenderSlotAfterFailure"}
 FAST = Scenario(progress_steps=(0.0, 60.0, 100.0))
 
 
@@ -67,20 +67,35 @@ def history(arn: str) -> list[dict[str, Any]]:
 
 
 def render_interval(arn: str) -> tuple[datetime, datetime] | None:
-    """When the export could have had a render in flight, or None if it never submitted."""
+    """When the export surely held a render slot, or None if it never took one.
+
+    From the end of the ``SubmitExport`` that took the slot (one that answered ``queued`` took
+    none) to the start of the ``CheckProgress`` that found the render done (it frees the slot),
+    of a release step, or the execution's end: both inside the hold, so that two exports that
+    follow each other on one slot never seem to overlap.
+    """
     events = history(arn)
-    entered = [
-        (e["timestamp"], e["stateEnteredEventDetails"]["name"])
-        for e in events
-        if "stateEnteredEventDetails" in e
-    ]
-    submitted = [t for t, name in entered if name == "SubmitExport"]
-    if not submitted:
+    start: datetime | None = None
+    checking: datetime | None = None
+    for e in events:
+        if "stateEnteredEventDetails" in e:
+            name = e["stateEnteredEventDetails"]["name"]
+            if name == "CheckProgress":
+                checking = e["timestamp"]
+            elif name in RELEASES and start is not None:
+                return start, e["timestamp"]
+        elif "stateExitedEventDetails" in e:
+            details = e["stateExitedEventDetails"]
+            job = json.loads(details.get("output") or "{}").get("job") or {}
+            if details["name"] == "SubmitExport" and job.get("outcome") != "queued":
+                start = start or e["timestamp"]
+            elif details["name"] == "CheckProgress" and job.get("outcome") == "done":
+                assert start is not None and checking is not None
+                return start, checking
+    if start is None:
         return None
-    freed = [t for t, name in entered if name in RELEASES and t >= submitted[0]]
     ended = boto3.client("stepfunctions").describe_execution(executionArn=arn)
-    end = freed[0] if freed else ended.get("stopDate") or events[-1]["timestamp"]
-    return submitted[0], end
+    return start, ended.get("stopDate") or events[-1]["timestamp"]
 
 
 def most_at_once(intervals: list[tuple[datetime, datetime]]) -> int:

@@ -23,7 +23,16 @@ from .conftest import PROJECT, MakeStack, assert_stored
 
 pytestmark = pytest.mark.integration
 
-SLOW_POLLS = {"MinPollSeconds": "30"}
+
+def waits_of(seconds: int) -> dict[str, str]:
+    """Parameters under which every wait lasts ``seconds`` unless a webhook ends it.
+
+    With webhooks, waits are ``WebhookPollSeconds`` (no prediction), at least the floor.
+    """
+    return {"MinPollSeconds": str(seconds), "WebhookPollSeconds": str(seconds)}
+
+
+SLOW_POLLS = waits_of(30)
 """Every wait lasts 30 s unless a webhook ends it: only a webhook can find the video soon."""
 
 
@@ -99,7 +108,7 @@ def test_a_finish_webhook_ends_the_wait_and_finalize_starts_within_two_seconds(
 def test_a_forged_webhook_is_refused_and_without_webhooks_the_timeout_polls(
     make_stack: MakeStack, simulator: AiStudiosSimulator
 ) -> None:
-    stack = make_stack(parameters={"MinPollSeconds": "3"}, webhooks=True)
+    stack = make_stack(parameters=waits_of(3), webhooks=True)
     simulator.set_scenario(PROJECT, Scenario(linear_seconds=2))  # AI Studios never calls
     arn = start(stack)
     export_id = arn.rsplit(":", 1)[1]
@@ -124,7 +133,7 @@ def test_a_forged_webhook_is_refused_and_without_webhooks_the_timeout_polls(
 def test_a_webhook_of_an_unfinished_export_only_makes_it_check(
     make_stack: MakeStack, simulator: AiStudiosSimulator
 ) -> None:
-    stack = make_stack(parameters={"MinPollSeconds": "4"}, webhooks=True)
+    stack = make_stack(parameters=waits_of(4), webhooks=True)
     simulator.set_scenario(PROJECT, Scenario(linear_seconds=6))
     arn = start(stack)
     until_waiting(arn)
@@ -143,7 +152,7 @@ def test_a_webhook_of_an_unfinished_export_only_makes_it_check(
 def test_a_strangers_call_halfway_is_refused_and_finalizes_nothing(
     make_stack: MakeStack, simulator: AiStudiosSimulator
 ) -> None:
-    stack = make_stack(parameters={"MinPollSeconds": "3"}, webhooks=True)
+    stack = make_stack(parameters=waits_of(3), webhooks=True)
     simulator.set_scenario(PROJECT, Scenario(linear_seconds=2, webhook="forged"))
     arn = start(stack)
     result = stack.wait(arn, deadline_seconds=25)
@@ -158,7 +167,7 @@ def test_a_strangers_call_halfway_is_refused_and_finalizes_nothing(
 def test_duplicated_late_and_frequent_webhooks_are_harmless(
     make_stack: MakeStack, simulator: AiStudiosSimulator, mode: str
 ) -> None:
-    stack = make_stack(parameters={"MinPollSeconds": "2"}, webhooks=True)
+    stack = make_stack(parameters=waits_of(2), webhooks=True)
     simulator.set_scenario(PROJECT, Scenario(linear_seconds=2, webhook=mode, webhook_delay=0.5))
     result = stack.wait(start(stack), deadline_seconds=25)
     assert_stored(stack, result, video_bytes(PROJECT, "1080"))

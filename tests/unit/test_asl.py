@@ -19,8 +19,11 @@ from tests.unit.test_asl_rules import LAMBDA_SERVICE_ERRORS
 EXPORT_MACHINE = "ExportStateMachine"
 AI_STUDIOS_TASKS = {"SubmitExport", "CheckProgress", "FinalizeExport", "RefreshToken"}
 """The tasks whose functions call AI Studios."""
-RENDER_SLOT_TASKS = {"AcquireRenderSlot", "ReleaseRenderSlot", "ReleaseRenderSlotAfterFailure"}
-"""The tasks of the account-wide render limit (DynamoDB only)."""
+RENDER_SLOT_TASKS = {"ReleaseRenderSlotAfterFailure"}
+"""The tasks of the account-wide render limit (DynamoDB only); SubmitExport takes the slot and
+CheckProgress renews and frees it."""
+SLOT_TAKERS = {"SubmitExport"}
+"""The tasks that take a render slot (DynamoDB, then AI Studios)."""
 REDRIVE_TASKS = {"EndFailedAttempt"}
 """The task that ends a failed attempt, and that a redrive runs again (no AWS call)."""
 
@@ -52,7 +55,7 @@ def test_wait_states_wait_as_long_as_the_task_they_lead_back_to_said(
         # The task after the wait wrote the interval (into its ResultPath) the time before.
         task = states(asl)[wait["Next"]]
         assert wait["SecondsPath"].startswith(task["ResultPath"] + "."), name
-    assert waits["WaitForRenderSlot"]["SecondsPath"] == "$.slot.waitSeconds"
+    assert waits["WaitForRenderSlot"]["SecondsPath"] == "$.job.waitSeconds"
 
 
 def test_the_export_waits_for_a_webhook_or_the_time_the_check_chose(
@@ -93,7 +96,7 @@ def test_transient_errors_are_retried_where_they_can_be_raised(asl: dict[str, An
     tasks = lambda_tasks(asl)
     for name in AI_STUDIOS_TASKS:
         assert api_transient <= retried(tasks[name]), name
-    for name in RENDER_SLOT_TASKS:
+    for name in RENDER_SLOT_TASKS | SLOT_TAKERS:
         assert "StorageError" in retried(tasks[name]), name
     assert {"DownloadInterrupted", "StorageError"} <= retried(states(asl)["FinalizeExport"])
 
@@ -212,62 +215,85 @@ def ends(asl: dict[str, Any]) -> set[str]:
 
 def test_a_slot_is_taken_before_anything_is_submitted(asl: dict[str, Any]) -> None:
     init = states(asl)["Init"]
-    assert init["Next"] == "AcquireRenderSlot"
+    assert init["Next"] == "SubmitExport"
     # Until the submit, the export is queued: GET /exports/{id} reads state and progress.
     assert init["Parameters"]["job"] == {"state": "queued", "progress": 0}
-    assert init["Parameters"]["slot"] == {"acquired": False, "attempts": 0}
-    # ResumePolling is entered only with a job whose outcome is "waiting": after a submit.
-    (resume,) = [c for c in states(asl)["HasRenderSlot"]["Choices"] if c["Next"] == "ResumePolling"]
-    assert {"Variable": "$.job.outcome", "StringEquals": "waiting"} in resume["And"]
-    # (A redrive, past EndFailedAttempt, is a later attempt.)
-    before_submit = reachable(
-        asl, "Init", avoiding={"SubmitExport", "ResumePolling", "EndFailedAttempt"}
-    )
-    assert "SubmitExport" in set(targets(states(asl)["HasRenderSlot"]))
-    assert not AI_STUDIOS_TASKS & before_submit
+    # SubmitExport takes the slot before it calls AI Studios (render_slots.start_render), and
+    # is the first task: nothing calls AI Studios before it.
+    assert reachable(asl, "Init", avoiding={"SubmitExport"}) == {"Init"}
+    assert "SubmitExport" in set(targets(states(asl)["WaitForRenderSlot"]))
 
 
 def test_every_way_from_a_taken_slot_to_the_end_frees_it(asl: dict[str, Any]) -> None:
-    # Without the release states, no end can be reached once the slot is held.
-    assert not ends(asl) & reachable(asl, "SubmitExport", avoiding=RENDER_SLOT_TASKS)
-    assert not ends(asl) & reachable(asl, "HasRenderSlot", avoiding=RENDER_SLOT_TASKS)
-    # The success path frees it as soon as the render is done, before the copy.
+    # The success path frees the slot in the check that finds the render done (CheckProgress,
+    # render_slots.keep_slot), before the copy: FinalizeExport is entered only after that
+    # check, after a failure path freed the slot (a redrive's copy), or to retry the copy.
     done = next(c for c in states(asl)["IsExportDone"]["Choices"] if c["StringEquals"] == "done")
-    assert done["Next"] == "ReleaseRenderSlot"
-    assert states(asl)["ReleaseRenderSlot"]["Next"] == "FinalizeExport"
-    for name in RENDER_SLOT_TASKS - {"AcquireRenderSlot"}:
+    assert done["Next"] == "FinalizeExport"
+    into_copy = {n for n, s in states(asl).items() if "FinalizeExport" in set(targets(s))}
+    assert into_copy == {"IsExportDone", "ResumeCopy", "ResumeAfterRefresh"}
+    # Otherwise, without the release states, no end can be reached once the slot is held.
+    held = RENDER_SLOT_TASKS | {"FinalizeExport"}
+    assert not ends(asl) & reachable(asl, "SubmitExport", avoiding=held)
+    for name in RENDER_SLOT_TASKS:
         task = states(asl)[name]
         assert task["Parameters"] == {"action": "release", "holder.$": "$$.Execution.Name"}
         assert task["ResultPath"] is None, name
         (catch,) = task["Catch"]
         assert (catch["ErrorEquals"], catch["ResultPath"]) == (["States.ALL"], None), name
         assert catch["Next"] == task["Next"], f"{name}: a failed release changes nothing else"
+    assert states(asl)["CheckProgress"]["Parameters"]["holder.$"] == "$$.Execution.Name"
 
 
 def test_the_wait_for_a_slot_is_decided_by_the_function_and_has_a_default(
     asl: dict[str, Any],
 ) -> None:
-    acquire = states(asl)["AcquireRenderSlot"]
-    assert acquire["Parameters"] == {
-        "action": "acquire",
-        "holder.$": "$$.Execution.Name",
-        "slot.$": "$.slot",
-    }
-    assert acquire["ResultPath"] == "$.slot"
-    choice = states(asl)["HasRenderSlot"]
-    plain = [c for c in choice["Choices"] if "And" not in c]
-    assert {(c["BooleanEquals"], c["Next"]) for c in plain} == {
-        (True, "SubmitExport"),
-        (False, "WaitForRenderSlot"),
-    }
-    (resumed,) = [c for c in choice["Choices"] if "And" in c]
-    assert {"Variable": "$.slot.acquired", "BooleanEquals": True} in resumed["And"]
-    assert choice["Choices"].index(resumed) == 0, "a resumed render is never submitted again"
+    submit = states(asl)["SubmitExport"]
+    params = submit["Parameters"]
+    assert (params["executionName.$"], params["job.$"]) == ("$$.Execution.Name", "$.job")
+    # A queue belongs to one attempt: a redrive queues afresh.
+    assert params["attempt.$"] == "$$.Execution.RedriveCount"
+    assert submit["ResultPath"] == "$.job"
+    choice = states(asl)["IsExportDone"]
+    (queued,) = [c for c in choice["Choices"] if c.get("StringEquals") == "queued"]
+    assert (queued["Variable"], queued["Next"]) == ("$.job.outcome", "WaitForRenderSlot")
     assert choice["Default"] == "RecordUnexpectedOutcome"
     # The polls renew the slot: they name its holder, and the job carries its lease.
     assert states(asl)["CheckProgress"]["Parameters"]["holder.$"] == "$$.Execution.Name"
-    assert states(asl)["SubmitExport"]["Parameters"]["slot.$"] == "$.slot"
     assert "slotExpires" in Job.__dataclass_fields__
+
+
+def test_the_happy_path_has_no_state_it_does_not_need(asl: dict[str, Any]) -> None:
+    # Each state entered is a paid transition (README, "What an export costs"): the submit,
+    # the checks and the copy, with one Choice after each task that loops, and no Pass but Init.
+    path: list[str] = []
+    name = asl["StartAt"]
+    while name and len(path) < 10:
+        path.append(name)
+        state = states(asl)[name]
+        if state["Type"] == "Choice":
+            name = next(c["Next"] for c in state["Choices"] if c.get("StringEquals") == "done")
+        else:
+            name = state.get("Next")
+    assert path == [
+        "Init",
+        "SubmitExport",
+        "IsExportDone",
+        "FinalizeExport",
+        "NotifyCompleted",
+    ]
+    notify = states(asl)["NotifyCompleted"]
+    assert notify["End"] is True and notify["OutputPath"] == "$.result"
+    finalize = states(asl)["FinalizeExport"]
+    assert finalize["ResultPath"] == "$.result"
+    # FinalizeExport answers the execution's output when asked (an earlier definition did not).
+    assert finalize["Parameters"] == {"job.$": "$.job", "result": "export"}
+    (caught,) = notify["Catch"]
+    assert states(asl)[caught["Next"]] == {
+        "Type": "Succeed",
+        "Comment": states(asl)[caught["Next"]]["Comment"],
+        "OutputPath": "$.result",
+    }
 
 
 # --- a redrive resumes the export --------------------------------------------------------------
@@ -318,21 +344,21 @@ def test_a_redrive_resumes_the_copy_the_submit_or_the_polls(asl: dict[str, Any])
         if "StringEquals" in c
     }
     assert outcomes == {"done", "waiting", "timedOut"}
-    assert states(asl)["ResumeCopy"]["Next"] == "ReleaseRenderSlot"
-    assert states(asl)["ResumeRender"]["Next"] == "AcquireRenderSlot"
+    assert states(asl)["ResumeCopy"]["Next"] == "FinalizeExport"
+    assert states(asl)["ResumeRender"]["Next"] == "SubmitExport"
     init = states(asl)["Init"]["Parameters"]
     for name in ("ResumeCopy", "ResumeRender"):
         reset = states(asl)[name]["Parameters"]
-        # A fresh queue and token-refresh budget; the job (its polls and deadline) carries on.
-        assert (reset["auth"], reset["slot"]) == (init["auth"], init["slot"]), name
+        # A fresh token-refresh budget (SubmitExport gives the attempt a fresh queue); the job
+        # (its polls and deadline) carries on: a render running at AI Studios is polled again
+        # under a new slot, never submitted again (render_slots.start_render).
+        assert set(reset) == {"request.$", "auth", "job.$"}, name
+        assert reset["auth"] == init["auth"], name
         assert reset["job.$"] == "$.job" and reset["request.$"] == "$.request", name
-    # A render running at AI Studios is polled again under a new slot, never submitted again.
-    resume = states(asl)["ResumePolling"]
-    assert (resume["InputPath"], resume["ResultPath"]) == ("$.slot.expires", "$.job.slotExpires")
-    # The submit is entered from the slot's Choice (whose first rule resumes the polls) and
-    # after a refresh of the token the submit itself was refused with, only.
+    # The submit is entered first, after a wait for a slot, in a redrive, and after a refresh
+    # of the token the submit itself was refused with, only.
     into_submit = {n for n, s in states(asl).items() if "SubmitExport" in set(targets(s))}
-    assert into_submit == {"HasRenderSlot", "ResumeAfterRefresh"}
+    assert into_submit == {"Init", "WaitForRenderSlot", "ResumeRender", "ResumeAfterRefresh"}
     (again,) = [
         c for c in states(asl)["ResumeAfterRefresh"]["Choices"] if c["Next"] == "SubmitExport"
     ]

@@ -104,7 +104,9 @@ def states() -> dict[str, dict[str, Any]]:
 def poll_wait(states: dict[str, Any]) -> str:
     """The wait of the polling loop: the callback task the progress check follows."""
     (name,) = [
-        n for n, s in of_type({"States": states}, "Task").items() if s["Next"] == "CheckProgress"
+        n
+        for n, s in of_type({"States": states}, "Task").items()
+        if s.get("Next") == "CheckProgress"
     ]
     return name
 
@@ -112,9 +114,7 @@ def poll_wait(states: dict[str, Any]) -> str:
 def slot_wait(states: dict[str, Any]) -> str:
     """The Wait state of the queue for a render slot."""
     (name,) = [
-        n
-        for n, s in of_type({"States": states}, "Wait").items()
-        if s["Next"] == "AcquireRenderSlot"
+        n for n, s in of_type({"States": states}, "Wait").items() if s["Next"] == "SubmitExport"
     ]
     return name
 
@@ -163,11 +163,12 @@ def history_bound(states: dict[str, Any], min_poll: int) -> dict[str, int]:
     (rule,) = states["CanRefreshToken"]["Choices"]
     refreshes = int(rule["NumericLessThan"])
     polls = most_polls(min_poll)
-    # The queue for a render slot: render_slots.take_slot answers "wait" MAX_ATTEMPTS - 1 times.
+    # The queue for a render slot: render_slots.take_slot (in SubmitExport) answers "wait"
+    # MAX_ATTEMPTS - 1 times.
     queue = max(
         events(states, cycle)
         for cycle in cycles_through(states, slot_wait(states))
-        if REDRIVE not in cycle
+        if REDRIVE not in cycle and "RefreshToken" not in cycle
     )
     # The longest pass, a resumed redrive included; plus the redrive's own event.
     rest = EXECUTION_EVENTS + longest_path(states, "Init") + 1
@@ -199,7 +200,7 @@ def test_history_stays_far_below_the_limit_at_the_deployed_floor(
 ) -> None:
     bound = history_bound(states, deployed_min_poll_seconds())
     assert bound["perPoll"] == 13
-    assert bound["queue"] == 5 + 2 + 2  # AcquireRenderSlot, HasRenderSlot, WaitForRenderSlot
+    assert bound["queue"] == 5 + 2 + 2  # SubmitExport, IsExportDone, WaitForRenderSlot
     assert bound["total"] < HISTORY_BUDGET < HISTORY_LIMIT, bound
 
 

@@ -119,7 +119,7 @@ def test_a_choice_s_rules_and_default_are_labelled() -> None:
     chart = diagrams.state_machine(_asl("export"))
     out_of = [(label, t) for s, _, label, t in _edges(chart) if s == "s_IsExportDone"]
     assert ("otherwise", "s_RecordUnexpectedOutcome") in out_of
-    assert ("job.outcome == 'done'", "s_ReleaseRenderSlot") in out_of
+    assert ("job.outcome == 'done'", "s_FinalizeExport") in out_of
     # ">" spelled as an entity, so that nothing in a label can end it.
     assert ("job.outcome == 'waiting' and job.nextPollSeconds #62; 0", "s_WaitForExport") in out_of
 

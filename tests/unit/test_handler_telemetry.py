@@ -165,7 +165,7 @@ def test_finalize_emits_success_duration_and_the_bytes_it_copied(
     out: pytest.CaptureFixture[str], stack: handlers.Stack, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     handlers.serve_finished_video(stack)
-    video = run("finalize_export", load_event("finalize_export"), monkeypatch)
+    video = run("finalize_export", load_event("finalize_export"), monkeypatch)["video"]
     [emf] = metrics_of(out.readouterr().out)
     assert (emf["namespace"], emf["dimensions"]) == (NAMESPACE, {"service": SERVICE})
     values = emf["values"]

@@ -35,6 +35,7 @@ from tests.unit._fixtures import (
     ROTATION_LAMBDA_ARN,
     T0,
     LambdaContextStub,
+    create_render_slots_table,
     fake_aws,
     install_rotation_lambda,
     load_handler,
@@ -87,8 +88,10 @@ def stack(monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> 
             "OUTPUT_PREFIX": "exports/",
             "TRUSTED_DOWNLOAD_ORIGIN": DOWNLOAD_ORIGIN,
             "DOWNLOAD_PART_SIZE_MIB": "5",
+            "RENDER_SLOTS_TABLE": SLOTS_TABLE,
         }.items():
             monkeypatch.setenv(name, value)
+        create_render_slots_table(SLOTS_TABLE)
         yield Stack(secrets, s3, api, token, credentials)
     # Every record, with the extra fields Powertools would print (caplog sees them via propagation).
     for record in caplog.get_records("setup") + caplog.get_records("call"):
@@ -114,6 +117,7 @@ def progress(**data: Any) -> dict[str, Any]:
 
 
 PROGRESS_URL = API + PROGRESS_PATH.format(project_id=PROJECT_ID)
+SLOTS_TABLE = "stack-RenderSlots"
 
 
 # --- SubmitExport --------------------------------------------------------------------------
@@ -129,6 +133,8 @@ def test_submit_export(stack: Stack, caplog: pytest.LogCaptureFixture) -> None:
     )
     assert (job["pollSeconds"], job["stallSeconds"], job["outcome"]) == (15, 600, "waiting")
     assert job["deadline"] - job["submittedAt"] == 1800
+    # The render slot was taken first: the job carries its lease.
+    assert job["slotExpires"] > job["submittedAt"]
     (call,) = stack.api.calls
     assert call.request.headers["Authorization"] == TOKEN
     assert json.loads(call.request.body or b"") == {"projectId": PROJECT_ID, "resolution": "1080"}
@@ -144,6 +150,19 @@ def test_submit_export_invalid_request_calls_nothing(stack: Stack) -> None:
     assert len(stack.api.calls) == 0
 
 
+def test_submit_export_without_a_free_slot_queues_and_calls_nothing(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MAX_RENDERS_IN_FLIGHT", "1")
+    other = load_event("submit_export") | {"executionName": "another-export"}
+    stack.api.post(API + EXPORT_PATH, json={"success": True, "data": {"projectId": PROJECT_ID}})
+    assert run("submit_export", other)["outcome"] == "waiting"
+    job = run("submit_export", load_event("submit_export"))
+    assert (job["outcome"], job["state"], job["progress"]) == ("queued", "queued", 0)
+    assert job["waitSeconds"] >= 1 and job["queue"]["attempts"] == 1
+    assert len(stack.api.calls) == 1  # the other export's submit only
+
+
 # --- CheckProgress -------------------------------------------------------------------------
 
 
@@ -154,6 +173,7 @@ def test_check_progress_done(stack: Stack) -> None:
     event = load_event("check_progress")
     job = run("check_progress", event)
     assert job["outcome"] == "done"
+    assert job["slotExpires"] == 0  # the render slot is free before the copy
     assert job["polls"] == event["job"]["polls"] + 1
     assert stack.api.calls[0].request.headers["Authorization"] == TOKEN
     no_secret_in(job)
@@ -188,7 +208,9 @@ def serve_finished_video(stack: Stack) -> None:
 
 def test_finalize_export_stores_the_verified_video(stack: Stack) -> None:
     serve_finished_video(stack)
-    video = run("finalize_export", load_event("finalize_export"))
+    result = run("finalize_export", load_event("finalize_export"))
+    assert (result["projectId"], result["resolution"]) == (PROJECT_ID, "1080")
+    video = result["video"]
     key = f"exports/team-a/{PROJECT_ID}/1080/20260101T000000Z.mp4"
     assert T0 == 1_767_225_600.0  # the sample event's submittedAt
     assert {k: video[k] for k in ("bucket", "key", "size", "sha256", "contentType", "s3Uri")} == {
@@ -204,6 +226,19 @@ def test_finalize_export_stores_the_verified_video(stack: Stack) -> None:
     tags = stack.s3.get_object_tagging(Bucket=BUCKET, Key=key, VersionId=video["versionId"])
     assert tags["TagSet"] == [{"Key": "sha256", "Value": video["sha256"]}]
     no_secret_in(video)
+
+
+def test_finalize_export_answers_the_machine_s_earlier_definition_with_the_video(
+    stack: Stack,
+) -> None:
+    # Executions started before the output became FinalizeExport's run on after a deployment
+    # (and in a redrive): their ResultPath is $.video.
+    serve_finished_video(stack)
+    event = load_event("finalize_export")
+    del event["result"]
+    video = run("finalize_export", event)
+    assert video["key"] == f"exports/team-a/{PROJECT_ID}/1080/20260101T000000Z.mp4"
+    assert "projectId" not in video
 
 
 def test_finalize_export_keeps_signed_url_queries_out_of_urllib3_logs(

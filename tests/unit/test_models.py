@@ -395,6 +395,7 @@ def test_job_start() -> None:
         "submittedUtc": "2026-01-01T00:00:00Z",
         "slotExpires": 0.0,
         "minPollSeconds": 1,
+        "webhookPollSeconds": 0,
         "checkedAt": 0.0,
         "predictedDoneAt": 0.0,
         "wake": None,

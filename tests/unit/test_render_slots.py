@@ -18,6 +18,7 @@ from aistudios_export.render_slots import (
     free_after_end,
     free_slot,
     keep_slot,
+    start_render,
     take_slot,
 )
 from aistudios_export.settings import SlotSettings
@@ -145,6 +146,79 @@ def test_a_count_this_module_did_not_write_is_spent_not_a_fresh_start(
         take(slots, clock, "c", {"attempts": attempts, "since": T0})
 
 
+# --- starting the render under a slot (SubmitExport) ----------------------------------------
+
+
+def start(
+    slots: RenderLimiter, clock: Clock, holder: str, job: Any, attempt: int = 0
+) -> tuple[dict[str, Any], list[float]]:
+    submitted: list[float] = []
+
+    def submit(expires: float) -> dict[str, Any]:
+        submitted.append(expires)
+        return {"outcome": "waiting", "slotExpires": expires, "submittedUtc": "now"}
+
+    started = start_render(
+        job,
+        holder,
+        attempt=attempt,
+        limiter=slots,
+        settings=SETTINGS,
+        submit=submit,
+        now=clock,
+        rand=lambda: 0.5,
+    )
+    return started, submitted
+
+
+QUEUED = {"state": "queued", "progress": 0}
+"""The job before the submit (the state machine's Init)."""
+
+
+def test_the_render_is_submitted_under_the_slot_it_took(slots: RenderLimiter, clock: Clock) -> None:
+    job, submitted = start(slots, clock, "a", QUEUED)
+    assert submitted == [T0 + LEASE] and job["slotExpires"] == T0 + LEASE
+    assert holders(slots) == ["a"]
+
+
+def test_without_a_free_slot_the_job_is_queued_and_nothing_is_submitted(
+    slots: RenderLimiter, clock: Clock
+) -> None:
+    start(slots, clock, "a", QUEUED)
+    start(slots, clock, "b", QUEUED)
+    job, submitted = start(slots, clock, "c", QUEUED)
+    assert submitted == []
+    # GET /exports/{id} reads state and progress; the state machine reads outcome and the wait.
+    assert (job["state"], job["progress"], job["outcome"]) == ("queued", 0, "queued")
+    assert job["waitSeconds"] == job["queue"]["waitSeconds"] >= 1
+    assert (job["queue"]["attempts"], job["queue"]["attempt"]) == (1, 0)
+    again, _ = start(slots, clock, "c", job)
+    assert again["queue"]["attempts"] == 2  # the queue's budget carries on
+    # A redrive (a later attempt) queues afresh.
+    redriven, _ = start(slots, clock, "c", again, attempt=1)
+    assert (redriven["queue"]["attempts"], redriven["queue"]["attempt"]) == (1, 1)
+    slots.release("a")
+    job, submitted = start(slots, clock, "c", redriven, attempt=1)
+    assert submitted == [T0 + LEASE] and job["outcome"] == "waiting"
+
+
+def test_a_redriven_render_is_resumed_under_a_new_slot_never_submitted_twice(
+    slots: RenderLimiter, clock: Clock
+) -> None:
+    running = {"outcome": "waiting", "submittedUtc": "2026-01-01T00:00:00Z", "nextPollSeconds": 300}
+    job, submitted = start(slots, clock, "a", running, attempt=1)
+    assert submitted == []
+    # Checked at once, as the render may have finished while the export was failed.
+    assert job == {**running, "slotExpires": T0 + LEASE, "nextPollSeconds": 0}
+    assert holders(slots) == ["a"]
+
+
+def test_a_retried_submit_keeps_the_one_slot(slots: RenderLimiter, clock: Clock) -> None:
+    start(slots, clock, "a", QUEUED)
+    start(slots, clock, "a", QUEUED)  # a retry, or the submit again after a token refresh
+    assert holders(slots) == ["a"]
+
+
 # --- keeping the slot while rendering -------------------------------------------------------
 
 
@@ -182,11 +256,30 @@ def test_a_long_poll_interval_gets_a_lease_longer_than_it(
     assert job["slotExpires"] == T0 + 2 * (900 + RENEW_MARGIN_SECONDS)
 
 
+def test_the_check_that_finds_the_render_done_frees_the_slot(
+    slots: RenderLimiter, clock: Clock
+) -> None:
+    take(slots, clock, "a")
+    job = keep_slot(waiting_job(T0 + LEASE, outcome="done"), "a", limiter=lambda: slots, now=clock)
+    assert job["slotExpires"] == 0 and holders(slots) == []
+
+
+def test_a_release_that_fails_leaves_the_slot_to_its_lease(
+    slots: RenderLimiter, clock: Clock, ddb: DynamoDBClient
+) -> None:
+    take(slots, clock, "a")
+    with Stubber(ddb) as stub:  # DynamoDB fails
+        stub.add_client_error("update_item", "InternalServerError", http_status_code=500)
+        stub.add_client_error("update_item", "InternalServerError", http_status_code=500)
+        stub.add_client_error("update_item", "InternalServerError", http_status_code=500)
+        done = waiting_job(T0 + LEASE, outcome="done")
+        assert keep_slot(done, "a", limiter=lambda: slots, now=clock) == done
+
+
 @pytest.mark.parametrize(
     "job",
     [
         waiting_job(0),  # holds no slot (a job from before the limit)
-        waiting_job(T0, outcome="done"),  # the release step frees it
         waiting_job(T0, outcome="failed"),
         {"outcome": "waiting", "nextPollSeconds": 15},
     ],
@@ -278,6 +371,7 @@ def handler(ddb: DynamoDBClient, monkeypatch: pytest.MonkeyPatch) -> Any:
 
 
 def test_the_function_takes_frees_and_frees_after_an_end(handler: Any) -> None:
+    # The state machine's earlier definition takes slots here (SubmitExport takes them now).
     context = LambdaContextStub()
     acquire, release = load_event("render_slot_acquire"), load_event("render_slot_release")
     ended = load_event("render_slot_status_change")

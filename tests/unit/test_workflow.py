@@ -121,6 +121,75 @@ def test_wait_is_shortened_near_the_deadline() -> None:
     assert result["nextPollSeconds"] == 11
 
 
+# --- with this stack's webhook ------------------------------------------------------------
+
+HOOKED = DEFAULTS | {"minPollSeconds": "10", "webhookPollSeconds": "300"}
+
+
+def own_webhook(export_id: str) -> str:
+    return f"https://api.example/webhooks/{export_id}/token"
+
+
+def test_with_a_webhook_every_wait_is_the_deployment_s_fall_back() -> None:
+    api = FakeApi()
+    job = workflow.submit_export(
+        {"projectId": PROJECT_ID},
+        HOOKED,
+        api=api,
+        export_id="e1",
+        webhook=own_webhook,
+        now=Clock(T0),
+    )
+    assert api.submitted[0]["webhookUrl"] == own_webhook("e1")
+    # No early probe: the webhook announces the end, the wait is the fall-back for a lost one.
+    assert (job["webhookPollSeconds"], job["nextPollSeconds"]) == (300, 300)
+    # The pace is not predicted either, however steady: a check per wait, not per prediction.
+    job, _ = check(job, exporting(50), Clock(T0 + 300))
+    assert (job["outcome"], job["nextPollSeconds"], job["predictedDoneAt"]) == ("waiting", 300, 0)
+    # Near the deadline the wait is shortened as any.
+    job, _ = check(job, exporting(99), Clock(T0 + 1700))
+    assert job["nextPollSeconds"] == 101
+
+
+def test_without_a_webhook_or_with_no_waits_the_webhook_wait_does_not_apply() -> None:
+    plain = workflow.submit_export(
+        {"projectId": PROJECT_ID}, HOOKED, api=FakeApi(), export_id="e1", now=Clock(T0)
+    )
+    assert (plain["webhookPollSeconds"], plain["nextPollSeconds"]) == (0, 10)
+    no_waits = workflow.submit_export(
+        {"projectId": PROJECT_ID, "pollSeconds": 0},
+        {"webhookPollSeconds": "300"},
+        api=FakeApi(),
+        export_id="e1",
+        webhook=own_webhook,
+        now=Clock(T0),
+    )
+    assert (no_waits["webhookPollSeconds"], no_waits["nextPollSeconds"]) == (0, 0)
+    # The deployment's floor is a floor under the webhook's wait too.
+    floored = workflow.submit_export(
+        {"projectId": PROJECT_ID},
+        HOOKED | {"webhookPollSeconds": "5"},
+        api=FakeApi(),
+        export_id="e1",
+        webhook=own_webhook,
+        now=Clock(T0),
+    )
+    assert floored["nextPollSeconds"] == 10
+
+
+@pytest.mark.parametrize("value", ["-1", "901", "soon", True])
+def test_a_bad_webhook_wait_of_the_deployment_is_refused(value: Any) -> None:
+    with pytest.raises(InvalidRequest, match="webhookPollSeconds"):
+        workflow.submit_export(
+            {"projectId": PROJECT_ID},
+            DEFAULTS | {"webhookPollSeconds": value},
+            api=FakeApi(),
+            export_id="e1",
+            webhook=own_webhook,
+            now=Clock(T0),
+        )
+
+
 # --- done ------------------------------------------------------------------------------
 
 

@@ -331,6 +331,9 @@ class Job:
     submittedUtc: str = ""  # noqa: N815 - submittedAt for people: the failure cause names it
     slotExpires: float = 0.0  # noqa: N815 - when the render slot's lease ends; 0: none held
     minPollSeconds: int = 0  # noqa: N815 - the shortest adaptive wait (0: as pollSeconds)
+    webhookPollSeconds: int = 0  # noqa: N815
+    """Every wait's length when AI Studios calls this stack's webhook (0: no webhook, waits are
+    predicted): the webhook ends the wait, the timeout is the fall-back."""
     checkedAt: float = 0.0  # noqa: N815 - when the previous check ran; 0: none yet
     predictedDoneAt: float = 0.0  # noqa: N815 - when the previous check expected the end; 0: unknown
     wake: Any = None
@@ -354,6 +357,7 @@ class Job:
         min_poll_seconds: int = 0,
         slot_expires: float = 0.0,
         relay_webhook_url: str | None = None,
+        webhook_poll_seconds: int = 0,
     ) -> Job:
         """Return the job of a just-submitted export.
 
@@ -374,9 +378,16 @@ class Job:
         relay_webhook_url
             The request's own ``webhookUrl`` when AI Studios was given this stack's instead:
             CheckProgress relays confirmed progress to it (:mod:`~aistudios_export.relay`).
+        webhook_poll_seconds
+            The deployment's wait when AI Studios calls this stack's webhook (0: it does not):
+            every wait lasts this long (at least the floor) unless the webhook ends it, with no
+            prediction and no early probe, as the webhook announces the end. A ``pollSeconds``
+            of 0 (no waits at all) stays 0.
         """
         poll_seconds = max(request.poll_seconds, min_poll_seconds)
         shortest = shortest_wait(poll_seconds, min_poll_seconds)
+        webhook_wait = max(webhook_poll_seconds, shortest) if webhook_poll_seconds > 0 else 0
+        webhook_wait = webhook_wait if poll_seconds > 0 else 0
         # The poll count is a second bound beside the deadline, so a clock that misbehaves
         # still cannot loop forever. Adaptive waits may be as short as the shortest wait.
         max_polls = math.ceil(request.timeout_seconds / max(shortest, 1)) + 10
@@ -390,13 +401,15 @@ class Job:
             stallSeconds=request.stall_seconds,
             maxPolls=max_polls,
             lastChangeAt=now,
-            # Nothing is known of the export's pace yet: look early, then predict.
-            nextPollSeconds=shortest,
+            # Nothing is known of the export's pace yet: look early, then predict; with a
+            # webhook, wait for it.
+            nextPollSeconds=min(webhook_wait, request.timeout_seconds + 1) or shortest,
             exportId=_key_safe(export_id),
             submittedUtc=datetime.fromtimestamp(now, UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
             slotExpires=slot_expires,
             minPollSeconds=shortest,
             relayWebhookUrl=relay_webhook_url,
+            webhookPollSeconds=webhook_wait,
         )
 
     @classmethod
@@ -430,6 +443,28 @@ class Job:
     def to_dict(self) -> dict[str, Any]:
         """Return the JSON-able form handed back to the state machine."""
         return asdict(self)
+
+
+def webhook_poll_seconds(defaults: Mapping[str, Any] | None) -> int:
+    """Return the deployment's wait when AI Studios calls this stack's webhook (0: predict waits).
+
+    Parameters
+    ----------
+    defaults
+        The deployment's defaults; ``webhookPollSeconds`` there (a string, as template
+        substitutions are), else 0.
+
+    Raises
+    ------
+    InvalidRequest
+        When the deployment's value is not a whole number within :data:`POLL_SECONDS`.
+    """
+    name = "webhookPollSeconds"
+    problems: list[Problem] = []
+    value = _seconds({name: (defaults or {}).get(name, 0)}, {}, name, POLL_SECONDS, problems)
+    if problems:
+        raise InvalidRequest(problems)
+    return value
 
 
 def shortest_wait(poll_seconds: int, min_poll_seconds: int) -> int:

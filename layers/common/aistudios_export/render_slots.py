@@ -5,17 +5,17 @@ each execution holds one slot of :class:`~aistudios_export.limiter.RenderLimiter
 its submit until AI Studios finished rendering, so the renders in flight at AI Studios never
 exceed the limit whoever started them:
 
-- :func:`take_slot` runs before ``SubmitExport``. With every slot held it answers how long to
-  wait, and the state machine waits in a ``Wait`` state (no function runs meanwhile) and asks
-  again: waits grow from ``retry_seconds`` to ten times that, with jitter so that a queue does
-  not ask in step, and end after ``max_wait_seconds`` or :data:`MAX_ATTEMPTS` with
-  ``NoSlotFree``.
+- :func:`start_render` runs in ``SubmitExport``: it takes a slot (:func:`take_slot`) before
+  the submit. With every slot held it answers a ``queued`` job that says how long to wait, and
+  the state machine waits in a ``Wait`` state (no function runs meanwhile) and asks again:
+  waits grow from ``retry_seconds`` to ten times that, with jitter so that a queue does not
+  ask in step, and end after ``max_wait_seconds`` or :data:`MAX_ATTEMPTS` with ``NoSlotFree``.
 - :func:`keep_slot` runs in ``CheckProgress`` and renews the lease before it runs out, so a
   lease outlives every wait of a live export; a slot lost anyway is taken again if one is free.
-- :func:`free_slot` runs when the render is done and on every failure path; an execution that
-  ends without running it (aborted, timed out, killed) is freed by :func:`free_after_end`, from
-  Step Functions' own status-change event. A holder that even that misses loses its slot when
-  its lease ends.
+  The check that finds the render done frees the slot there, before the copy.
+- :func:`free_slot` runs on every failure path; an execution that ends without running it
+  (aborted, timed out, killed) is freed by :func:`free_after_end`, from Step Functions' own
+  status-change event. A holder that even that misses loses its slot when its lease ends.
 """
 
 from __future__ import annotations
@@ -123,6 +123,65 @@ def take_slot(
     return {"acquired": True, "holder": holder, "expires": slot.expires}
 
 
+def start_render(
+    job: Mapping[str, Any] | None,
+    holder: str,
+    *,
+    attempt: int,
+    limiter: RenderLimiter,
+    settings: SlotSettings,
+    submit: Callable[[float], dict[str, Any]],
+    now: Callable[[], float] = time.time,
+    rand: Random = random.random,
+) -> dict[str, Any]:
+    """Take a render slot, then start the render; without a free slot, say how long to wait.
+
+    Parameters
+    ----------
+    job
+        The export's job so far: ``{"state": "queued", ...}`` before the submit (``queue`` is
+        the previous answer of :func:`take_slot` while queued), or, when a redrive resumes an
+        export that was submitted, the job whose render is running.
+    holder
+        The export's execution name.
+    attempt
+        The execution's redrive count: a queue of an earlier attempt starts afresh.
+    limiter, settings, now, rand
+        As for :func:`take_slot`.
+    submit
+        Submits the export, given the lease's end, and returns the new job.
+
+    Returns
+    -------
+    dict
+        The job: submitted (``outcome`` ``waiting``), resumed (a submitted job that waits
+        ``nextPollSeconds`` 0: it is checked at once, never submitted twice), or ``queued``,
+        with ``queue`` (:func:`take_slot`'s answer and ``attempt``) and ``waitSeconds``.
+
+    Raises
+    ------
+    NoSlotFree, StorageError, ConfigurationError
+        As :func:`take_slot` raises them.
+    """
+    job = dict(job or {})
+    queue = job.get("queue") if job.get("outcome") == "queued" else None
+    if not isinstance(queue, Mapping) or queue.get("attempt") != attempt:
+        queue = None
+    slot = take_slot(holder, queue, limiter=limiter, settings=settings, now=now, rand=rand)
+    if slot["acquired"] is not True:
+        return {
+            "state": "queued",
+            "progress": 0,
+            "outcome": "queued",
+            "waitSeconds": slot["waitSeconds"],
+            "queue": {**slot, "attempt": attempt},
+        }
+    if job.get("submittedUtc") and job.get("outcome") == "waiting":
+        logger.info("render resumed under a new slot", extra={"holder": holder})
+        return {**job, "slotExpires": slot["expires"], "nextPollSeconds": 0}
+    return submit(float(slot["expires"]))
+
+
 def keep_slot(
     job: dict[str, Any],
     holder: str,
@@ -130,14 +189,18 @@ def keep_slot(
     limiter: Callable[[], RenderLimiter],
     now: Callable[[], float] = time.time,
 ) -> dict[str, Any]:
-    """Renew the slot of a waiting export before its lease could end during the next wait.
+    """Renew a waiting export's slot before its lease could end; free a done export's.
 
+    A waiting export's lease must outlive the next wait.
     ``job["slotExpires"]`` is when the lease ends (0: the export holds no slot); it is updated
     in the returned job. ``limiter`` gives the account's limiter; it is called only when a
-    renewal is due. A failure to renew never fails the export, whose render is running: it
-    is logged and tried again at the next poll, and a slot found lost is taken again if free.
+    renewal or the release is due. A failure to renew or free never fails the export: a renewal
+    is logged and tried again at the next poll, and a slot found lost is taken again if free; a
+    slot the done export could not free ends with its lease.
     """
     expires = job.get("slotExpires")
+    if job.get("outcome") == "done" and holder:
+        return _free_when_done(job, holder, limiter)
     if job.get("outcome") != "waiting" or not holder or not _is_number(expires) or not expires:
         return job
     t = now()
@@ -166,6 +229,19 @@ def keep_slot(
         logger.error("could not renew the render slot", extra={"error": str(error)})
         return job
     return {**job, "slotExpires": slot.expires}
+
+
+def _free_when_done(
+    job: dict[str, Any], holder: str, limiter: Callable[[], RenderLimiter]
+) -> dict[str, Any]:
+    try:
+        limiter().release(holder)
+    except (StorageError, ConfigurationError) as error:
+        logger.error(
+            "could not free the render slot: its lease ends it", extra={"error": str(error)}
+        )
+        return job
+    return {**job, "slotExpires": 0}
 
 
 def free_slot(holder: str, *, limiter: RenderLimiter) -> dict[str, Any]:

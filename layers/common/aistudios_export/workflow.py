@@ -30,6 +30,7 @@ from aistudios_export.models import (
     ExportRequest,
     Job,
     min_poll_seconds,
+    webhook_poll_seconds,
 )
 from aistudios_export.observability import Metric, record
 from aistudios_export.pacing import Pace, next_wait
@@ -88,8 +89,10 @@ def submit_export(
     ``export_id`` is the execution's name; it makes the export's object key its own.
     ``slot`` is the render slot the export took (:func:`~aistudios_export.render_slots.take_slot`),
     whose lease the job carries so that polls renew it.
-    ``defaults`` are the deployment's: the request's missing knobs, and ``minPollSeconds``,
-    the floor under every wait (:func:`~aistudios_export.models.min_poll_seconds`).
+    ``defaults`` are the deployment's: the request's missing knobs, ``minPollSeconds``,
+    the floor under every wait (:func:`~aistudios_export.models.min_poll_seconds`), and
+    ``webhookPollSeconds``, every wait's length when AI Studios calls this stack's webhook
+    (:func:`~aistudios_export.models.webhook_poll_seconds`).
 
     Raises
     ------
@@ -98,6 +101,7 @@ def submit_export(
     """
     request = ExportRequest.parse(raw_request, defaults)
     floor = min_poll_seconds(defaults)
+    webhook_wait = webhook_poll_seconds(defaults)
     own = webhook(export_id) if webhook is not None and export_id else None
     api.submit_export(request.api_body(own))
     record(Metric.EXPORTS_STARTED, 1)
@@ -109,6 +113,7 @@ def submit_export(
         min_poll_seconds=floor,
         slot_expires=float(expires) if isinstance(expires, int | float) else 0.0,
         relay_webhook_url=request.webhook_url if own else None,
+        webhook_poll_seconds=webhook_wait if own else 0,
     )
     logger.info(
         "export submitted", extra={"projectId": job.projectId, "resolution": job.resolution}
@@ -129,9 +134,11 @@ def check_progress(
     The decision is bounded three ways: the deadline, the number of polls, and how long
     progress may stand still. The download URL is checked for but never returned. A waiting
     export waits as :func:`~aistudios_export.pacing.next_wait` predicts from its pace (``draw``
-    gives the jitter). A check a webhook caused counts as a wake, up to
-    :data:`~aistudios_export.models.MAX_WAKES`, and then as a poll. Progress confirmed here is
-    relayed (``relay``) to the request's own webhook, once per change.
+    gives the jitter), or, when AI Studios calls this stack's webhook, ``webhookPollSeconds``:
+    the webhook announces the end, and a check it did not cause is the fall-back. A check a
+    webhook caused counts as a wake, up to :data:`~aistudios_export.models.MAX_WAKES`, and then
+    as a poll. Progress confirmed here is relayed (``relay``) to the request's own webhook,
+    once per change.
     """
     job = Job.from_dict(raw_job)
     woken = isinstance(job.wake, dict) and job.wake.get("by") == "webhook"
@@ -202,6 +209,8 @@ def check_progress(
             f"project {job.projectId} stalled: progress stayed at {job.progress:g}% "
             f"for {round(t - job.lastChangeAt)} s (limit {job.stallSeconds} s)",
         )
+    elif job.webhookPollSeconds > 0:
+        _wait(job, t, job.webhookPollSeconds)
     else:
         seconds, job.predictedDoneAt = next_wait(
             before,
@@ -319,6 +328,15 @@ def finalize_export(
         "contentType": stored.content_type,
         "s3Uri": f"s3://{stored.bucket}/{stored.key}",
     }
+
+
+def export_result(raw_job: Any, video: Mapping[str, Any]) -> dict[str, Any]:
+    """Return what a finished export answers: ``{"projectId", "resolution", "video"}``.
+
+    The execution's output, as FinalizeExport returns it (the state machine adds nothing).
+    """
+    job = Job.from_dict(raw_job)
+    return {"projectId": job.projectId, "resolution": job.resolution, "video": dict(video)}
 
 
 def project_download_url(api: AiStudiosClient, project_id: str) -> str | None:

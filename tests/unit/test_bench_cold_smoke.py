@@ -30,8 +30,9 @@ def test_each_handler_creates_each_client_once(results: list[HandlerResult]) -> 
         assert len(set(r.runs[0].clients)) == len(r.runs[0].clients), r.name
 
 
-def test_only_the_api_loads_pydantic(results: list[HandlerResult]) -> None:
-    assert {r.name for r in results if r.runs[0].pydantic} == {"api"}
+def test_no_handler_loads_pydantic_at_its_cold_init(results: list[HandlerResult]) -> None:
+    # The API validates a well-formed request without it (exports_api.checks).
+    assert {r.name for r in results if r.runs[0].pydantic} == set()
 
 
 def test_cold_table_lists_every_handler(results: list[HandlerResult]) -> None:

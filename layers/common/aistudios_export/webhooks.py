@@ -21,13 +21,13 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools import Logger
-from aws_lambda_powertools.utilities.parameters import SecretsProvider
 from botocore.exceptions import ClientError
 
 from aistudios_export import clients
 from aistudios_export.aws_errors import error_code
 from aistudios_export.errors import ConfigurationError
 from aistudios_export.exports.machine import ExportsService
+from aistudios_export.secret_cache import CachedSecret
 
 if TYPE_CHECKING:
     from mypy_boto3_secretsmanager import SecretsManagerClient
@@ -95,7 +95,7 @@ class WebhookKey:
     ) -> None:
         self.secret_id = secret_id
         self._client = client
-        self._provider: SecretsProvider | None = None
+        self._secret: CachedSecret | None = None
         self._max_age = max_age
         self._fixed: bytes | None = None
 
@@ -107,11 +107,12 @@ class WebhookKey:
         return fixed
 
     def _value(self) -> dict[str, Any]:
-        if self._provider is None:
-            self._provider = SecretsProvider(boto3_client=clients.secretsmanager(self._client))
+        if self._secret is None:
+            client = clients.secretsmanager(self._client)
+            self._secret = CachedSecret(client, self.secret_id, max_age=self._max_age)
         try:
-            value = self._provider.get(self.secret_id, max_age=self._max_age, transform="json")
-        except Exception as e:  # Powertools wraps boto and JSON errors in its own types
+            value = self._secret.get()
+        except Exception as e:  # boto's errors, no string, no JSON
             raise ConfigurationError(
                 f"cannot read the webhook key secret {self.secret_id}: {type(e).__name__}"
             ) from e

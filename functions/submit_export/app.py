@@ -8,7 +8,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from aistudios_export import observability, runtime, settings, workflow
 from aistudios_export.client import AiStudiosClient
-from aistudios_export.webhooks import WebhookKey
+from aistudios_export.webhook_keys import WebhookKey
 
 logger = Logger()
 

@@ -38,3 +38,10 @@ def test_no_handler_loads_pydantic_at_its_cold_init(results: list[HandlerResult]
 def test_cold_table_lists_every_handler(results: list[HandlerResult]) -> None:
     lines = format_table(results).splitlines()
     assert [line.split()[0] for line in lines[1:]] == HANDLERS
+
+
+def test_the_api_s_first_malformed_request_is_timed_apart(results: list[HandlerResult]) -> None:
+    # Its set-up is not the cold init's: only a malformed first request builds it.
+    timed = {r.name: r.summary().get("later") for r in results if r.summary().get("later")}
+    assert timed == {"api": "first malformed request"}
+    assert next(r for r in results if r.name == "api").runs[0].later is not None

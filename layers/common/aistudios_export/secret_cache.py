@@ -1,9 +1,9 @@
 """A secret's JSON value, read from Secrets Manager and trusted for a while.
 
 Powertools' ``SecretsProvider`` does this, but importing its ``parameters`` package imports
-every provider it has (AppConfig, SSM, DynamoDB with boto3's conditions): about 17 ms of CPU
-per cold start here, some 4% of what ``import boto3`` and a client cost. The workers read two
-secrets this way (the API token, the webhook key), so the cache is these few lines.
+every provider it has (AppConfig, SSM, DynamoDB with boto3's conditions) at every cold start of
+every worker that reads the API token. The workers read two secrets this way (the API token,
+the webhook key), so the cache is these few lines.
 """
 
 from __future__ import annotations

@@ -7,10 +7,12 @@
 - ``POST /exports/{exportId}/redrive`` continues one that did not succeed (202; 409 if it cannot).
 - ``POST /webhooks/{exportId}/{token}`` is AI Studios' webhook: it wakes the export's wait.
 
-The routes, their models and their errors live beside this file, in :mod:`exports_api`; this
-module builds the resolver and the library objects once per container, at the first request.
-The models are the OpenAPI description; regenerate ``openapi.json`` with
-``.venv/bin/python functions/api/app.py > openapi.json``.
+The routes and their errors live beside this file, in :mod:`exports_api`; this module builds
+the resolver and the library objects once per container, at the first request. The routes read
+a request through quick checks in plain Python; a request they do not vouch for (a malformed
+one) is answered by the resolver that validates it with pydantic against the OpenAPI
+description (:mod:`exports_api.described`), built at the first such request. Regenerate
+``openapi.json`` with ``.venv/bin/python functions/api/app.py > openapi.json``.
 """
 
 from functools import cache
@@ -26,7 +28,7 @@ from aistudios_export.errors import ConfigurationError
 from aistudios_export.exports import ExportController, ExportLister, ExportStarter, StatusReader
 from aistudios_export.settings import HttpApiSettings
 from aistudios_export.webhooks import WebhookKey, WebhookWaker
-from exports_api import body, errors, routes
+from exports_api import body, checks, errors, routes
 
 logger = Logger()
 
@@ -65,19 +67,12 @@ def _cors() -> CORSConfig | None:
     )
 
 
-def _new_resolver(cors: CORSConfig | None = None) -> APIGatewayRestResolver:
-    resolver = APIGatewayRestResolver(
-        enable_validation=True, cors=cors, json_body_deserializer=body.loads
-    )
-    resolver.include_router(routes.router)
-    errors.register(resolver)
-    return resolver
-
-
 @cache
 def _resolver() -> APIGatewayRestResolver:
     """Return this container's resolver, made at its first request (CORS is a setting)."""
-    resolver = _new_resolver(_cors())
+    resolver = APIGatewayRestResolver(cors=_cors(), json_body_deserializer=body.loads)
+    resolver.include_router(routes.router)
+    errors.register(resolver)
     resolver.dependency_overrides[routes.services] = _services
     return resolver
 
@@ -85,15 +80,23 @@ def _resolver() -> APIGatewayRestResolver:
 @logger.inject_lambda_context(clear_state=True, correlation_id_path=EXPORT_ID_OR_REQUEST_ID)
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     """Answer an API Gateway REST proxy event (payload format 1.0)."""
-    return _resolver().resolve(body.as_json_request(event), context)
+    request = body.as_json_request(event)
+    resolver = _resolver()
+    try:
+        return resolver.resolve(request, context)
+    except checks.Unchecked:
+        # Malformed (the checks raise before anything is done): validate it, name each problem.
+        from exports_api import described
+
+        return described.resolver(resolver).resolve(request, context)
 
 
 def openapi_json() -> str:
     """Return the OpenAPI description of this API: what ``openapi.json`` holds."""
-    # Imported here: Powertools' OpenAPI models cost a cold start and no request needs them.
-    from exports_api import openapi
+    # Imported here: pydantic and Powertools' OpenAPI models cost a cold start.
+    from exports_api import described, openapi
 
-    return openapi.describe(_new_resolver())
+    return openapi.describe(described.new_resolver())
 
 
 if __name__ == "__main__":

@@ -10,7 +10,7 @@ from aistudios_export import observability, render_slots, runtime, settings, wor
 from aistudios_export.client import AiStudiosClient
 from aistudios_export.limiter import RenderLimiter
 from aistudios_export.settings import SlotSettings
-from aistudios_export.webhooks import WebhookKey
+from aistudios_export.webhook_keys import WebhookKey
 
 logger = Logger()
 

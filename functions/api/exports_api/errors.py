@@ -21,8 +21,7 @@ from botocore.exceptions import ClientError
 from aistudios_export.aws_errors import error_code, is_transient
 from aistudios_export.errors import ConfigurationError, InvalidRequest, StateConflict
 from aistudios_export.exports import parse_request
-from exports_api import body
-from exports_api.models import ErrorBody, ExportRequestBody
+from exports_api import bodies, body, checks
 
 RETRY_AFTER_SECONDS = 2
 
@@ -134,8 +133,7 @@ def _rule_problems(event: BaseProxyEvent, flagged: set[str]) -> list[dict[str, A
         return []
     if not isinstance(raw, dict):
         return []
-    names = {field.alias for field in ExportRequestBody.model_fields.values()}
-    known = {k: v for k, v in raw.items() if k in names and k not in flagged}
+    known = {k: v for k, v in raw.items() if k in checks.BODY_FIELDS and k not in flagged}
     try:
         parse_request(known)
     except InvalidRequest as e:
@@ -182,6 +180,6 @@ def _error(
     return Response(
         status_code=status,
         content_type=content_types.APPLICATION_JSON,
-        body=ErrorBody(status_code=status.value, message=message).model_dump(by_alias=True),
+        body=bodies.error(status.value, message),
         headers=headers,
     )

@@ -11,14 +11,16 @@ relay that fails is logged without its URL's query and never fails the export.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import requests
 from aws_lambda_powertools import Logger
 
 from aistudios_export.errors import ForbiddenDownloadUrl
-from aistudios_export.pinning import pinned_adapter
-from aistudios_export.urlguard import UrlPolicy, check_url, redact_url
+
+if TYPE_CHECKING:
+    from aistudios_export.pinning import PinnedAdapter
+    from aistudios_export.urlguard import UrlPolicy
 
 logger = Logger(service="aistudios-export", child=True)
 
@@ -29,6 +31,9 @@ TIMEOUT = (3.0, 5.0)
 class WebhookRelay:
     """POST relayed webhook calls through a pinned session.
 
+    Most exports bring no webhook to relay: the session, the URL guard and the pinning are set
+    up at the first relayed call.
+
     Parameters
     ----------
     policy
@@ -38,18 +43,28 @@ class WebhookRelay:
     """
 
     def __init__(self, policy: UrlPolicy | None = None, session: requests.Session | None = None):
-        self.policy = policy or UrlPolicy()
-        self.session = session or requests.Session()
-        self._adapter = pinned_adapter(self.session)
+        self._policy = policy
+        self._session = session
+        self._ready: tuple[UrlPolicy, requests.Session, PinnedAdapter] | None = None
+
+    def _set_up(self) -> tuple[UrlPolicy, requests.Session, PinnedAdapter]:
+        from aistudios_export.pinning import pinned_adapter
+        from aistudios_export.urlguard import UrlPolicy
+
+        if self._ready is None:
+            session = self._session or requests.Session()
+            self._ready = (self._policy or UrlPolicy(), session, pinned_adapter(session))
+        return self._ready
 
     def __call__(self, url: str, payload: Mapping[str, Any]) -> bool:
         """Send ``payload`` to ``url``; return whether it was answered 2xx (never raises)."""
+        from aistudios_export.urlguard import check_url, redact_url
+
+        policy, session, adapter = self._set_up()
         try:
-            checked = check_url(url, self.policy)
-            self._adapter.pin(checked)
-            answer = self.session.post(
-                url, json=dict(payload), timeout=TIMEOUT, allow_redirects=False
-            )
+            checked = check_url(url, policy)
+            adapter.pin(checked)
+            answer = session.post(url, json=dict(payload), timeout=TIMEOUT, allow_redirects=False)
         except (ForbiddenDownloadUrl, requests.RequestException, OSError) as e:
             logger.warning(
                 "webhook relay failed", extra={"url": redact_url(url), "error": type(e).__name__}

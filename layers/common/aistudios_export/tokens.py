@@ -1,7 +1,7 @@
 """The API token in Secrets Manager: its record, cached reads for workers, the credentials.
 
 The token secret holds ``{"token", "issuedAt", "expiresAt"}`` (epoch seconds). Workers read it
-through a Powertools cache; only the refresh/rotation function
+through a cache (:mod:`aistudios_export.secret_cache`); only the refresh/rotation function
 (:mod:`aistudios_export.token_refresh`) mints a token, with the ``{"appId", "userKey"}`` of the
 credentials secret, and writes it.
 """
@@ -12,12 +12,12 @@ import json
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from aws_lambda_powertools.utilities.parameters import SecretsProvider
 from botocore.exceptions import ClientError
 
 from aistudios_export import clients
 from aistudios_export.aws_errors import translate
 from aistudios_export.errors import ConfigurationError
+from aistudios_export.secret_cache import CachedSecret
 from aistudios_export.settings import TOKEN_CACHE_SECONDS
 
 if TYPE_CHECKING:
@@ -49,16 +49,13 @@ class TokenStore:
         max_age: int = TOKEN_CACHE_SECONDS,
     ) -> None:
         self.secret_id = secret_id
-        self._provider = SecretsProvider(boto3_client=clients.secretsmanager(client))
-        self._max_age = max_age
+        self._secret = CachedSecret(clients.secretsmanager(client), secret_id, max_age=max_age)
 
     def get(self, *, fresh: bool = False) -> str:
         """Return the current token ('' when none was minted yet); ``fresh`` skips the cache."""
         try:
-            value = self._provider.get(
-                self.secret_id, max_age=self._max_age, transform="json", force_fetch=fresh
-            )
-        except Exception as e:  # Powertools wraps boto and JSON errors in its own types
+            value = self._secret.get(fresh=fresh)
+        except Exception as e:  # boto's errors, no string, no JSON
             raise ConfigurationError(
                 f"cannot read the token secret {self.secret_id}: {type(e).__name__}"
             ) from e

@@ -11,13 +11,13 @@ In one run, for each scheme (plain HTTP, TLS) and size, it measures:
 
 The source (:mod:`bench.sources`) and the sink (:mod:`bench.s3_sink`, a minimal S3 that checks
 each body's CRC32 and drops it) are processes of their own; every measurement runs in a fresh
-child process, whose peak RSS (``resource.getrusage``) is reported. For TLS a throw-away CA
-and server certificate are made; clients trust it through configuration only
+child process, whose peak RSS (``VmHWM``, read by the child itself) is reported. For TLS a
+throw-away CA and server certificate are made; clients trust it through configuration only
 (``REQUESTS_CA_BUNDLE`` for downloads, the S3 client's ``verify``). Every copy is verified:
 the object the sink assembled has the source's size and CRC32, and the product's SHA-256 is
-the source's. Over plain HTTP the S3 client sends unsigned payloads, as over HTTPS (to S3 the
-SDK never hashes a streamed body for the signature on HTTPS): the methods pay what they
-would pay in Lambda.
+the source's. The S3 client sends unsigned payloads over plain HTTP too, as the functions'
+client does over HTTPS, and the children run botocore without awscrt (``BOTO_DISABLE_CRT``),
+as Lambda's runtime has none: the methods pay what they would pay in Lambda.
 """
 
 from __future__ import annotations
@@ -169,11 +169,27 @@ def run_child(method: str, source: str, endpoint: str, size: int, options: dict[
             {
                 "seconds": seconds,
                 "cpu_seconds": cpu,
-                "max_rss_kib": usage.ru_maxrss,
+                "max_rss_kib": peak_rss_kib(),
                 "sha256": sha256,
             }
         )
     )
+
+
+def peak_rss_kib() -> int:
+    """Return this process's peak RSS in KiB: ``VmHWM``, its own since ``exec``.
+
+    ``ru_maxrss`` is not: Linux carries it over ``exec`` from the process that forked, so a
+    child started by a parent larger than itself reports the parent's peak.
+    """
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 
 
 # --- the parent: servers, certificates, verification ---------------------------------
@@ -303,7 +319,7 @@ def measure(
         The copy is not the source's bytes, a server-side copy was asked for, or an upload
         was left open.
     """
-    env = _env()
+    env = {**_env(), "BOTO_DISABLE_CRT": "true"}  # Lambda's runtime has no awscrt
     if ca is not None:
         env["REQUESTS_CA_BUNDLE"] = str(ca)
     child = subprocess.run(

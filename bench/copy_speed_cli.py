@@ -20,6 +20,7 @@ from bench.copy_speed import (
     MIB,
     SCHEMES,
     format_table,
+    medians,
     run,
     summarize,
 )
@@ -48,6 +49,9 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--part-size-mib", type=int, default=DEFAULT_PART_SIZE_MIB)
     parser.add_argument("--uploaders", type=int, default=DEFAULT_UPLOADERS)
     parser.add_argument("--queued", type=int, default=DEFAULT_QUEUED)
+    parser.add_argument(
+        "--repeat", type=int, default=1, help="rounds of every measurement (medians are compared)"
+    )
     args = parser.parse_args(argv)
     sizes = sorted({int(s) * MIB for s in args.sizes_mib.split(",") if s.strip()})
     results = run(
@@ -57,8 +61,9 @@ def main(argv: list[str]) -> int:
         part_size=args.part_size_mib * MIB,
         uploaders=args.uploaders,
         queued=args.queued,
+        repeat=max(1, args.repeat),
     )
-    print(format_table(results))
+    print(format_table(medians(results) if args.repeat > 1 else results))
     summary = summarize(results)
     print(json.dumps({k: v for k, v in summary.items() if k != "results"}, indent=2))
     claims = summary["claims"]

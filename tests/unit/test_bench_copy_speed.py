@@ -9,7 +9,16 @@ from __future__ import annotations
 
 import pytest
 
-from bench.copy_speed import METHODS, MIB, SCHEMES, Measurement, format_table, run, summarize
+from bench.copy_speed import (
+    METHODS,
+    MIB,
+    SCHEMES,
+    Measurement,
+    format_table,
+    medians,
+    run,
+    summarize,
+)
 from bench.s3_sink import crc32_combine
 
 SIZE = 6 * MIB + 123  # two parts of 5 MiB, the last one short
@@ -46,3 +55,14 @@ def test_crc32_combine_is_zlibs() -> None:
 
     a, b = b"first part" * 1000, b"second" * 777
     assert crc32_combine(zlib.crc32(a), zlib.crc32(b), len(b)) == zlib.crc32(a + b)
+
+
+def test_repeated_measurements_count_by_their_median_and_their_largest_rss() -> None:
+    rounds = [
+        Measurement("http", MIB, "product", seconds, rss)
+        for seconds, rss in [(1.0, 100.0), (4.0, 90.0), (2.0, 120.0)]
+    ]
+
+    [chosen] = medians(rounds)
+
+    assert (chosen.seconds, chosen.max_rss_mib) == (2.0, 120.0)

@@ -136,7 +136,7 @@ def test_memory_stays_within_the_part_buffers_under_a_lying_content_length(
     parts: list[int] = []
 
     def discard(original: Callable[..., Any], **kwargs: Any) -> Any:
-        parts.append(len(kwargs["Body"].read()))
+        parts.append(len(kwargs["Body"]))  # its length, without a copy of the part
         return {"ETag": f'"{kwargs["PartNumber"]}"'}
 
     patch_client(monkeypatch, s3, "upload_part", discard)
@@ -231,6 +231,33 @@ def test_the_pipeline_never_holds_more_buffers_than_uploaders_and_queue() -> Non
     )
 
 
+def test_the_uploaders_hash_the_parts_once_each_in_order_whatever_order_they_finish() -> None:
+    hashed: list[tuple[bytes, str]] = []
+    stream = bytes(range(256)) * 4
+
+    class Recording:
+        def update(self, data: memoryview) -> None:
+            hashed.append((bytes(data), threading.current_thread().name))
+
+    class Jittery:
+        def upload_part(self, number: int, body: memoryview) -> None:
+            time.sleep(0.002 * (number % 3))  # later parts often finish first
+
+    with PartPipeline(
+        Jittery(),  # type: ignore[arg-type]
+        part_size=10,
+        uploaders=3,
+        queued=2,
+        digest=Recording(),
+    ) as pipeline:
+        for start in range(0, len(stream), 7):
+            pipeline.write(stream[start : start + 7])
+        pipeline.finish()
+
+    assert b"".join(part for part, _ in hashed) == stream
+    assert all(name.startswith("part-uploader") for _, name in hashed)  # not the reader
+
+
 def test_a_video_shorter_than_a_part_gets_one_buffer_of_its_length_and_one_uploader(
     server: DownloadServer, s3: S3Client, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -250,7 +277,11 @@ def test_a_video_shorter_than_a_part_gets_one_buffer_of_its_length_and_one_uploa
     assert stored.sha256 == hashlib.sha256(data).hexdigest()
     assert s3.get_object(Bucket=BUCKET, Key=KEY)["Body"].read() == data
     [(kwargs, pipeline)] = pipelines
-    assert kwargs == {"part_size": len(data), "uploaders": 1, "queued": 0}
+    assert {k: kwargs[k] for k in ("part_size", "uploaders", "queued")} == {
+        "part_size": len(data),
+        "uploaders": 1,
+        "queued": 0,
+    }
     assert pipeline.buffers_allocated == 1
     assert pipeline.parts_started == 1
 

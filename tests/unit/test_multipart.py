@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 from botocore.exceptions import ClientError
 
+from aistudios_export import clients
 from aistudios_export.errors import StorageError
 from aistudios_export.multipart import (
     MIN_PART_SIZE,
@@ -108,6 +109,38 @@ def test_a_part_body_reads_seeks_and_reads_again_without_copying_the_part() -> N
     data[2] = ord("x")  # a view, not a copy: what is read is the buffer as it is now
     body.seek(-6, io.SEEK_END)
     assert body.read(1) == b"x"
+
+
+def sent_upload_parts(client: S3Client) -> list[Any]:
+    """Record each UploadPart request as it leaves botocore (signed, before moto answers)."""
+    sent: list[Any] = []
+    client.meta.events.register_first(
+        "before-send.s3.UploadPart", lambda request, **_: sent.append(request)
+    )
+    return sent
+
+
+@pytest.mark.parametrize("make_client", ["moto fixture", "clients.s3"])
+def test_a_part_carries_its_crc32_in_a_header_and_its_payload_is_not_hashed_again(
+    s3: S3Client, make_client: str
+) -> None:
+    client = s3 if make_client == "moto fixture" else clients.s3()  # the functions' client
+    sent = sent_upload_parts(client)
+    part = parts_of(MIN_PART_SIZE)[0]
+
+    with MultipartUpload(
+        client, bucket=BUCKET, key=KEY, content_type="video/mp4", metadata={}
+    ) as up:
+        up.upload_part(1, memoryview(part))
+
+    [request] = sent
+    crc32 = base64.b64encode(zlib.crc32(part).to_bytes(4, "big")).decode()
+    assert request.headers["x-amz-checksum-crc32"] == crc32.encode()  # ours, in a header
+    assert b"aws-chunked" not in request.headers.get("Content-Encoding", b"")  # no trailer
+    assert isinstance(request.body, PartBody)  # the part itself, not a copy or a wrapper
+    if make_client == "clients.s3":  # over HTTPS: no SHA-256 of the body for the signature
+        assert request.headers["X-Amz-Content-SHA256"] == b"UNSIGNED-PAYLOAD"
+    assert s3.get_object(Bucket=BUCKET, Key=KEY)["Body"].read() == part
 
 
 @pytest.mark.parametrize("error", [Boom("in the block"), KeyboardInterrupt()])

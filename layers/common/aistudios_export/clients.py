@@ -44,12 +44,19 @@ def s3(
     session: boto3.Session | None = None,
     config: Config | None = None,
 ) -> S3Client:
-    """Return ``client``, or a new S3 client (SigV4, so presigned links work in every region)."""
+    """Return ``client``, or a new S3 client (SigV4, so presigned links work in every region).
+
+    Its payloads are not signed (``UNSIGNED-PAYLOAD`` in the signature): requests go over
+    HTTPS, and every part of a copy carries a CRC32 that S3 verifies. Left to its default,
+    botocore would SHA-256 each part's body to sign it, as it skips that only for a checksum
+    it computed itself, not for the one that
+    :class:`~aistudios_export.multipart.MultipartUpload` sends: a second SHA-256 pass over
+    every byte of a video.
+    """
     if client is not None:
         return client
-    return _session(session).client(
-        "s3", config=_config(Config(signature_version="s3v4").merge(config or Config()))
-    )
+    base = Config(signature_version="s3v4", s3={"payload_signing_enabled": False})
+    return _session(session).client("s3", config=_config(base.merge(config or Config())))
 
 
 def stepfunctions(

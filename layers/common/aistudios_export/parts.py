@@ -2,8 +2,10 @@
 
 Reading the download, hashing it and uploading it take turns if one thread does all three:
 the socket idles while a part is uploaded, and the upload idles while the next part is read.
-Here the caller's thread reads (and hashes) into a part buffer while ``uploaders`` threads
-upload the parts already full. Buffers come from a fixed pool of ``uploaders + queued``, so
+Here the caller's thread only reads into a part buffer while ``uploaders`` threads upload the
+parts already full, each first adding its part to the whole-stream digest, in the parts' order
+(a hash call releases the GIL, so hashing part *n* overlaps reading part *n + 1* instead of
+lengthening the read loop). Buffers come from a fixed pool of ``uploaders + queued``, so
 memory is that many parts whatever the stream's length or headers say, and a reader that
 gets ahead of the uploads waits for a buffer to come back.
 
@@ -18,7 +20,7 @@ import queue
 import threading
 import time
 from types import TracebackType
-from typing import TYPE_CHECKING, Self
+from typing import TYPE_CHECKING, Protocol, Self
 
 from aistudios_export.errors import StorageError
 
@@ -31,6 +33,13 @@ DEFAULT_STALL_SECONDS = 300.0
 """Longer than the SDK's own retries of one part (timeouts and back-off included)."""
 
 _Item = tuple[int, bytearray, int] | None  # (part number, buffer, length), or "stop"
+
+
+class Digest(Protocol):
+    """What the pipeline needs of a hash object (``hashlib``'s)."""
+
+    def update(self, data: memoryview, /) -> None:
+        """Add ``data`` to the digest."""
 
 
 class PartPipeline:
@@ -49,6 +58,9 @@ class PartPipeline:
         Worker threads, i.e. parts in flight at once.
     queued
         Full parts that may wait for a worker while the next one is filled.
+    digest
+        Updated with every part's bytes, once each and in order, on the uploader threads
+        before the part is uploaded; complete once :meth:`finish` has returned.
     stall_timeout
         Seconds without a finished part after which the pipeline gives up.
 
@@ -68,6 +80,7 @@ class PartPipeline:
         part_size: int,
         uploaders: int = 2,
         queued: int = 1,
+        digest: Digest | None = None,
         stall_timeout: float = DEFAULT_STALL_SECONDS,
     ) -> None:
         if part_size < 1 or uploaders < 1 or queued < 0:
@@ -76,6 +89,9 @@ class PartPipeline:
         self._part_size = part_size
         self._pool_size = uploaders + queued
         self._stall_timeout = stall_timeout
+        self._digest = digest
+        self._hashed = 0  # the parts added to the digest so far: 1..hashed
+        self._turn = threading.Condition()
         # Every buffer is in exactly one place: the reader's hand, this queue, the work queue or
         # a worker's hand. Both queues can hold them all, so a put never waits.
         self._free: queue.Queue[bytearray] = queue.Queue(maxsize=self._pool_size)
@@ -225,14 +241,34 @@ class PartPipeline:
                 return
             number, buffer, length = item
             try:
-                if not self._stop.is_set():
-                    self._upload.upload_part(number, memoryview(buffer)[:length])
+                part = memoryview(buffer)[:length]
+                if not self._stop.is_set() and self._hash_in_turn(number, part):
+                    self._upload.upload_part(number, part)
                     self._progress = time.monotonic()
             except BaseException as e:  # raised again in the reader's thread
                 self._fail(e)
                 return
             finally:
                 self._free.put_nowait(buffer)
+
+    def _hash_in_turn(self, number: int, part: memoryview) -> bool:
+        """Add part ``number`` to the digest after part ``number - 1``; False if stopped.
+
+        Parts are taken from the work queue in order, so the part whose turn it is is always
+        in some worker's hands, never behind the waiting ones.
+        """
+        if self._digest is None:
+            return True
+        with self._turn:
+            while self._hashed != number - 1:
+                if self._stop.is_set():
+                    return False
+                self._turn.wait(_POLL_SECONDS)
+        self._digest.update(part)  # outside the lock: the other workers wait for the turn
+        with self._turn:
+            self._hashed = number
+            self._turn.notify_all()
+        return True
 
     def _fail(self, error: BaseException) -> None:
         with self._error_lock:

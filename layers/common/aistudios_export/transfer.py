@@ -4,8 +4,9 @@ The body goes through an S3 multipart upload whose parts are uploaded by a few t
 the next part is read (memory is ``uploaders + queued`` parts, whatever the video's size or
 its headers say: a length beyond the maximum video size is refused before anything is
 written, a body that grows past it is cut off). Every part carries a CRC32 that S3 verifies;
-the SHA-256 of the whole file is computed once, as the bytes arrive, and stored as the
-object's ``sha256`` tag without rewriting the object. Any failure aborts the upload and
+the SHA-256 of the whole file is computed once, part by part in order as the parts are
+handed to the uploaders, and stored as the object's ``sha256`` tag without rewriting the
+object. Any failure aborts the upload and
 deletes what was written, so a key holds either the complete verified video or nothing from
 this call.
 
@@ -189,7 +190,7 @@ def _upload(
             s3_client, bucket=bucket, key=key, content_type=content_type, metadata=metadata
         ) as upload,
         PartPipeline(
-            upload, part_size=buffer_size, uploaders=uploaders, queued=queued_parts
+            upload, part_size=buffer_size, uploaders=uploaders, queued=queued_parts, digest=digest
         ) as parts,
     ):
         for chunk in itertools.chain((first,), chunks):
@@ -202,8 +203,7 @@ def _upload(
                 raise too_large(where, max_size)
             if size > part_size * MAX_PARTS:
                 raise DownloadRejected(f"the download needs more than {MAX_PARTS} parts")
-            digest.update(chunk)  # the only pass of the whole-file hash over these bytes
-            parts.write(chunk)
+            parts.write(chunk)  # hashed by the uploaders, in order: one pass over each byte
         if expected is not None and size != expected:
             raise DownloadInterrupted(
                 f"download from {where} delivered {size} of the announced {expected} bytes"

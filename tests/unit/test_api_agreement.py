@@ -1,11 +1,13 @@
 """The API's quick checks and plain bodies agree with the pydantic models that describe them.
 
-The handler reads a request through :mod:`exports_api.checks` and hands any request they do not
-vouch for to the validating resolver of :mod:`exports_api.described`. Here, for generated
-requests (well-formed and not), the handler and that resolver alone answer alike: same status,
-headers and body, and the same library calls with the same values. The plain bodies of
-:mod:`exports_api.bodies` are those the models make of the same records. And a well-formed
-request, in a fresh process, never imports pydantic.
+The handler's dispatch (:mod:`exports_api.dispatch`) reads a request through
+:mod:`exports_api.checks` and hands any request they do not vouch for, or of a route it does not
+know, to the validating resolver of :mod:`exports_api.described`. Here, for generated requests
+(well-formed and not, with CORS on and off, of known routes and others), the handler and that
+resolver alone answer alike: same status, headers and body, and the same library calls with the
+same values. The plain bodies of :mod:`exports_api.bodies` are those the models make of the same
+records. And a well-formed request, in a fresh process, never imports pydantic nor Powertools'
+event handler.
 """
 
 from __future__ import annotations

@@ -5,8 +5,10 @@ Powertools validated a request, it calls the same function of :mod:`.routes` as 
 does, and its answer is validated against the model it declares. :func:`resolver` serves two
 purposes: ``openapi.json`` is generated from it, and the app hands it the requests that the
 quick checks (:mod:`.checks`) do not vouch for, so a malformed request is answered with the 422
-that names each problem. It is built at the first such request: a well-formed one never
-imports pydantic. ``tests/unit/test_api_agreement.py`` checks that both answer alike.
+that names each problem, and those its dispatch (:mod:`.dispatch`) does not know (an unknown
+route, say). It is built at the first such request: a well-formed one never imports pydantic,
+nor Powertools' event handler. ``tests/unit/test_api_agreement.py`` checks that both answer
+alike.
 """
 
 from functools import cache

@@ -55,10 +55,10 @@ class Cors(NamedTuple):
         >>> Cors("https://a.example", [], ["Location"], 600).headers("https://b.example")
         {}
         """
-        if origin is None or (origin != self.allow_origin and self.allow_origin != "*"):
+        if origin is None or self.allow_origin not in (origin, "*"):
             return {}
         allowed = origin if origin == self.allow_origin else "*"
-        if not allowed:
+        if not allowed:  # an empty Origin, allowed as it is: Powertools sends none
             return {}
         headers = {
             "Access-Control-Allow-Origin": allowed,

@@ -8,18 +8,18 @@
 - ``POST /webhooks/{exportId}/{token}`` is AI Studios' webhook: it wakes the export's wait.
 
 The routes and their errors live beside this file, in :mod:`exports_api`; this module builds
-the resolver and the library objects once per container, at the first request. The routes read
-a request through quick checks in plain Python; a request they do not vouch for (a malformed
-one) is answered by the resolver that validates it with pydantic against the OpenAPI
-description (:mod:`exports_api.described`), built at the first such request. Regenerate
-``openapi.json`` with ``.venv/bin/python functions/api/app.py > openapi.json``.
+the dispatch and the library objects once per container, at the first request. The dispatch
+(:mod:`exports_api.dispatch`, not Powertools' resolver: its import costs a cold start) reads a
+request of a known route through quick checks in plain Python. Any other request (a malformed
+one, an unknown route) is answered by Powertools' resolver that validates it with pydantic
+against the OpenAPI description (:mod:`exports_api.described`), built at the first such request.
+Regenerate ``openapi.json`` with ``.venv/bin/python functions/api/app.py > openapi.json``.
 """
 
 from functools import cache
 from typing import Any
 
 from aws_lambda_powertools import Logger
-from aws_lambda_powertools.event_handler import APIGatewayRestResolver, CORSConfig
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
@@ -28,7 +28,7 @@ from aistudios_export.errors import ConfigurationError
 from aistudios_export.exports import ExportController, ExportLister, ExportStarter, StatusReader
 from aistudios_export.settings import HttpApiSettings
 from aistudios_export.webhooks import WebhookKey, WebhookWaker
-from exports_api import body, checks, errors, routes
+from exports_api import body, dispatch, routes
 
 logger = Logger()
 
@@ -52,14 +52,14 @@ def _services() -> routes.Services:
     )
 
 
-def _cors() -> CORSConfig | None:
+def _cors() -> dispatch.Cors | None:
     try:
         origin = HttpApiSettings.from_env().cors_allow_origin
     except ConfigurationError:
         return None  # every route answers 500 (exports_api.errors): nothing for a browser
     if origin is None:
         return None
-    return CORSConfig(
+    return dispatch.Cors(
         allow_origin=origin,
         allow_headers=["Idempotency-Key", "X-Amz-Security-Token", "X-Api-Key"],
         expose_headers=["Location", "Retry-After"],
@@ -68,11 +68,9 @@ def _cors() -> CORSConfig | None:
 
 
 @cache
-def _resolver() -> APIGatewayRestResolver:
-    """Return this container's resolver, made at its first request (CORS is a setting)."""
-    resolver = APIGatewayRestResolver(cors=_cors(), json_body_deserializer=body.loads)
-    resolver.include_router(routes.router)
-    errors.register(resolver)
+def _resolver() -> dispatch.Resolver:
+    """Return this container's dispatch, made at its first request (CORS is a setting)."""
+    resolver = dispatch.Resolver(cors=_cors())
     resolver.dependency_overrides[routes.services] = _services
     return resolver
 
@@ -82,13 +80,14 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     """Answer an API Gateway REST proxy event (payload format 1.0)."""
     request = body.as_json_request(event)
     resolver = _resolver()
-    try:
-        return resolver.resolve(request, context)
-    except checks.Unchecked:
-        # Malformed (the checks raise before anything is done): validate it, name each problem.
-        from exports_api import described
+    answer = resolver.resolve(request)
+    if answer is not None:
+        return answer
+    # Malformed (the checks raise before anything is done) or no route of ours: Powertools
+    # validates it and names each problem, or answers as it answers an unknown route.
+    from exports_api import described
 
-        return described.resolver(resolver).resolve(request, context)
+    return described.resolver(resolver).resolve(request, context)
 
 
 def openapi_json() -> str:

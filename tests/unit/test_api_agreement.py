@@ -1,11 +1,13 @@
 """The API's quick checks and plain bodies agree with the pydantic models that describe them.
 
-The handler reads a request through :mod:`exports_api.checks` and hands any request they do not
-vouch for to the validating resolver of :mod:`exports_api.described`. Here, for generated
-requests (well-formed and not), the handler and that resolver alone answer alike: same status,
-headers and body, and the same library calls with the same values. The plain bodies of
-:mod:`exports_api.bodies` are those the models make of the same records. And a well-formed
-request, in a fresh process, never imports pydantic.
+The handler's dispatch (:mod:`exports_api.dispatch`) reads a request through
+:mod:`exports_api.checks` and hands any request they do not vouch for, or of a route it does not
+know, to the validating resolver of :mod:`exports_api.described`. Here, for generated requests
+(well-formed and not, with CORS on and off, of known routes and others), the handler and that
+resolver alone answer alike: same status, headers and body, and the same library calls with the
+same values. The plain bodies of :mod:`exports_api.bodies` are those the models make of the same
+records. And a well-formed request, in a fresh process, never imports pydantic nor Powertools'
+event handler.
 """
 
 from __future__ import annotations
@@ -297,6 +299,103 @@ def test_the_handler_answers_edge_cases_as_the_validating_resolver(
     _both(module, library, event)
 
 
+ORIGIN = "https://app.example.com"
+ORIGINS = st.sampled_from([None, ORIGIN, "https://evil.example", "", "*", ORIGIN.upper()])
+METHODS = st.sampled_from(["OPTIONS", "GET", "POST", "DELETE", "PUT", "get", "options"])
+PATHS = st.sampled_from(
+    [
+        "/exports",
+        f"/exports/{EXPORT_ID}",
+        f"/exports/{EXPORT_ID}/cancel",
+        f"/webhooks/{EXPORT_ID}/{'0' * 64}",
+        *("/exports/", "/exports\n", "/exports/a/b", "/exports/a?b", "/nope", "/", ""),
+    ]
+)
+
+
+@st.composite
+def from_browsers(draw: st.DrawFn) -> dict[str, Any]:
+    """Any method on known and unknown paths, with an Origin header (or none) put any way."""
+    event = load_event("api_get_export")
+    event["httpMethod"], event["path"] = draw(METHODS), draw(PATHS)
+    event["pathParameters"] = None
+    event["body"] = json.dumps({"projectId": PROJECT_ID})
+    origin = draw(ORIGINS)
+    how = draw(st.sampled_from(["both", "single only", "multi only", "twice", "cases"]))
+    if origin is not None:
+        if how in ("both", "single only", "cases"):
+            event["headers"]["Origin"] = origin
+        if how in ("both", "multi only"):
+            event["multiValueHeaders"]["origin"] = [origin]
+        if how == "twice":
+            event["multiValueHeaders"]["Origin"] = [origin, ORIGIN]
+        if how == "cases":
+            event["headers"]["ORIGIN"] = ORIGIN
+            event["multiValueHeaders"] = None
+    return event
+
+
+@pytest.fixture
+def with_cors(module: dict[str, Any], monkeypatch: pytest.MonkeyPatch, library: Library) -> None:
+    """The handler with CORS on, as a container whose ``CORS_ALLOW_ORIGIN`` is set."""
+    from exports_api import dispatch
+
+    monkeypatch.setenv("STATE_MACHINE_ARN", "arn:aws:states:us-east-1:123456789012:stateMachine:x")
+    monkeypatch.setenv("CORS_ALLOW_ORIGIN", ORIGIN)
+    cors = module["_cors"]()
+    assert cors is not None
+    resolver = dispatch.Resolver(cors)
+    resolver.dependency_overrides = module["_resolver"]().dependency_overrides
+    monkeypatch.setitem(module, "_resolver", lambda: resolver)
+
+
+@settings(
+    max_examples=150,
+    derandomize=True,
+    database=None,
+    deadline=None,
+    suppress_health_check=list(HealthCheck),
+)
+@given(event=from_browsers())
+def test_with_cors_the_handler_answers_any_route_as_the_validating_resolver(
+    module: dict[str, Any], library: Library, with_cors: None, event: dict[str, Any]
+) -> None:
+    _both(module, library, event)
+
+
+@pytest.mark.parametrize("method", ["OPTIONS", "DELETE", "get"])
+@pytest.mark.parametrize("path", ["/exports", "/exports/x", "/exports/x/cancel", "/nope"])
+def test_without_cors_the_handler_answers_other_routes_as_the_validating_resolver(
+    module: dict[str, Any], library: Library, method: str, path: str
+) -> None:
+    event = load_event("api_list_exports")
+    event["httpMethod"], event["path"] = method, path
+    _both(module, library, event)
+
+
+def test_the_dispatch_answers_a_preflight_and_a_browsers_request_itself(
+    module: dict[str, Any], library: Library, with_cors: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from exports_api import described
+
+    handed: list[str] = []
+    monkeypatch.setattr(described, "resolver", lambda plain: handed.append("handed on"))
+    preflight = with_headers_of(load_event("api_list_exports"), Origin=ORIGIN)
+    preflight["httpMethod"] = "OPTIONS"
+    listing = with_headers_of(load_event("api_list_exports"), Origin=ORIGIN)
+    answers = [module["lambda_handler"](e, LambdaContextStub()) for e in (preflight, listing)]
+    assert [a["statusCode"] for a in answers] == [204, 200]
+    assert all(a["multiValueHeaders"]["Access-Control-Allow-Origin"] == [ORIGIN] for a in answers)
+    assert handed == []
+
+
+def with_headers_of(event: dict[str, Any], **headers: str) -> dict[str, Any]:
+    for name, value in headers.items():
+        event["headers"][name] = value
+        event["multiValueHeaders"][name] = [value]
+    return event
+
+
 def test_the_checks_take_the_well_formed_requests_themselves(
     module: dict[str, Any], library: Library, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -361,6 +460,7 @@ def test_the_plain_bodies_are_the_models_bodies() -> None:
 
 CHILD = """
 import json, sys
+watched = sys.argv[1]
 import app
 from aistudios_export.exports import Page, Started
 from exports_api import routes
@@ -386,21 +486,23 @@ post = load_event("api_post_exports")
 post["body"] = json.dumps({"projectId": "65fa6b07dca2e367461a2925"})
 answers = [app.lambda_handler(e, Context())["statusCode"]
            for e in (post, load_event("api_list_exports"), load_event("api_get_export"))]
-well_formed = "pydantic" in sys.modules
+well_formed = watched in sys.modules
 post["body"] = "{"
 answers.append(app.lambda_handler(post, Context())["statusCode"])
 print(json.dumps({"answers": answers, "well_formed": well_formed,
-                  "malformed": "pydantic" in sys.modules}))
+                  "malformed": watched in sys.modules}))
 """
 
 
-def test_a_well_formed_request_imports_no_pydantic_a_malformed_one_does() -> None:
+def _cold(watched: str) -> dict[str, Any]:
+    """Answer well-formed requests, then a malformed one, in a fresh process; say when
+    ``watched`` was imported."""
     api = ROOT / "functions" / "api"
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "PYTHON"))}
     env["PYTHONPATH"] = os.pathsep.join([str(api), str(ROOT / "layers" / "common"), str(ROOT)])
     env["AWS_DEFAULT_REGION"] = "us-east-1"
     out = subprocess.run(
-        [sys.executable, "-c", CHILD],
+        [sys.executable, "-c", CHILD, watched],
         env=env,
         cwd=api,
         capture_output=True,
@@ -409,5 +511,16 @@ def test_a_well_formed_request_imports_no_pydantic_a_malformed_one_does() -> Non
         check=False,
     )
     assert out.returncode == 0, out.stderr[-2000:]
-    result = json.loads(out.stdout.strip().splitlines()[-1])
+    result: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
+    return result
+
+
+def test_a_well_formed_request_imports_no_pydantic_a_malformed_one_does() -> None:
+    result = _cold("pydantic")
+    assert result == {"answers": [202, 200, 404, 422], "well_formed": False, "malformed": True}
+
+
+def test_a_well_formed_request_imports_no_powertools_resolver_a_malformed_one_does() -> None:
+    # The event handler package imports every resolver and event class: a cold start's worth.
+    result = _cold("aws_lambda_powertools.event_handler")
     assert result == {"answers": [202, 200, 404, 422], "well_formed": False, "malformed": True}

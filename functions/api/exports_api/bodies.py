@@ -7,7 +7,16 @@ that each body here is the one its model (``models.ExportStatusBody``, ...) make
 
 from dataclasses import asdict
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
+
+
+class Answer(NamedTuple):
+    """An answer to a request: its status, its JSON body and the headers it adds."""
+
+    status: int
+    body: Any
+    headers: dict[str, str] | None = None
+
 
 ACCEPTED = ("export_id", "status", "status_url")
 """``models.ExportAccepted`` and ``models.ExportControlled``."""

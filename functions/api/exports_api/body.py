@@ -12,8 +12,8 @@ import json
 import sys
 from typing import Any
 
-from aws_lambda_powertools.event_handler import content_types
-
+JSON = "application/json"
+"""The media type of JSON (Powertools' ``content_types.APPLICATION_JSON``)."""
 MAX_DIGITS = sys.get_int_max_str_digits()
 """The longest whole number a body may hold (Python's limit on int-string conversion)."""
 
@@ -42,7 +42,7 @@ def as_json_request(event: dict[str, Any]) -> dict[str, Any]:
     if not isinstance(headers, dict):
         headers = {}
     fixed["headers"] = {k: v for k, v in headers.items() if k.lower() != "content-type"}
-    fixed["headers"]["Content-Type"] = content_types.APPLICATION_JSON
+    fixed["headers"]["Content-Type"] = JSON
     body = fixed.get("body")
     if fixed.get("isBase64Encoded") and isinstance(body, str):
         try:

@@ -14,8 +14,6 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from aws_lambda_powertools.event_handler import Request
-
 from aistudios_export.exports import MAX_LIMIT, MAX_TOKEN_LENGTH
 from exports_api import body
 
@@ -31,7 +29,7 @@ class Unchecked(Exception):
     """The quick checks do not vouch for this request: the validated resolver must answer it."""
 
 
-def export_request(request: Request) -> tuple[dict[str, Any], str | None]:
+def export_request(event: Mapping[str, Any]) -> tuple[dict[str, Any], str | None]:
     """Return a ``POST /exports`` request's body (its non-null fields) and Idempotency-Key.
 
     Raises
@@ -40,8 +38,11 @@ def export_request(request: Request) -> tuple[dict[str, Any], str | None]:
         Unless the body is a JSON object of known fields whose values are strings (or null,
         but for ``projectId``), and the header is absent or sent once.
     """
+    text = event.get("body") or ""
+    if not isinstance(text, str):
+        raise Unchecked
     try:
-        raw = body.loads(request.resolved_event.decoded_body or "")
+        raw = body.loads(text)
     except (ValueError, RecursionError):  # no JSON, or JSON that cannot be read
         raise Unchecked from None
     if (
@@ -52,10 +53,10 @@ def export_request(request: Request) -> tuple[dict[str, Any], str | None]:
     ):
         raise Unchecked
     fields = {name: raw[name] for name in BODY_FIELDS if raw.get(name) is not None}
-    return fields, _header(request, IDEMPOTENCY_HEADER)
+    return fields, _header(event, IDEMPOTENCY_HEADER)
 
 
-def listing_query(request: Request) -> dict[str, Any]:
+def listing_query(event: Mapping[str, Any]) -> dict[str, Any]:
     """Return a ``GET /exports`` request's ``project_id``, ``status``, ``limit`` and ``next_token``.
 
     Raises
@@ -64,7 +65,6 @@ def listing_query(request: Request) -> dict[str, Any]:
         Unless each is absent or given once, the limit a whole number from 1 to ``MAX_LIMIT``
         and the token at most ``MAX_TOKEN_LENGTH`` characters.
     """
-    event = request.resolved_event
     single = event.get("queryStringParameters") or {}
     multi = event.get("multiValueQueryStringParameters") or {}
     values = {name: _once(single, multi, name) for name in ("projectId", "status", "nextToken")}
@@ -121,9 +121,17 @@ def _once(single: Mapping[str, Any], multi: Mapping[str, Any], name: str) -> str
     return value
 
 
-def _header(request: Request, name: str) -> str | None:
+def last_header(event: Mapping[str, Any], name: str) -> Any:
+    """Return the value of the header ``name`` as Powertools reads it: of ``headers``, any case.
+
+    Of headers that differ only in case, the last one's (None when there is none).
+    """
+    values = _named(event.get("headers"), name)
+    return values[-1] if values else None
+
+
+def _header(event: Mapping[str, Any], name: str) -> str | None:
     """Return the header ``name`` when it is absent or plainly sent once (any case)."""
-    event = request.resolved_event
     single = _named(event.get("headers"), name)
     multi = _named(event.get("multiValueHeaders"), name)
     if not single and not multi:

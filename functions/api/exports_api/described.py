@@ -5,21 +5,25 @@ Powertools validated a request, it calls the same function of :mod:`.routes` as 
 does, and its answer is validated against the model it declares. :func:`resolver` serves two
 purposes: ``openapi.json`` is generated from it, and the app hands it the requests that the
 quick checks (:mod:`.checks`) do not vouch for, so a malformed request is answered with the 422
-that names each problem. It is built at the first such request: a well-formed one never
-imports pydantic. ``tests/unit/test_api_agreement.py`` checks that both answer alike.
+that names each problem, and those its dispatch (:mod:`.dispatch`) does not know (an unknown
+route, say). It is built at the first such request: a well-formed one never imports pydantic,
+nor Powertools' event handler. ``tests/unit/test_api_agreement.py`` checks that both answer
+alike.
 """
 
 from functools import cache
 from http import HTTPStatus
-from typing import Annotated
+from typing import Annotated, Any
 
 from aws_lambda_powertools.event_handler import (
     APIGatewayRestResolver,
     CORSConfig,
     Request,
     Response,
+    content_types,
 )
 from aws_lambda_powertools.event_handler.api_gateway import Router
+from aws_lambda_powertools.event_handler.depends import Depends
 from aws_lambda_powertools.event_handler.openapi.params import Body, Header, Path, Query
 
 from aistudios_export.exports import IDEMPOTENCY_KEY, MAX_LIMIT, MAX_TOKEN_LENGTH, STATUSES
@@ -27,7 +31,8 @@ from aistudios_export.models import EXPORT_ID, REQUESTED_PROJECT_ID
 from aistudios_export.naming import EXECUTION_NAME
 from aistudios_export.webhooks import MAX_BODY_BYTES
 from exports_api import body as json_body
-from exports_api import errors, routes
+from exports_api import dispatch, errors, routes
+from exports_api.bodies import Answer
 from exports_api.models import (
     ERROR_RESPONSES,
     ExportAccepted,
@@ -38,9 +43,9 @@ from exports_api.models import (
     WebhookAccepted,
     whole,
 )
-from exports_api.routes import Provided
 
 router = Router()  # type: ignore[no-untyped-call]  # Powertools leaves __init__ untyped
+Provided = Annotated[routes.Services, Depends(routes.services)]
 
 
 def new_resolver(cors: CORSConfig | None = None) -> APIGatewayRestResolver:
@@ -54,14 +59,25 @@ def new_resolver(cors: CORSConfig | None = None) -> APIGatewayRestResolver:
 
 
 @cache
-def resolver(plain: APIGatewayRestResolver) -> APIGatewayRestResolver:
-    """Return the validating resolver that stands behind the ``plain`` one (built once).
+def resolver(plain: dispatch.Resolver) -> APIGatewayRestResolver:
+    """Return the validating resolver that stands behind the app's dispatch (built once).
 
     It has ``plain``'s CORS settings and the very same ``dependency_overrides``.
     """
-    validating = new_resolver(plain._cors)  # Powertools keeps no public copy of it
+    cors = None if plain.cors is None else CORSConfig(**plain.cors._asdict())
+    validating = new_resolver(cors)
     validating.dependency_overrides = plain.dependency_overrides
     return validating
+
+
+def _response(answer: Answer) -> Response[Any]:
+    """Return a route's plain answer as a Powertools ``Response``."""
+    return Response(
+        status_code=answer.status,
+        content_type=content_types.APPLICATION_JSON,
+        body=answer.body,
+        headers=answer.headers,
+    )
 
 
 _EXPORT_ID_PATH = Path(
@@ -112,7 +128,9 @@ def start_export(
 ) -> Response[ExportAccepted]:
     """Start an export, or answer with the one an equal request started."""
     fields = body.model_dump(by_alias=True, exclude_none=True)
-    return routes.start(provided, request, fields, idempotency_key)
+    return _response(
+        routes.start(provided, request.resolved_event.raw_event, fields, idempotency_key)
+    )
 
 
 @router.get(
@@ -156,7 +174,7 @@ def cancel_export(
     request: Request,
 ) -> Response[ExportControlled]:
     """Cancel a running export."""
-    return routes.cancel(provided, request, exportId)
+    return _response(routes.cancel(provided, request.resolved_event.raw_event, exportId))
 
 
 @router.post(
@@ -185,7 +203,7 @@ def redrive_export(
     request: Request,
 ) -> Response[ExportControlled]:
     """Redrive an export that did not succeed."""
-    return routes.redrive(provided, request, exportId)
+    return _response(routes.redrive(provided, request.resolved_event.raw_event, exportId))
 
 
 @router.get(
@@ -229,7 +247,7 @@ def list_exports(
     """List recent exports, most recent first."""
     listed = routes.page(
         provided,
-        request,
+        request.resolved_event.raw_event,
         project_id=project_id,
         status=status,
         limit=limit,
@@ -274,4 +292,4 @@ def export_webhook(
     request: Request,
 ) -> Response[WebhookAccepted]:
     """Wake the export's waiting execution: a hint, confirmed by the execution itself."""
-    return routes.webhook(provided, request, exportId, token)
+    return _response(routes.webhook(provided, request.resolved_event.raw_event, exportId, token))

@@ -42,7 +42,7 @@ __all__ = ["MIB", "MIN_PART_SIZE", "StoredObject", "copy_url_to_s3"]
 logger = Logger(service="aistudios-export", child=True)
 
 _CHUNK_SIZE = 1 * MIB
-DEFAULT_PART_SIZE = 16 * MIB
+DEFAULT_PART_SIZE = 32 * MIB
 DEFAULT_UPLOADERS = 2
 DEFAULT_QUEUED_PARTS = 1
 

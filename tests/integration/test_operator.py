@@ -346,10 +346,14 @@ def test_ctrl_c_stops_following_and_says_how_to_resume(
         command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=dict(os.environ)
     )
     # Following: a progress line is out.
-    stderr = Lines(process.stderr)
+    stderr, stdout = Lines(process.stderr), Lines(process.stdout)  # both drained: no full pipe
     stderr.until("elapsed", process, 60)
     process.send_signal(signal.SIGINT)
-    process.wait(timeout=30)
+    try:
+        process.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        pytest.fail(f"still running 60 s after SIGINT; it wrote: {stderr.all(10)}{stdout.all(10)}")
     err = stderr.all(30)
     assert process.returncode == INTERRUPTED
     assert "Traceback" not in err

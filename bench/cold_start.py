@@ -288,12 +288,32 @@ def installed_size(requirements: Path, target: Path) -> int:
     return tree_size(target)
 
 
-def tree_size(root: Path) -> int:
-    """Return the bytes of the files under ``root``, leaving bytecode caches out."""
+def built_layer_size(target: Path) -> int:
+    """Build the common layer into ``target`` as ``sam build`` does; return its unzipped bytes.
+
+    It runs the layer's own Makefile (its SAM build method), bytecode included.
+
+    Raises
+    ------
+    subprocess.CalledProcessError, subprocess.TimeoutExpired
+        When the build fails (offline, say).
+    """
+    make = ["make", "-s", "-C", str(LAYER), "build-CommonLayer", f"ARTIFACTS_DIR={target}"]
+    subprocess.run(
+        [*make, f"PYTHON={sys.executable}"],
+        check=True,
+        capture_output=True,
+        timeout=PYPI_TIMEOUT_SECONDS,
+    )
+    return tree_size(target, bytecode=True)
+
+
+def tree_size(root: Path, *, bytecode: bool = False) -> int:
+    """Return the bytes of the files under ``root``, bytecode caches left out unless asked."""
     return sum(
         p.stat().st_size
         for p in root.rglob("*")
-        if p.is_file() and "__pycache__" not in p.parts and p.suffix != ".pyc"
+        if p.is_file() and (bytecode or ("__pycache__" not in p.parts and p.suffix != ".pyc"))
     )
 
 
@@ -302,10 +322,9 @@ def package_sizes() -> dict[str, int | None]:
 
     ``None`` for a size that could not be measured (no PyPI).
     """
-    library = tree_size(LAYER / "aistudios_export")
     with tempfile.TemporaryDirectory(prefix="cold-bench-") as tmp:
         try:
-            layer = installed_size(LAYER / "requirements.txt", Path(tmp, "layer")) + library
+            layer = built_layer_size(Path(tmp, "layer"))
             api = installed_size(API_CODE / "requirements.txt", Path(tmp, "api"))
         except (subprocess.CalledProcessError, subprocess.TimeoutExpired, OSError):
             return {"layer_bytes": None, "api_extra_bytes": None}

@@ -240,15 +240,33 @@ def test_functions_run_the_projects_python_on_what_their_layers_are_built_for(
         assert layer["Type"] == "AWS::Serverless::LayerVersion"
         assert runtime in layer["Properties"]["CompatibleRuntimes"]
         assert layer["Properties"]["CompatibleArchitectures"] == [architecture]
-        assert layer["Metadata"] == {"BuildMethod": runtime, "BuildArchitecture": architecture}
+        # Built by its own Makefile: the runtime's wheels, and their bytecode (see the next test).
+        assert layer["Metadata"] == {"BuildMethod": "makefile", "BuildArchitecture": architecture}
         content = ROOT / layer["Properties"]["ContentUri"]
-        assert (content / "requirements.txt").is_file(), "what SAM installs into the layer"
+        assert (content / "requirements.txt").is_file(), "what the layer's build installs"
         layer_packages |= {p.parent.name for p in content.glob("*/__init__.py")}
     # Every package of this project a handler imports is deployed in a layer.
     project_packages = set(PYPROJECT["tool"]["setuptools"]["package-dir"])
     for function in functions.values():
         handler_file = ROOT / function["Properties"]["CodeUri"] / "app.py"
         assert imported_packages(handler_file) & project_packages <= layer_packages
+
+
+def test_the_layer_is_built_for_the_runtime_with_bytecode_that_never_goes_stale(
+    template: dict[str, Any], resources: dict[str, Any]
+) -> None:
+    """SAM unpacks wheels without compiling them, and Lambda cannot write .pyc files to /opt."""
+    version = template["Globals"]["Function"]["Runtime"].removeprefix("python")
+    (architecture,) = template["Globals"]["Function"]["Architectures"]
+    for ref in template["Globals"]["Function"]["Layers"]:
+        content = ROOT / resources[ref["Ref"]]["Properties"]["ContentUri"]
+        makefile = (content / "Makefile").read_text()
+        assert f"build-{ref['Ref']}:" in makefile  # the target `sam build` runs
+        assert f"--python-version {version}" in makefile
+        assert {"arm64": "manylinux2014_aarch64"}[architecture] in makefile
+        assert "--only-binary=:all:" in makefile and "-r requirements.txt" in makefile
+        # Hash-checked: the zip's timestamps cannot make it stale; all of the layer is compiled.
+        assert '-m compileall -q -j 0 --invalidation-mode unchecked-hash "$(SITE)"' in makefile
 
 
 def test_every_function_has_its_handler_in_a_code_folder_of_its_own(

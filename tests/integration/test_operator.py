@@ -342,9 +342,15 @@ def test_ctrl_c_stops_following_and_says_how_to_resume(
 ) -> None:
     command = [sys.executable, "-m", "aistudios_local.cli", "--stack", STACK_NAME,
                "start", "--project-id", SLOWER, "--wait", "--interval", "0.2"]  # fmt: skip
-    process = subprocess.Popen(
-        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=dict(os.environ)
-    )
+    # As from a terminal: a shell that starts the tests in the background makes them ignore
+    # SIGINT, and a child would inherit that (Python then installs no KeyboardInterrupt).
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        process = subprocess.Popen(
+            command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=dict(os.environ)
+        )
+    finally:
+        signal.signal(signal.SIGINT, previous)
     # Following: a progress line is out.
     stderr, stdout = Lines(process.stderr), Lines(process.stdout)  # both drained: no full pipe
     stderr.until("elapsed", process, 60)

@@ -13,14 +13,13 @@ alike.
 
 from functools import cache
 from http import HTTPStatus
-from typing import Annotated, Any
+from typing import Annotated
 
 from aws_lambda_powertools.event_handler import (
     APIGatewayRestResolver,
     CORSConfig,
     Request,
     Response,
-    content_types,
 )
 from aws_lambda_powertools.event_handler.api_gateway import Router
 from aws_lambda_powertools.event_handler.depends import Depends
@@ -32,7 +31,6 @@ from aistudios_export.naming import EXECUTION_NAME
 from aistudios_export.webhooks import MAX_BODY_BYTES
 from exports_api import body as json_body
 from exports_api import dispatch, errors, routes
-from exports_api.bodies import Answer
 from exports_api.models import (
     ERROR_RESPONSES,
     ExportAccepted,
@@ -68,16 +66,6 @@ def resolver(plain: dispatch.Resolver) -> APIGatewayRestResolver:
     validating = new_resolver(cors)
     validating.dependency_overrides = plain.dependency_overrides
     return validating
-
-
-def _response(answer: Answer) -> Response[Any]:
-    """Return a route's plain answer as a Powertools ``Response``."""
-    return Response(
-        status_code=answer.status,
-        content_type=content_types.APPLICATION_JSON,
-        body=answer.body,
-        headers=answer.headers,
-    )
 
 
 _EXPORT_ID_PATH = Path(
@@ -128,7 +116,7 @@ def start_export(
 ) -> Response[ExportAccepted]:
     """Start an export, or answer with the one an equal request started."""
     fields = body.model_dump(by_alias=True, exclude_none=True)
-    return _response(
+    return errors.as_response(
         routes.start(provided, request.resolved_event.raw_event, fields, idempotency_key)
     )
 
@@ -174,7 +162,7 @@ def cancel_export(
     request: Request,
 ) -> Response[ExportControlled]:
     """Cancel a running export."""
-    return _response(routes.cancel(provided, request.resolved_event.raw_event, exportId))
+    return errors.as_response(routes.cancel(provided, request.resolved_event.raw_event, exportId))
 
 
 @router.post(
@@ -203,7 +191,7 @@ def redrive_export(
     request: Request,
 ) -> Response[ExportControlled]:
     """Redrive an export that did not succeed."""
-    return _response(routes.redrive(provided, request.resolved_event.raw_event, exportId))
+    return errors.as_response(routes.redrive(provided, request.resolved_event.raw_event, exportId))
 
 
 @router.get(
@@ -292,4 +280,5 @@ def export_webhook(
     request: Request,
 ) -> Response[WebhookAccepted]:
     """Wake the export's waiting execution: a hint, confirmed by the execution itself."""
-    return _response(routes.webhook(provided, request.resolved_event.raw_event, exportId, token))
+    answer = routes.webhook(provided, request.resolved_event.raw_event, exportId, token)
+    return errors.as_response(answer)

@@ -27,7 +27,7 @@ from exports_api import bodies, body, checks
 from exports_api.bodies import Answer
 
 if TYPE_CHECKING:
-    from aws_lambda_powertools.event_handler import APIGatewayRestResolver
+    from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
     from aws_lambda_powertools.utilities.data_classes.common import BaseProxyEvent
 
 RETRY_AFTER_SECONDS = 2
@@ -59,6 +59,18 @@ def answer(error: Exception, event: Mapping[str, Any]) -> Answer | None:
     return None
 
 
+def as_response(answer: Answer) -> "Response[Any]":
+    """Return a plain answer as the Powertools ``Response`` a route or error handler returns."""
+    from aws_lambda_powertools.event_handler import Response, content_types
+
+    return Response(
+        status_code=answer.status,
+        content_type=content_types.APPLICATION_JSON,
+        body=answer.body,
+        headers=answer.headers,
+    )
+
+
 def register(resolver: "APIGatewayRestResolver") -> None:
     """Answer errors raised while ``resolver`` resolves a request as this module says.
 
@@ -68,16 +80,8 @@ def register(resolver: "APIGatewayRestResolver") -> None:
     >>> resolver = APIGatewayRestResolver(enable_validation=True)
     >>> register(resolver)
     """
-    from aws_lambda_powertools.event_handler import Response, content_types
+    from aws_lambda_powertools.event_handler import Response
     from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
-
-    def response(answered: Answer) -> Response[Any]:
-        return Response(
-            status_code=answered.status,
-            content_type=content_types.APPLICATION_JSON,
-            body=answered.body,
-            headers=answered.headers,
-        )
 
     # The 422s read the request that failed: the resolver's, whichever resolver it is.
     def invalid_shape(error: RequestValidationError) -> Response[Any]:
@@ -88,11 +92,11 @@ def register(resolver: "APIGatewayRestResolver") -> None:
             for e in error.errors()
         ]
         flagged = {_field(d["loc"]) for d in detail}
-        return response(_unprocessable(detail + _rule_problems(event, flagged)))
+        return as_response(_unprocessable(detail + _rule_problems(event, flagged)))
 
     def answering(kind: type[Exception]) -> Callable[[Exception], Response[Any]]:
         def handler(error: Exception) -> Response[Any]:
-            return response(_ANSWERS[kind](error, resolver.current_event.raw_event))
+            return as_response(_ANSWERS[kind](error, resolver.current_event.raw_event))
 
         return handler
 

@@ -213,11 +213,13 @@ def min_poll_seconds(defaults: Mapping[str, Any] | None) -> int:
     InvalidRequest
         When the deployment's value is not a whole number within :data:`POLL_SECONDS`.
     """
-    name = "minPollSeconds"
+    return _deployment_seconds(defaults, "minPollSeconds", MIN_POLL_SECONDS)
+
+
+def _deployment_seconds(defaults: Mapping[str, Any] | None, name: str, default: int) -> int:
+    """Return the deployment's ``name`` (``default`` when unset), checked as a request's is."""
     problems: list[Problem] = []
-    value = _seconds(
-        {name: (defaults or {}).get(name, MIN_POLL_SECONDS)}, {}, name, POLL_SECONDS, problems
-    )
+    value = _seconds({name: (defaults or {}).get(name, default)}, {}, name, POLL_SECONDS, problems)
     if problems:
         raise InvalidRequest(problems)
     return value
@@ -459,12 +461,7 @@ def webhook_poll_seconds(defaults: Mapping[str, Any] | None) -> int:
     InvalidRequest
         When the deployment's value is not a whole number within :data:`POLL_SECONDS`.
     """
-    name = "webhookPollSeconds"
-    problems: list[Problem] = []
-    value = _seconds({name: (defaults or {}).get(name, 0)}, {}, name, POLL_SECONDS, problems)
-    if problems:
-        raise InvalidRequest(problems)
-    return value
+    return _deployment_seconds(defaults, "webhookPollSeconds", 0)
 
 
 def shortest_wait(poll_seconds: int, min_poll_seconds: int) -> int:

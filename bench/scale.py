@@ -45,6 +45,7 @@ from moto.stepfunctions.parser.asl.parse.asl_parser import AmazonStateLanguagePa
 from aistudios_local.batch import upload_and_wait
 from aistudios_local.engine_cache import EngineCache
 from aistudios_local.lambda_bridge import LambdaBridge
+from aistudios_local.patches import Patches
 from aistudios_local.simulator import AiStudiosSimulator, Scenario
 from aistudios_local.simulator.server import _Handler as SimulatorHandler
 from aistudios_local.stack import LocalStack
@@ -165,7 +166,7 @@ class CpuByPart:
         self.calls: dict[str, int] = dict.fromkeys(PARTS[:-1], 0)
         self._lock = threading.Lock()
         self._local = threading.local()
-        self._saved: list[tuple[Any, str, Any]] = []
+        self._patches = Patches()
 
     def measure(self, part: str, fn: Callable[..., Any]) -> Callable[..., Any]:
         """Return ``fn`` wrapped so that its CPU counts towards ``part``."""
@@ -189,11 +190,8 @@ class CpuByPart:
         return measured
 
     def _patch(self, owner: Any, name: str, part: str, *, static: bool = False) -> None:
-        own = vars(owner).get(name)  # None: inherited, so restoring means deleting ours
-        self._saved.append((owner, name, own))
-        current = getattr(owner, name)
-        wrapped = self.measure(part, current)
-        setattr(owner, name, staticmethod(wrapped) if static else wrapped)
+        wrapped = self.measure(part, getattr(owner, name))
+        self._patches.replace(owner, name, staticmethod(wrapped) if static else wrapped)
 
     @contextmanager
     def installed(self) -> Iterator[CpuByPart]:
@@ -205,12 +203,7 @@ class CpuByPart:
         try:
             yield self
         finally:
-            while self._saved:
-                owner, name, original = self._saved.pop()
-                if original is None:
-                    delattr(owner, name)
-                else:
-                    setattr(owner, name, original)
+            self._patches.restore()
 
 
 def project_ids(rows: int, first: int = 1) -> list[str]:

@@ -7,11 +7,12 @@ One function maps an answer to the library's errors (:func:`read_answer`), as hv
 from __future__ import annotations
 
 import email.utils
+import json
 import re
 import time
 from typing import Any
 
-import requests
+import urllib3
 
 from aistudios_export.errors import (
     ApiError,
@@ -22,16 +23,16 @@ from aistudios_export.errors import (
 )
 
 
-def read_answer(method: str, path: str, response: requests.Response) -> dict[str, Any]:
+def read_answer(method: str, path: str, response: urllib3.BaseHTTPResponse) -> dict[str, Any]:
     """Return an answer's ``data`` object, or raise the error its status or envelope says.
 
     401/403 are :class:`Unauthorized`, 429 :class:`RateLimited` (with its ``Retry-After`` read
     as seconds), 5xx and answers that are not the JSON envelope :class:`ServiceUnavailable`,
     other 4xx and ``success: false`` :class:`RequestRejected`.
     """
-    status = response.status_code
+    status = response.status
     try:
-        envelope = response.json()
+        envelope = json.loads(response.data)
     except ValueError:
         envelope = None
     error = envelope.get("error") if isinstance(envelope, dict) else None
@@ -91,24 +92,6 @@ def says_not_found(rejected: RequestRejected) -> bool:
     False
     """
     return rejected.status == 404 or NOT_FOUND.search(str(rejected)) is not None
-
-
-def network_failure(error: requests.RequestException) -> str:
-    """Say in words what failed on the way to the API: the reason, not the exception's text."""
-    text = repr(error)
-    if isinstance(error, requests.ConnectTimeout):
-        return "the connection timed out"
-    if isinstance(error, requests.Timeout):
-        return "the answer timed out"
-    if "NameResolutionError" in text or "Name or service not known" in text or "gaierror" in text:
-        return "the host name does not resolve"
-    if "Connection refused" in text or "ConnectionRefusedError" in text:
-        return "the connection was refused (nothing listens on that port)"
-    if isinstance(error, requests.exceptions.SSLError):
-        return "the TLS handshake failed"
-    if "reset" in text.lower() or "RemoteDisconnected" in text or "aborted" in text.lower():
-        return "the connection was reset before an answer arrived"
-    return "the connection failed"
 
 
 MAX_RETRY_AFTER_SECONDS = 3600.0

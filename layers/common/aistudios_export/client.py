@@ -1,4 +1,4 @@
-"""The AI Studios v3 HTTP client: one session, one base URL, timeouts, one error translator.
+"""The AI Studios v3 HTTP client: one connection pool, one base URL, timeouts, one error translator.
 
 The token is sent raw in ``Authorization`` (no ``Bearer``), as every documented sample does.
 A 401/403 is answered by re-reading the token secret once (another function may have
@@ -9,16 +9,18 @@ so that the state machine refreshes the token exactly once.
 from __future__ import annotations
 
 import hashlib
+import json as jsonlib
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
-import requests
+import urllib3
 from aws_lambda_powertools import Logger
 
-from aistudios_export.answers import network_failure, read_answer, says_not_found
+from aistudios_export import transport
+from aistudios_export.answers import read_answer, says_not_found
 from aistudios_export.errors import (
     ApiError,
     ConfigurationError,
@@ -138,8 +140,9 @@ class AiStudiosClient:
         ``https://app.aistudios.com`` or another compatible server.
     token
         Returns the API token (see :data:`TokenSource`); not needed for :meth:`mint_token`.
-    session
-        A ``requests.Session`` to reuse connections; a new one by default.
+    http
+        The urllib3 pool manager whose connections are reused; a new one by default
+        (:func:`~aistudios_export.transport.pool_manager`).
     timeout
         ``(connect, read)`` seconds applied to every call.
     rate_limit_wait
@@ -154,15 +157,15 @@ class AiStudiosClient:
         base_url: str,
         token: TokenSource | None = None,
         *,
-        session: requests.Session | None = None,
+        http: urllib3.PoolManager | None = None,
         timeout: tuple[float, float] = DEFAULT_TIMEOUT,
         rate_limit_wait: float = 0.0,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.base_url = check_base_url(base_url)
         self._token = token
-        self._session = session or requests.Session()
-        self._timeout = timeout
+        self._http = http or transport.pool_manager()
+        self._timeout = transport.timeout(timeout)
         self._rate_limit_wait = rate_limit_wait
         self._sleep = sleep
 
@@ -333,18 +336,24 @@ class AiStudiosClient:
         self, method: str, path: str, json: Mapping[str, Any] | None, *, token: str | None
     ) -> dict[str, Any]:
         headers = {"Accept": "application/json"}
+        body = None
+        if json is not None:
+            body = jsonlib.dumps(dict(json)).encode()
+            headers["Content-Type"] = "application/json"
         if token is not None:
             if not token:
                 raise Unauthorized("the token secret holds no token yet", method=method, path=path)
             headers["Authorization"] = token
         url = self.base_url + path
         try:
-            response = self._session.request(
-                method, url, json=json, headers=headers, timeout=self._timeout
+            # No redirect is followed: the token goes to the configured origin only, and a
+            # 3xx is an answer that is not the envelope.
+            response = self._http.request(
+                method, url, body=body, headers=headers, timeout=self._timeout, redirect=False
             )
-        except requests.RequestException as e:
+        except transport.NETWORK_ERRORS as e:
             raise NetworkError(
-                f"{method} {url} failed: {network_failure(e)} ({type(e).__name__})",
+                f"{method} {url} failed: {transport.network_failure(e)} ({type(e).__name__})",
                 method=method,
                 path=path,
             ) from e

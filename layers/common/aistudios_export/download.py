@@ -9,19 +9,18 @@ whose message and cause never show the URL's query string (a signed URL's secret
 
 from __future__ import annotations
 
-import functools
-import http.client
 import traceback
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from types import TracebackType
 from urllib.parse import urljoin, urlsplit
 
-import requests
 import urllib3
-import urllib3.exceptions
 from aws_lambda_powertools import Logger
 
 from aistudios_export.errors import DownloadInterrupted, DownloadRejected, DownloadUrlExpired
-from aistudios_export.pinning import pinned_adapter
+from aistudios_export.pinning import PinnedPools
+from aistudios_export.transport import NETWORK_ERRORS
 from aistudios_export.urlguard import UrlPolicy, check_url, redact_url
 
 logger = Logger(service="aistudios-export", child=True)
@@ -29,32 +28,56 @@ logger = Logger(service="aistudios-export", child=True)
 _REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 # Statuses that say "try again later" rather than "this file will never come".
 _RETRYABLE_CLIENT_STATUSES = frozenset({408, 429})
-# Everything a cut, reset or timed-out HTTP exchange can raise through requests/urllib3.
-_NETWORK_ERRORS = (
-    requests.RequestException,
-    urllib3.exceptions.HTTPError,
-    http.client.HTTPException,
-    OSError,
-)
+
+
+@dataclass(frozen=True)
+class OpenDownload:
+    """A ``200`` answer for a download URL, its body not read yet; close it when done.
+
+    ``url`` is the URL that answered (after redirects): possibly signed, never log it whole.
+    """
+
+    url: str
+    response: urllib3.BaseHTTPResponse
+
+    def header(self, name: str) -> str | None:
+        """Return a response header (any case), or ``None``."""
+        value: str | None = self.response.headers.get(name)
+        return value
+
+    def close(self) -> None:
+        """Drop the connection (a body that was not read to its end cannot be reused)."""
+        self.response.close()
+
+    def __enter__(self) -> OpenDownload:
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
 
 
 def open_download(
     ask_download_url: Callable[[], str],
-    session: requests.Session,
+    pools: PinnedPools,
     policy: UrlPolicy,
     *,
     timeout: tuple[float, float],
     max_url_refreshes: int,
     max_redirects: int,
-) -> requests.Response:
+) -> OpenDownload:
     """Return a ``200`` streaming response for the file, asking for fresh URLs after 403s.
 
     Parameters
     ----------
     ask_download_url
         Returns a download URL; called once at the start and again after each 403.
-    session, policy
-        The HTTP session that sends the requests, and the policy every URL and redirect
+    pools, policy
+        The connections that send the requests, and the policy every URL and redirect
         hop must pass before anything connects to it.
     timeout, max_url_refreshes, max_redirects
         The ``(connect, read)`` timeout in seconds of each request, the number of fresh URLs
@@ -62,7 +85,7 @@ def open_download(
 
     Returns
     -------
-    requests.Response
+    OpenDownload
         The open ``200`` response, its body not read yet; the caller closes it.
 
     Raises
@@ -80,13 +103,13 @@ def open_download(
     refreshes = 0
     while True:
         url = ask_download_url()
-        response = _get_following_redirects(url, session, policy, timeout, max_redirects)
-        status = response.status_code
+        download = _get_following_redirects(url, pools, policy, timeout, max_redirects)
+        status = download.response.status
         if status == 200:
-            _refuse_encoded(response)
-            return response
-        response.close()
-        where = redact_url(response.url or url)
+            _refuse_encoded(download)
+            return download
+        download.close()
+        where = redact_url(download.url)
         if status == 403:
             if refreshes >= max_url_refreshes:
                 raise DownloadUrlExpired(
@@ -100,13 +123,13 @@ def open_download(
         raise DownloadRejected(f"download server answered {status} for {where}")
 
 
-def announced_length(response: requests.Response, max_size: int) -> int | None:
+def announced_length(download: OpenDownload, max_size: int) -> int | None:
     """Return the body length the server announced, refusing a malformed or too large one.
 
     Parameters
     ----------
-    response
-        An open response.
+    download
+        An open download.
     max_size
         The largest video accepted, in bytes.
 
@@ -120,10 +143,10 @@ def announced_length(response: requests.Response, max_size: int) -> int | None:
     DownloadRejected
         ``Content-Length`` is not one decimal number, or announces more than ``max_size``.
     """
-    value = response.headers.get("Content-Length")
+    value = download.header("Content-Length")
     if value is None:
         return None
-    where = redact_url(response.url)
+    where = redact_url(download.url)
     text = value.strip()
     if not (text.isascii() and text.isdigit()):
         raise DownloadRejected(f"download from {where} has a malformed Content-Length header")
@@ -141,12 +164,12 @@ def too_large(where: str, max_size: int, how: str = "it delivers") -> DownloadRe
     )
 
 
-def body_chunks(response: requests.Response, chunk_size: int) -> Iterator[bytes]:
+def body_chunks(download: OpenDownload, chunk_size: int) -> Iterator[bytes]:
     """Yield the body's non-empty chunks, turning a broken stream into DownloadInterrupted.
 
     Parameters
     ----------
-    response
+    download
         An open ``200`` response from :func:`open_download`.
     chunk_size
         The largest chunk to read at once.
@@ -162,89 +185,65 @@ def body_chunks(response: requests.Response, chunk_size: int) -> Iterator[bytes]
         The stream broke or timed out; the cause is chained only if it does not show the
         URL's query string.
     """
-    url = response.url
-    raw = response.raw
-    # The bytes as served, never decoded (iter_content would decode): what is stored is what
-    # was sent, and a small compressed body cannot turn into a huge one.
-    if isinstance(raw, urllib3.BaseHTTPResponse):
-        chunks: Iterator[bytes] = raw.stream(chunk_size, decode_content=False)
-    else:  # a plain file object (a canned response): nothing to decode
-        chunks = iter(functools.partial(raw.read, chunk_size), b"")
+    url = download.url
+    # The bytes as served, never decoded: what is stored is what was sent, and a small
+    # compressed body cannot turn into a huge one.
     try:
-        for chunk in chunks:
+        for chunk in download.response.stream(chunk_size, decode_content=False):
             if chunk:
                 yield chunk
-    except _NETWORK_ERRORS as e:
+    except NETWORK_ERRORS as e:
         raise _interrupted(e, url) from _safe_cause(e, url)
 
 
-def _refuse_encoded(response: requests.Response) -> None:
+def _refuse_encoded(download: OpenDownload) -> None:
     """Close and refuse a response whose body is encoded: it is never decoded, so never stored.
 
     A compressed answer is not the file (its bytes would be stored, not the video's), and
     decoding it would let a small body grow without bound (a decompression bomb).
     """
-    encoding = response.headers.get("Content-Encoding", "identity").strip().lower()
+    encoding = (download.header("Content-Encoding") or "identity").strip().lower()
     if encoding in ("", "identity"):
         return
-    response.close()
+    download.close()
     raise DownloadRejected(
-        f"download from {redact_url(response.url)} is refused: Content-Encoding "
+        f"download from {redact_url(download.url)} is refused: Content-Encoding "
         f"{encoding[:40]!r} (only identity is accepted; nothing is decompressed)"
     )
 
 
 def _get_following_redirects(
     url: str,
-    session: requests.Session,
+    pools: PinnedPools,
     policy: UrlPolicy,
     timeout: tuple[float, float],
     max_redirects: int,
-) -> requests.Response:
+) -> OpenDownload:
     """GET ``url``, following redirects by hand so each hop is checked before connecting."""
-    adapter = pinned_adapter(session)
     for _ in range(max_redirects + 1):
         checked = check_url(url, policy)
-        try:
-            # Identity encoding: store the file's own bytes and compare Content-Length with them.
-            request = session.prepare_request(
-                requests.Request("GET", url, headers={"Accept-Encoding": "identity"})
-            )
-        except requests.RequestException as e:
-            raise DownloadRejected(f"download URL {redact_url(url)} is malformed") from e
-        if request.url != url:  # requests normalised it: check what is actually sent
-            checked = check_url(request.url or "", policy)
-        # Connect to the address just checked: resolving the host again could answer another.
-        adapter.pin(checked)
         logger.info("downloading", extra={"url": redact_url(url)})
         try:
-            response = session.send(
-                request,
-                stream=True,
+            # Connect to the address just checked: resolving the host again could answer
+            # another. Identity encoding: store the file's own bytes and compare
+            # Content-Length with them.
+            response = pools.request(
+                checked,
+                "GET",
+                headers={"Accept-Encoding": "identity"},
                 timeout=timeout,
-                allow_redirects=False,
-                verify=_ca_bundle(session, url),
+                preload_content=False,
             )
-        except _NETWORK_ERRORS as e:
+        except NETWORK_ERRORS as e:
             raise _interrupted(e, url) from _safe_cause(e, url)
-        location = response.headers.get("Location")
-        if response.status_code not in _REDIRECT_STATUSES or not location:
-            return response
-        response.close()
+        download = OpenDownload(url, response)
+        location = download.header("Location")
+        if response.status not in _REDIRECT_STATUSES or not location:
+            return download
+        download.close()
         url = urljoin(url, location)
         logger.info("following redirect", extra={"url": redact_url(url)})
     raise DownloadRejected(f"more than {max_redirects} redirects, last to {redact_url(url)}")
-
-
-def _ca_bundle(session: requests.Session, url: str) -> str | bool:
-    """Return the CA bundle to verify TLS with: requests' own configuration, never "don't verify".
-
-    ``Session.send`` skips what ``Session.request`` reads from the environment, so the usual
-    ``REQUESTS_CA_BUNDLE`` (or ``CURL_CA_BUNDLE``, or ``session.verify`` set to a path) is
-    looked up here; verification cannot be switched off this way.
-    """
-    verify = session.merge_environment_settings(url, {}, False, None, None)["verify"]
-    return verify if isinstance(verify, str) and verify else True
 
 
 def _interrupted(error: BaseException, url: str) -> DownloadInterrupted:
@@ -256,7 +255,7 @@ def _interrupted(error: BaseException, url: str) -> DownloadInterrupted:
 def _safe_cause(error: BaseException, url: str) -> BaseException | None:
     """Return ``error`` as the cause to chain, or ``None`` if its text shows the URL's secrets.
 
-    requests' connection errors quote the request URL, query string included; a signed URL's
+    urllib3's errors may quote the request target, query string included; a signed URL's
     query must never reach a traceback that a handler may log.
     """
     secret = urlsplit(url).query

@@ -10,70 +10,79 @@ relay that fails is logged without its URL's query and never fails the export.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-import requests
 from aws_lambda_powertools import Logger
 
 from aistudios_export.errors import ForbiddenDownloadUrl
+from aistudios_export.transport import NETWORK_ERRORS
 
 if TYPE_CHECKING:
-    from aistudios_export.pinning import PinnedAdapter
+    from aistudios_export.pinning import PinnedPools
     from aistudios_export.urlguard import UrlPolicy
 
 logger = Logger(service="aistudios-export", child=True)
+
+_FAILURES: tuple[type[BaseException], ...] = (ForbiddenDownloadUrl, *NETWORK_ERRORS)
+"""What a relayed call may fail with: a URL the guard refuses, or the network."""
 
 TIMEOUT = (3.0, 5.0)
 """Connect and read timeouts of a relayed call (CheckProgress has 30 s)."""
 
 
 class WebhookRelay:
-    """POST relayed webhook calls through a pinned session.
+    """POST relayed webhook calls over pinned connections.
 
-    Most exports bring no webhook to relay: the session, the URL guard and the pinning are set
-    up at the first relayed call.
+    Most exports bring no webhook to relay: the connections, the URL guard and the pinning are
+    set up at the first relayed call.
 
     Parameters
     ----------
     policy
         Which URLs may be called (:func:`~aistudios_export.urlguard.check_url`).
-    session
-        The HTTP session; a new one when None.
+    pools
+        The pinned connections; new ones when None.
     """
 
-    def __init__(self, policy: UrlPolicy | None = None, session: requests.Session | None = None):
+    def __init__(self, policy: UrlPolicy | None = None, pools: PinnedPools | None = None):
         self._policy = policy
-        self._session = session
-        self._ready: tuple[UrlPolicy, requests.Session, PinnedAdapter] | None = None
+        self._pools = pools
+        self._ready: tuple[UrlPolicy, PinnedPools] | None = None
 
-    def _set_up(self) -> tuple[UrlPolicy, requests.Session, PinnedAdapter]:
-        from aistudios_export.pinning import pinned_adapter
+    def _set_up(self) -> tuple[UrlPolicy, PinnedPools]:
+        from aistudios_export.pinning import PinnedPools
         from aistudios_export.urlguard import UrlPolicy
 
         if self._ready is None:
-            session = self._session or requests.Session()
-            self._ready = (self._policy or UrlPolicy(), session, pinned_adapter(session))
+            self._ready = (self._policy or UrlPolicy(), self._pools or PinnedPools())
         return self._ready
 
     def __call__(self, url: str, payload: Mapping[str, Any]) -> bool:
         """Send ``payload`` to ``url``; return whether it was answered 2xx (never raises)."""
         from aistudios_export.urlguard import check_url, redact_url
 
-        policy, session, adapter = self._set_up()
+        policy, pools = self._set_up()
         try:
-            checked = check_url(url, policy)
-            adapter.pin(checked)
-            answer = session.post(url, json=dict(payload), timeout=TIMEOUT, allow_redirects=False)
-        except (ForbiddenDownloadUrl, requests.RequestException, OSError) as e:
+            answer = pools.request(
+                check_url(url, policy),
+                "POST",
+                headers={"Content-Type": "application/json"},
+                body=json.dumps(dict(payload)).encode(),
+                timeout=TIMEOUT,
+                preload_content=False,  # the status is all that is read: a huge body is not
+            )
+            answer.close()
+        except _FAILURES as e:
             logger.warning(
                 "webhook relay failed", extra={"url": redact_url(url), "error": type(e).__name__}
             )
             return False
-        if not 200 <= answer.status_code < 300:
+        if not 200 <= answer.status < 300:
             logger.warning(
                 "webhook relay refused",
-                extra={"url": redact_url(url), "status": answer.status_code},
+                extra={"url": redact_url(url), "status": answer.status},
             )
             return False
         return True

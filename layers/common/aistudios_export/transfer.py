@@ -23,14 +23,20 @@ import math
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING
 
-import requests
 from aws_lambda_powertools import Logger
 
 from aistudios_export.checksums import StoredObject, store_checksum
-from aistudios_export.download import announced_length, body_chunks, open_download, too_large
+from aistudios_export.download import (
+    OpenDownload,
+    announced_length,
+    body_chunks,
+    open_download,
+    too_large,
+)
 from aistudios_export.errors import ConfigurationError, DownloadInterrupted, DownloadRejected
 from aistudios_export.multipart import MAX_PARTS, MIB, MIN_PART_SIZE, MultipartUpload
 from aistudios_export.parts import PartPipeline
+from aistudios_export.pinning import PinnedPools
 from aistudios_export.settings import DEFAULT_MAX_VIDEO_SIZE_GIB, GIB
 from aistudios_export.urlguard import UrlPolicy, redact_url
 
@@ -55,7 +61,7 @@ def copy_url_to_s3(
     key: str,
     metadata: Mapping[str, str],
     policy: UrlPolicy,
-    session: requests.Session | None = None,
+    pools: PinnedPools | None = None,
     content_type: str = "video/mp4",
     part_size: int = DEFAULT_PART_SIZE,
     uploaders: int = DEFAULT_UPLOADERS,
@@ -80,8 +86,8 @@ def copy_url_to_s3(
         User metadata for the object (the SHA-256 goes in its ``sha256`` tag).
     policy
         Which URLs may be fetched (checked for the URL and every redirect hop).
-    session
-        HTTP session to use; a private one is created (and closed) when ``None``.
+    pools
+        The connections to download with; private ones are made (and closed) when ``None``.
     content_type
         The object's ``Content-Type``.
     part_size
@@ -126,19 +132,19 @@ def copy_url_to_s3(
         raise ConfigurationError(f"part size must be at least {MIN_PART_SIZE} bytes")
     if uploaders < 1 or queued_parts < 0:
         raise ConfigurationError("at least one uploader is needed, and queued parts >= 0")
-    http_session = session if session is not None else requests.Session()
+    http = pools if pools is not None else PinnedPools()
     try:
-        response = open_download(
+        download = open_download(
             ask_download_url,
-            http_session,
+            http,
             policy,
             timeout=timeout,
             max_url_refreshes=max_url_refreshes,
             max_redirects=max_redirects,
         )
-        with response:
+        with download:
             return _upload(
-                response,
+                download,
                 s3_client=s3_client,
                 bucket=bucket,
                 key=key,
@@ -150,12 +156,12 @@ def copy_url_to_s3(
                 max_size=max_size,
             )
     finally:
-        if session is None:
-            http_session.close()
+        if pools is None:
+            http.clear()
 
 
 def _upload(
-    response: requests.Response,
+    download: OpenDownload,
     *,
     s3_client: S3Client,
     bucket: str,
@@ -167,11 +173,11 @@ def _upload(
     queued_parts: int,
     max_size: int,
 ) -> StoredObject:
-    """Stream ``response`` into a multipart upload, then store the whole-file checksum."""
-    where = redact_url(response.url)
-    expected = announced_length(response, max_size)
+    """Stream ``download`` into a multipart upload, then store the whole-file checksum."""
+    where = redact_url(download.url)
+    expected = announced_length(download, max_size)
     part_size = fitted_part_size(part_size, expected, max_size)
-    chunks = body_chunks(response, min(_CHUNK_SIZE, part_size))
+    chunks = body_chunks(download, min(_CHUNK_SIZE, part_size))
     # Read the first bytes before creating anything in S3, so an empty answer costs nothing.
     first = next(chunks, None)
     if first is None:

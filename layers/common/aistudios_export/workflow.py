@@ -38,8 +38,9 @@ from aistudios_export.relay import relayed_payload
 from aistudios_export.settings import OutputSettings
 
 if TYPE_CHECKING:
-    import requests
     from mypy_boto3_s3 import S3Client
+
+    from aistudios_export.pinning import PinnedPools
 
 logger = Logger(service="aistudios-export", child=True)
 
@@ -247,7 +248,7 @@ def finalize_export(
     api: AiStudiosClient,
     s3_client: S3Client,
     output: OutputSettings,
-    session: requests.Session | None = None,
+    pools: PinnedPools | None = None,
     now: Callable[[], float] = time.time,
 ) -> dict[str, Any]:
     """Stream the finished video into S3 and return its location and checksum.
@@ -301,7 +302,7 @@ def finalize_export(
             key=key,
             metadata=metadata,
             policy=UrlPolicy.from_trusted_origin(output.trusted_download_origin),
-            session=session,
+            pools=pools,
             part_size=output.part_size,
             max_size=output.max_video_size,
         )

@@ -48,13 +48,14 @@ def ca_bundle(env: Mapping[str, str] | None = None) -> str:
     return certifi.where()
 
 
-def pool_manager(*, num_pools: int = 4, maxsize: int = 1) -> urllib3.PoolManager:
+def pool_manager(*, num_pools: int = 10, maxsize: int = 10) -> urllib3.PoolManager:
     """Return a pool manager that verifies TLS, retries nothing and follows no redirect.
 
     Parameters
     ----------
     num_pools, maxsize
-        Hosts whose connections are kept, and connections kept per host.
+        Hosts whose connections are kept, and connections kept per host (requests' defaults:
+        threads that share a client, as on the local stack, each keep theirs).
     """
     return urllib3.PoolManager(
         num_pools=num_pools,

@@ -1,8 +1,8 @@
 """What the real handlers write beside their answers: EMF metrics and logs correlated by export id.
 
-Each handler runs with its sample event on moto (AI Studios on ``responses``), and its stdout,
-where Lambda's runtime collects both, is parsed: the EMF records' namespace, metric names,
-dimensions and values, and the Powertools log records' ``correlation_id``.
+Each handler runs with its sample event on moto (AI Studios the local simulator on loopback),
+and its stdout, where Lambda's runtime collects both, is parsed: the EMF records' namespace,
+metric names, dimensions and values, and the Powertools log records' ``correlation_id``.
 """
 
 from __future__ import annotations
@@ -19,8 +19,9 @@ import pytest
 from aws_lambda_powertools.utilities.jmespath_utils import query
 
 from aistudios_export import observability
-from aistudios_export.client import EXPORT_PATH, TOKEN_PATH
+from aistudios_export.client import PROGRESS_PATH
 from aistudios_export.observability import DIMENSIONS, METRIC_NAMES, Metric
+from aistudios_local.simulator import Scenario
 from tests.events import load_event
 from tests.unit import test_handlers as handlers
 from tests.unit._fixtures import (
@@ -31,7 +32,7 @@ from tests.unit._fixtures import (
 )
 
 stack = handlers.stack
-"""The handlers' stack: moto, the secrets, the bucket and AI Studios on ``responses``."""
+"""The handlers' stack: moto, the secrets, the bucket and AI Studios on loopback."""
 
 NAMESPACE = "TestExports"
 SERVICE = "aistudios-export"
@@ -120,13 +121,6 @@ def run(function_dir: str, event: dict[str, Any], monkeypatch: pytest.MonkeyPatc
     return result
 
 
-def mint_answers(stack: handlers.Stack) -> None:
-    """AI Studios answers a token request with a new token."""
-    stack.api.post(
-        handlers.API + TOKEN_PATH, json={"success": True, "data": {"token": "tok-MINTED-5ecret"}}
-    )
-
-
 def write_map_results(stack: handlers.Stack, event: dict[str, Any]) -> None:
     """The files a batch's Distributed Map leaves: one row it never started."""
     bucket, batch = handlers.BUCKET, event["batch"]
@@ -148,9 +142,6 @@ def write_map_results(stack: handlers.Stack, event: dict[str, Any]) -> None:
 def test_submit_emits_exports_started_in_the_namespace_with_the_service(
     out: pytest.CaptureFixture[str], stack: handlers.Stack, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    stack.api.post(
-        handlers.API + EXPORT_PATH, json={"success": True, "data": {"projectId": PROJECT_ID}}
-    )
     run("submit_export", load_event("submit_export"), monkeypatch)
     assert metrics_of(out.readouterr().out) == [
         {
@@ -191,14 +182,10 @@ def test_a_retried_finalize_reuses_the_copy_and_counts_no_bytes(
 def test_check_progress_emits_time_to_download_url_only_when_it_appears(
     out: pytest.CaptureFixture[str], stack: handlers.Stack, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    stack.api.get(handlers.PROGRESS_URL, json=handlers.progress(state="exporting", progress=40))
+    # Rendering at the first poll; done, with a download URL, at the second.
+    handlers.start_render(stack, Scenario(progress_steps=(40.0, 100.0)))
     run("check_progress", load_event("check_progress"), monkeypatch)
     assert metrics_of(out.readouterr().out) == []
-    stack.api.replace(
-        "GET",
-        handlers.PROGRESS_URL,
-        json=handlers.progress(state="completed", progress=100, downloadUrl=handlers.SIGNED_URL),
-    )
     run("check_progress", load_event("check_progress"), monkeypatch)
     [emf] = metrics_of(out.readouterr().out)
     assert list(emf["values"]) == ["TimeToDownloadUrl"]
@@ -208,7 +195,7 @@ def test_check_progress_emits_time_to_download_url_only_when_it_appears(
 def test_ai_studios_errors_are_counted_by_kind_in_a_record_of_their_own(
     out: pytest.CaptureFixture[str], stack: handlers.Stack, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    stack.api.get(handlers.PROGRESS_URL, status=503, json={"success": False})
+    handlers.start_render(stack, Scenario(progress_failures=(503,)))
     with pytest.raises(Exception) as raised:
         run("check_progress", load_event("check_progress"), monkeypatch)
     assert metrics_of(out.readouterr().out) == [
@@ -219,12 +206,14 @@ def test_ai_studios_errors_are_counted_by_kind_in_a_record_of_their_own(
         }
     ]
     assert type(raised.value).__name__ == "ServiceUnavailable"
+    progress = PROGRESS_PATH.format(project_id=PROJECT_ID)
+    assert handlers.seen(stack.calls()) == [("GET", progress, 503, True)]
 
 
 def test_a_refresh_counts_the_token_it_minted(
     out: pytest.CaptureFixture[str], stack: handlers.Stack, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    mint_answers(stack)
+    handlers.refuse_stored_token(stack)
     result = run("refresh_token", load_event("refresh_token"), monkeypatch)
     assert result["minted"] is True
     [emf] = metrics_of(out.readouterr().out)
@@ -304,11 +293,9 @@ def test_every_log_line_carries_the_export_id(
     event: dict[str, Any],
     correlation_id: str | None,
 ) -> None:
-    stack.api.post(
-        handlers.API + EXPORT_PATH, json={"success": True, "data": {"projectId": PROJECT_ID}}
-    )
     handlers.serve_finished_video(stack)
-    mint_answers(stack)
+    if function_dir == "refresh_token":  # the sample's refused token, so that it mints
+        handlers.refuse_stored_token(stack)
     if function_dir == "summarize_batch":
         write_map_results(stack, event)
         correlation_id = event["batch"]["batchId"]

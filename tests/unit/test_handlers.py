@@ -1,4 +1,9 @@
-"""The thin handlers with their sample events: AWS on moto, AI Studios on ``responses``."""
+"""The thin handlers with their sample events: AWS on moto, AI Studios the local simulator.
+
+The simulator serves the API and the download host over HTTP on 127.0.0.1; the handlers find it
+as in a deployment, through ``AISTUDIOS_API_URL`` and ``TRUSTED_DOWNLOAD_ORIGIN``. What AI
+Studios saw is the simulator's own record of the calls it answered.
+"""
 
 from __future__ import annotations
 
@@ -12,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import boto3
 import botocore.session
 import pytest
-import responses
+import urllib3
 
 from aistudios_export.client import (
     EXPORT_PATH,
@@ -29,6 +34,7 @@ from aistudios_export.errors import (
 )
 from aistudios_export.observability import URLLIB3_LOGGERS, strip_query_strings
 from aistudios_export.tokens import token_record
+from aistudios_local.simulator import AiStudiosSimulator, Call, Scenario, video_bytes
 from tests.events import load_event
 from tests.unit._fixtures import (
     PROJECT_ID,
@@ -45,58 +51,83 @@ if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
     from mypy_boto3_secretsmanager import SecretsManagerClient
 
-API = "https://api.aistudios.test"
-DOWNLOAD_ORIGIN = "http://127.0.0.1:8999"
-SIGNED_URL = f"{DOWNLOAD_ORIGIN}/exports/v.mp4?X-Amz-Signature=sig-5ecret"
 TOKEN = "tok-LIVE-5ecret"
+"""The token the sample ``refresh_token`` event names as refused (AI Studios never issued it)."""
 APP_ID = "app-1d-5ecret"
 USER_KEY = "user-key-5ecret"
-SECRETS = (TOKEN, APP_ID, USER_KEY, "sig-5ecret", "MINTED-5ecret", "ROTATED-5ecret")
 BUCKET = "aistudios-export-output"
-VIDEO = bytes(range(256)) * 4096  # 1 MiB
+VIDEO_SIZE = 1024 * 1024
+VIDEO = video_bytes(PROJECT_ID, "1080", VIDEO_SIZE)
+"""The video the simulator serves for the sample export (1 MiB, one part)."""
+PROGRESS = PROGRESS_PATH.format(project_id=PROJECT_ID)
+SLOTS_TABLE = "stack-RenderSlots"
+TIMEOUT = 5.0
 
 
 @dataclass
 class Stack:
+    """The handlers' world: moto's Secrets Manager and S3, and AI Studios on loopback.
+
+    ``token`` is the one the token secret holds, issued by the simulator; ``arranged`` counts
+    the calls a test made itself to set AI Studios up (see :func:`start_render`).
+    """
+
     secrets: SecretsManagerClient
     s3: S3Client
-    api: responses.RequestsMock
+    sim: AiStudiosSimulator
+    token: str
     token_secret: str
     credentials_secret: str
+    arranged: int = 0
+
+    def calls(self) -> list[Call]:
+        """The calls AI Studios answered for the handlers (not those of the test's set-up)."""
+        return self.sim.calls[self.arranged :]
+
+    def secrets_known(self) -> list[str]:
+        """Every secret of this stack: the credentials, the tokens and the URL signatures."""
+        return [TOKEN, APP_ID, USER_KEY, *self.sim.secrets_issued()]
 
 
 @pytest.fixture
 def stack(monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> Iterator[Stack]:
-    with fake_aws(monkeypatch), responses.RequestsMock(assert_all_requests_are_fired=False) as api:
+    with (
+        fake_aws(monkeypatch),
+        AiStudiosSimulator(app_id=APP_ID, user_key=USER_KEY, video_size=VIDEO_SIZE) as sim,
+    ):
+        token = sim.issue_token()
         secrets = boto3.client("secretsmanager")
         credentials = secrets.create_secret(
             Name="stack/CredentialsSecret",
             SecretString=json.dumps({"appId": APP_ID, "userKey": USER_KEY}),
         )["ARN"]
-        token = secrets.create_secret(
-            Name="stack/TokenSecret", SecretString=token_record(TOKEN, 0)
+        token_secret = secrets.create_secret(
+            Name="stack/TokenSecret", SecretString=token_record(token, 0)
         )["ARN"]
         s3 = boto3.client("s3")
         s3.create_bucket(Bucket=BUCKET)
         s3.put_bucket_versioning(Bucket=BUCKET, VersioningConfiguration={"Status": "Enabled"})
         for name, value in {
             "POWERTOOLS_SERVICE_NAME": "aistudios-export",
-            "AISTUDIOS_API_URL": API,
-            "TOKEN_SECRET_ID": token,
+            "AISTUDIOS_API_URL": sim.base_url,
+            "TOKEN_SECRET_ID": token_secret,
             "CREDENTIALS_SECRET_ID": credentials,
             "OUTPUT_BUCKET": BUCKET,
             "OUTPUT_PREFIX": "exports/",
-            "TRUSTED_DOWNLOAD_ORIGIN": DOWNLOAD_ORIGIN,
+            # Download URLs name the host the client used: the API's origin.
+            "TRUSTED_DOWNLOAD_ORIGIN": sim.base_url,
             "DOWNLOAD_PART_SIZE_MIB": "5",
             "RENDER_SLOTS_TABLE": SLOTS_TABLE,
         }.items():
             monkeypatch.setenv(name, value)
         create_render_slots_table(SLOTS_TABLE)
-        yield Stack(secrets, s3, api, token, credentials)
+        built = Stack(secrets, s3, sim, token, token_secret, credentials)
+        yield built
+        known = built.secrets_known()
     # Every record, with the extra fields Powertools would print (caplog sees them via propagation).
     for record in caplog.get_records("setup") + caplog.get_records("call"):
         text = repr(record.__dict__)
-        for secret in SECRETS:
+        for secret in known:
             assert secret not in text, f"a secret reached the log line {record.getMessage()!r}"
 
 
@@ -106,25 +137,51 @@ def run(function_dir: str, event: dict[str, Any]) -> Any:
     return result
 
 
-def no_secret_in(value: Any) -> None:
+def no_secret_in(stack: Stack, value: Any) -> None:
     text = json.dumps(value)
-    for secret in SECRETS:
+    for secret in stack.secrets_known():
         assert secret not in text
 
 
-def progress(**data: Any) -> dict[str, Any]:
-    return {"success": True, "data": data}
+def seen(calls: list[Call]) -> list[tuple[str, str, int, bool]]:
+    """Each call's method, path, answered status and whether it carried a valid token."""
+    return [(c.method, c.path, c.status, c.authorized) for c in calls]
 
 
-PROGRESS_URL = API + PROGRESS_PATH.format(project_id=PROJECT_ID)
-SLOTS_TABLE = "stack-RenderSlots"
+def start_render(stack: Stack, scenario: Scenario) -> None:
+    """AI Studios has accepted the sample's export, which renders as ``scenario`` says.
+
+    The export is submitted here with the stack's token, as SubmitExport did earlier; the
+    handlers' calls are those after it (:meth:`Stack.calls`).
+    """
+    stack.sim.set_scenario(PROJECT_ID, scenario)
+    with urllib3.PoolManager() as http:
+        answer = http.request(
+            "POST",
+            stack.sim.base_url + EXPORT_PATH,
+            json={"projectId": PROJECT_ID, "resolution": "1080"},
+            headers={"Authorization": stack.token},
+            timeout=TIMEOUT,
+            retries=False,
+        )
+    assert answer.status == 200, answer.data
+    stack.arranged = len(stack.sim.calls)
+
+
+def serve_finished_video(stack: Stack) -> None:
+    """The sample's export is done: its first progress answer has a download URL."""
+    start_render(stack, Scenario(progress_steps=(100.0,)))
+
+
+def refuse_stored_token(stack: Stack) -> None:
+    """The token secret holds the token the sample ``refresh_token`` event names as refused."""
+    stack.secrets.put_secret_value(SecretId=stack.token_secret, SecretString=token_record(TOKEN, 0))
 
 
 # --- SubmitExport --------------------------------------------------------------------------
 
 
 def test_submit_export(stack: Stack, caplog: pytest.LogCaptureFixture) -> None:
-    stack.api.post(API + EXPORT_PATH, json={"success": True, "data": {"projectId": PROJECT_ID}})
     job = run("submit_export", load_event("submit_export"))
     assert (job["projectId"], job["resolution"], job["outputPrefix"]) == (
         PROJECT_ID,
@@ -135,10 +192,10 @@ def test_submit_export(stack: Stack, caplog: pytest.LogCaptureFixture) -> None:
     assert job["deadline"] - job["submittedAt"] == 1800
     # The render slot was taken first: the job carries its lease.
     assert job["slotExpires"] > job["submittedAt"]
-    (call,) = stack.api.calls
-    assert call.request.headers["Authorization"] == TOKEN
-    assert json.loads(call.request.body or b"") == {"projectId": PROJECT_ID, "resolution": "1080"}
-    no_secret_in(job)
+    # With the stored token, the only one AI Studios issued.
+    assert seen(stack.calls()) == [("POST", EXPORT_PATH, 200, True)]
+    assert stack.calls()[0].body == {"projectId": PROJECT_ID, "resolution": "1080"}
+    no_secret_in(stack, job)
     assert "export submitted" in caplog.messages
 
 
@@ -147,7 +204,7 @@ def test_submit_export_invalid_request_calls_nothing(stack: Stack) -> None:
     event["request"]["resolution"] = "8k"
     with pytest.raises(InvalidRequest, match="resolution"):
         run("submit_export", event)
-    assert len(stack.api.calls) == 0
+    assert stack.calls() == []
 
 
 def test_submit_export_without_a_free_slot_queues_and_calls_nothing(
@@ -155,32 +212,30 @@ def test_submit_export_without_a_free_slot_queues_and_calls_nothing(
 ) -> None:
     monkeypatch.setenv("MAX_RENDERS_IN_FLIGHT", "1")
     other = load_event("submit_export") | {"executionName": "another-export"}
-    stack.api.post(API + EXPORT_PATH, json={"success": True, "data": {"projectId": PROJECT_ID}})
     assert run("submit_export", other)["outcome"] == "waiting"
     job = run("submit_export", load_event("submit_export"))
     assert (job["outcome"], job["state"], job["progress"]) == ("queued", "queued", 0)
     assert job["waitSeconds"] >= 1 and job["queue"]["attempts"] == 1
-    assert len(stack.api.calls) == 1  # the other export's submit only
+    # The other export's submit only.
+    assert seen(stack.calls()) == [("POST", EXPORT_PATH, 200, True)]
 
 
 # --- CheckProgress -------------------------------------------------------------------------
 
 
 def test_check_progress_done(stack: Stack) -> None:
-    stack.api.get(
-        PROGRESS_URL, json=progress(state="completed", progress=100, downloadUrl=SIGNED_URL)
-    )
+    serve_finished_video(stack)
     event = load_event("check_progress")
     job = run("check_progress", event)
     assert job["outcome"] == "done"
     assert job["slotExpires"] == 0  # the render slot is free before the copy
     assert job["polls"] == event["job"]["polls"] + 1
-    assert stack.api.calls[0].request.headers["Authorization"] == TOKEN
-    no_secret_in(job)
+    assert seen(stack.calls()) == [("GET", PROGRESS, 200, True)]
+    no_secret_in(stack, job)
 
 
 def test_check_progress_failed(stack: Stack) -> None:
-    stack.api.get(PROGRESS_URL, json=progress(state="failed", progress=40))
+    start_render(stack, Scenario(progress_steps=(40.0,), fail_at_poll=1))
     job = run("check_progress", load_event("check_progress"))
     assert (job["outcome"], job["error"]) == ("failed", "ExportFailed")
 
@@ -188,22 +243,10 @@ def test_check_progress_failed(stack: Stack) -> None:
 def test_check_progress_without_a_job(stack: Stack) -> None:
     with pytest.raises(InvalidRequest):
         run("check_progress", {})
-    assert len(stack.api.calls) == 0
+    assert stack.calls() == []
 
 
 # --- FinalizeExport ------------------------------------------------------------------------
-
-
-def serve_finished_video(stack: Stack) -> None:
-    stack.api.get(
-        PROGRESS_URL, json=progress(state="completed", progress=100, downloadUrl=SIGNED_URL)
-    )
-    stack.api.get(
-        SIGNED_URL,
-        body=VIDEO,
-        headers={"Content-Length": str(len(VIDEO))},
-        content_type="video/mp4",
-    )
 
 
 def test_finalize_export_stores_the_verified_video(stack: Stack) -> None:
@@ -221,11 +264,13 @@ def test_finalize_export_stores_the_verified_video(stack: Stack) -> None:
         "contentType": "video/mp4",
         "s3Uri": f"s3://{BUCKET}/{key}",
     }
+    assert video["sha256"] == stack.sim.expected_sha256(PROJECT_ID)
     stored = stack.s3.get_object(Bucket=BUCKET, Key=key, VersionId=video["versionId"])
     assert stored["Body"].read() == VIDEO
     tags = stack.s3.get_object_tagging(Bucket=BUCKET, Key=key, VersionId=video["versionId"])
     assert tags["TagSet"] == [{"Key": "sha256", "Value": video["sha256"]}]
-    no_secret_in(video)
+    assert stack.sim.download_count(PROJECT_ID) == 1
+    no_secret_in(stack, video)
 
 
 def test_finalize_export_answers_the_machine_s_earlier_definition_with_the_video(
@@ -307,33 +352,35 @@ def current_token(stack: Stack) -> str:
     return token
 
 
+def last_issued_token(stack: Stack) -> str:
+    """The token AI Studios minted last (these tests have no download URL signed after it)."""
+    return stack.sim.secrets_issued()[-1]
+
+
 def test_refresh_token_from_the_state_machine(
     stack: Stack, caplog: pytest.LogCaptureFixture
 ) -> None:
-    stack.api.post(API + TOKEN_PATH, json={"success": True, "data": {"token": "tok-MINTED-5ecret"}})
+    refuse_stored_token(stack)
     event = load_event("refresh_token")
     # The sample's cause names this stack's token as refused, as a CheckProgress 401 would.
     assert Unauthorized.refused_fingerprint(event["refusedCause"]) == token_fingerprint(TOKEN)
     result = run("refresh_token", event)
     assert result == {"refreshes": 1, "resume": "CheckProgress", "minted": True}
-    assert json.loads(stack.api.calls[0].request.body or b"") == {
-        "appId": APP_ID,
-        "userKey": USER_KEY,
-    }
-    assert current_token(stack) == "tok-MINTED-5ecret"
+    # AI Studios minted for the stack's credentials (it accepts no others).
+    assert seen(stack.calls()) == [("POST", TOKEN_PATH, 200, False)]
+    assert stack.sim.tokens_minted == 1
+    assert current_token(stack) == last_issued_token(stack)
     assert "minted and stored a new token" in caplog.messages
 
 
 def test_refresh_token_as_the_rotation_function(
     stack: Stack, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    stack.api.post(
-        API + TOKEN_PATH, json={"success": True, "data": {"token": "tok-ROTATED-5ecret"}}
-    )
     # testSecret asks AI Studios whether it accepts the pending token (an unknown project is
     # an answer: the token was accepted).
-    probe = API + PROGRESS_PATH.format(project_id=PROBE_PROJECT_ID)
-    stack.api.get(probe, status=404, json={"success": False, "error": {"code": "NOT_FOUND"}})
+    probe = PROGRESS_PATH.format(project_id=PROBE_PROJECT_ID)
+    # The stored token is refused from now on: an authorized probe carried the new one.
+    stack.sim.revoke_tokens()
     handler = load_handler("refresh_token")
     results: list[Any] = []
 
@@ -352,17 +399,18 @@ def test_refresh_token_as_the_rotation_function(
         "finishSecret",
     ]
     assert results == [{}, {}, {}, {}]
-    assert current_token(stack) == "tok-ROTATED-5ecret"
+    rotated = current_token(stack)
+    assert rotated == last_issued_token(stack) != stack.token
     stages = stack.secrets.describe_secret(SecretId=stack.token_secret)["VersionIdsToStages"]
     assert "AWSCURRENT" in stages[version]
-    assert [c.request.url for c in stack.api.calls] == [API + TOKEN_PATH, probe]
-    assert stack.api.calls[1].request.headers["Authorization"] == "tok-ROTATED-5ecret"
+    assert seen(stack.calls()) == [("POST", TOKEN_PATH, 200, False), ("GET", probe, 404, True)]
+    assert stack.sim.tokens_minted == 1
 
 
 def test_a_warm_refresh_function_reuses_its_secrets_manager_client(
     stack: Stack, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    stack.api.post(API + TOKEN_PATH, json={"success": True, "data": {"token": "tok-MINTED-5ecret"}})
+    refuse_stored_token(stack)
     created: list[str] = []
     create = botocore.session.Session.create_client
 
@@ -385,4 +433,4 @@ def test_rotation_event_is_routed_to_rotation(stack: Stack) -> None:
     event = load_event("refresh_token_rotation") | {"SecretId": stack.token_secret}
     with pytest.raises(ConfigurationError, match="is not being rotated"):
         run("refresh_token", event)
-    assert len(stack.api.calls) == 0  # the state machine's path would have minted
+    assert stack.calls() == []  # the state machine's path would have minted

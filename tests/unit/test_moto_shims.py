@@ -11,6 +11,7 @@ import contextlib
 import json
 import threading
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import boto3
@@ -456,24 +457,39 @@ def waiting_machine(name: str, catch_timeout: bool) -> str:
     )["stateMachineArn"]
 
 
-def task_starts_after_its_program_ends(monkeypatch: pytest.MonkeyPatch) -> threading.Event:
+@dataclass(frozen=True)
+class LateStart:
+    """What a held task has done so far: each event is set once, from the task's own thread."""
+
+    held: threading.Event
+    """A task is being held at its start."""
+    started: threading.Event
+    """The held task's start has run: it recorded its ``TaskScheduled`` event, or it raised."""
+
+
+def task_starts_after_its_program_ends(monkeypatch: pytest.MonkeyPatch) -> LateStart:
     """Hold each service task at its start until its program (the task's frame) has ended.
 
-    Returns an event set when a task is being held. The hold is bounded by a deadline.
+    The hold is bounded by a deadline. The task's frame runs in a thread of its own that the
+    execution no longer waits for: the execution can end before the late task records anything,
+    so a test that reads the history waits for ``started`` first.
     """
-    held = threading.Event()
+    late = LateStart(held=threading.Event(), started=threading.Event())
     original = state_task_service.StateTaskService._before_eval_execution
 
     def start_late(self: Any, env: Any, *args: Any, **kwargs: Any) -> Any:
-        held.set()
+        late.held.set()
         for _ in range(1000):
             if not env.is_running():
                 break
             threading.Event().wait(0.01)
-        return original(self, env, *args, **kwargs)
+        try:
+            return original(self, env, *args, **kwargs)
+        finally:
+            late.started.set()
 
     monkeypatch.setattr(state_task_service.StateTaskService, "_before_eval_execution", start_late)
-    return held
+    return late
 
 
 def scheduled_timeouts(arn: str) -> list[Any]:
@@ -498,12 +514,15 @@ def test_a_task_started_after_its_own_timeout_leaves_a_readable_history_only_wit
     if shimmed:
         shims.install()
     try:
-        task_starts_after_its_program_ends(monkeypatch)
+        late = task_starts_after_its_program_ends(monkeypatch)
         machine = waiting_machine("late-start", catch_timeout=True)
         arn = boto3.client("stepfunctions").start_execution(
             stateMachineArn=machine, input=json.dumps({"t": 1})
         )["executionArn"]
         assert finished(arn)["status"] == "SUCCEEDED"  # through the Catch of States.Timeout
+        # The execution ended without waiting for the late task: the history is complete only
+        # once the task has recorded its start (moto) or been refused it (the shim).
+        assert late.started.wait(timeout=10), "the held task never ran its start"
         if shimmed:
             assert all(isinstance(t, int) for t in scheduled_timeouts(arn))
         else:
@@ -522,13 +541,13 @@ def test_a_stop_that_a_starting_task_outlives_aborts_only_with_the_shim(
     if shimmed:
         shims.install()
     try:
-        held = task_starts_after_its_program_ends(monkeypatch)
+        late = task_starts_after_its_program_ends(monkeypatch)
         machine = waiting_machine("stopped-start", catch_timeout=False)
         sfn = boto3.client("stepfunctions")
         arn = sfn.start_execution(stateMachineArn=machine, input=json.dumps({"t": 60}))[
             "executionArn"
         ]
-        assert held.wait(timeout=10), "the task never started"
+        assert late.held.wait(timeout=10), "the task never started"
         sfn.stop_execution(executionArn=arn, error="Operator", cause="stopped by the test")
         status = finished(arn)["status"]
         if shimmed:

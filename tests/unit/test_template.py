@@ -269,6 +269,38 @@ def test_the_layer_is_built_for_the_runtime_with_bytecode_that_never_goes_stale(
         assert '-m compileall -q -j 0 --invalidation-mode unchecked-hash "$(SITE)"' in makefile
 
 
+def test_functions_with_wheels_of_their_own_ship_them_and_their_code_with_bytecode(
+    template: dict[str, Any], resources: dict[str, Any]
+) -> None:
+    """As the layer: SAM's builder ships no .pyc files, and Lambda cannot write to /var/task."""
+    version = template["Globals"]["Function"]["Runtime"].removeprefix("python")
+    (architecture,) = template["Globals"]["Function"]["Architectures"]
+    functions = of_type(resources, FUNCTION)
+    code = {name: ROOT / f["Properties"]["CodeUri"] for name, f in functions.items()}
+    with_wheels = {name for name, folder in code.items() if (folder / "requirements.txt").is_file()}
+    assert "ApiFunction" in with_wheels  # pydantic
+    for name, function in functions.items():
+        built_by_make = function.get("Metadata") == {"BuildMethod": "makefile"}
+        assert built_by_make == (code[name] / "Makefile").is_file(), name
+        assert built_by_make or name not in with_wheels, f"{name} would ship its wheels uncompiled"
+        if not built_by_make:
+            continue
+        makefile = (code[name] / "Makefile").read_text()
+        assert f"build-{name}:" in makefile  # the target `sam build` runs, in a copy of the folder
+        assert f"--python-version {version}" in makefile
+        assert {"arm64": "manylinux2014_aarch64"}[architecture] in makefile
+        assert "--only-binary=:all:" in makefile
+        assert '--target "$(ARTIFACTS_DIR)" -r requirements.txt' in makefile
+        # All of the folder's code (each module, each package), without the bytecode of local
+        # runs: compileall keeps a timestamp-checked .pyc whose source has not changed.
+        packages = sorted(p.parent.name for p in code[name].glob("*/__init__.py"))
+        assert f'cp -R *.py {" ".join(packages)} "$(ARTIFACTS_DIR)/"' in makefile
+        assert 'find "$(ARTIFACTS_DIR)" -name __pycache__ -prune -exec rm -rf {} +' in makefile
+        # Hash-checked: the zip's timestamps cannot make it stale; the wheels are compiled too.
+        compile_all = '-m compileall -q -j 0 --invalidation-mode unchecked-hash "$(ARTIFACTS_DIR)"'
+        assert compile_all in makefile
+
+
 def test_every_function_has_its_handler_in_a_code_folder_of_its_own(
     template: dict[str, Any], resources: dict[str, Any]
 ) -> None:

@@ -3,7 +3,9 @@
 A rebinding DNS answers a public address to the guard and ``127.0.0.2`` to anyone who asks
 again; a loopback server listens on ``127.0.0.2`` to catch a connection that resolved again.
 Only loopback can be reached, and a blocked connection is recorded and refused, so a guard bug
-fails the test instead of sending traffic.
+fails the test instead of sending traffic. ``PinnedPools`` itself connects to the first checked
+address whatever the host resolves to, answers a redirect instead of following it, tries once
+and ignores proxy variables; over TLS it keeps the host name for SNI and the certificate.
 """
 
 from __future__ import annotations
@@ -16,20 +18,29 @@ from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 import pytest
-import requests
+import urllib3
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from pytest_socket import SocketConnectBlockedError
 
-from aistudios_export.errors import DownloadInterrupted, ForbiddenDownloadUrl
-from aistudios_export.pinning import pinned_adapter
+from aistudios_export.errors import DownloadInterrupted
+from aistudios_export.pinning import PinnedPools
 from aistudios_export.transfer import copy_url_to_s3
 from aistudios_export.urlguard import CheckedUrl, UrlPolicy
-from tests.unit._downloads import SECRET, DownloadServer, payload, redirect, serve
+from tests.unit._downloads import (
+    SECRET,
+    DownloadServer,
+    free_port,
+    payload,
+    redirect,
+    serve,
+    status,
+)
 from tests.unit._s3 import BUCKET, assert_nothing_stored
 
 if TYPE_CHECKING:
@@ -174,28 +185,81 @@ def test_the_trusted_localhost_origin_downloads_through_the_pinned_address(
     assert rebound.connections == 0
 
 
-def test_a_url_that_was_not_pinned_is_refused_without_connecting(connects: list[str]) -> None:
-    session = requests.Session()
-    adapter = pinned_adapter(session)
-    adapter.pin(CheckedUrl("https://a.example.test/v", "https", "a.example.test", 443, (PUBLIC,)))
-
-    with pytest.raises(ForbiddenDownloadUrl, match="not checked"):
-        session.get("https://b.example.test/v", timeout=1)
-
-    assert connects == []
+def pinned(url: str, *addresses: str) -> CheckedUrl:
+    """What the guard would return for ``url`` had it checked ``addresses`` for its host."""
+    parts = urlsplit(url)
+    assert parts.hostname is not None and parts.port is not None
+    return CheckedUrl(url, parts.scheme, parts.hostname, parts.port, addresses)
 
 
-def test_the_pinned_transport_replaces_every_http_transport_once() -> None:
-    session = requests.Session()
-    session.mount("https://cdn.example.test/", requests.adapters.HTTPAdapter())
+@LOOPBACKS
+def test_a_request_connects_only_to_the_first_checked_address(
+    servers: tuple[DownloadServer, DownloadServer],
+    connects: list[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    origin, rebound = servers
+    origin.routes["/video"] = serve(b"checked answer")
+    rebound.routes["/video"] = serve(b"internal answer")
+    dns = RebindingDns({HOST}, REBOUND, REBOUND)  # any lookup of the host says 127.0.0.2
+    dns.install(monkeypatch)
+    url = f"http://{HOST}:{origin.port}/video?{SECRET}"
 
-    adapter = pinned_adapter(session)
+    response = PinnedPools().request(pinned(url, "127.0.0.1", REBOUND), "GET", timeout=(5, 5))
 
-    assert {prefix: a is adapter for prefix, a in session.adapters.items()} == {
-        "https://": True,
-        "http://": True,
-    }
-    assert pinned_adapter(session) is adapter
+    assert (response.status, response.data) == (200, b"checked answer")
+    assert connects == ["127.0.0.1"]
+    assert dns.lookups == []  # the host name was never resolved to connect
+    assert origin.hits == ["/video"]
+    assert origin.host_headers == [f"{HOST}:{origin.port}"]
+    assert rebound.connections == 0
+
+
+def test_a_redirect_is_answered_not_followed(server: DownloadServer, connects: list[str]) -> None:
+    server.routes["/start"] = redirect(server.url("/video"))
+    server.routes["/video"] = serve(b"not fetched")
+
+    response = PinnedPools().request(
+        pinned(server.url("/start"), "127.0.0.1"), "GET", timeout=(5, 5)
+    )
+
+    assert (response.status, response.headers["Location"]) == (302, server.url("/video"))
+    assert server.hits == ["/start"]
+    assert connects == ["127.0.0.1"]
+
+
+def test_a_failed_request_is_not_retried(server: DownloadServer, connects: list[str]) -> None:
+    server.routes["/busy"] = status(503)
+    pools = PinnedPools()
+
+    answer = pools.request(pinned(server.url("/busy"), "127.0.0.1"), "GET", timeout=(5, 5))
+    closed = f"http://{HOST}:{free_port()}/video"
+    with pytest.raises(urllib3.exceptions.NewConnectionError, match="refused"):
+        pools.request(pinned(closed, "127.0.0.1"), "GET", timeout=(5, 5))
+
+    assert answer.status == 503
+    assert server.hits == ["/busy"]
+    assert connects == ["127.0.0.1", "127.0.0.1"]  # one connection each, no second try
+
+
+def test_no_proxy_is_used_whatever_the_environment_says(
+    server: DownloadServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    proxy = DownloadServer().start()
+    try:
+        for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "all_proxy"):
+            monkeypatch.setenv(name, proxy.origin)
+        server.routes["/video"] = serve(b"direct")
+
+        response = PinnedPools().request(
+            pinned(server.url("/video"), "127.0.0.1"), "GET", timeout=(5, 5)
+        )
+    finally:
+        proxy.stop()
+
+    assert (response.status, response.data) == (200, b"direct")
+    assert server.hits == ["/video"]
+    assert proxy.connections == 0
 
 
 # --- TLS: the host name is kept for SNI and the certificate check --------------------
@@ -255,7 +319,9 @@ class TlsServer:
         self.httpd = HTTPServer(("127.0.0.1", 0), Handler)
         self.httpd.socket = context.wrap_socket(self.httpd.socket, server_side=True)
         self.port = self.httpd.server_address[1]
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread = threading.Thread(
+            target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
         self.thread.start()
 
     def stop(self) -> None:
@@ -265,17 +331,20 @@ class TlsServer:
 
 
 @pytest.fixture
-def tls_server(tmp_path: Path) -> Iterator[TlsServer]:
+def tls_server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[TlsServer]:
+    """The HTTPS server, its certificate the CA bundle that new pools verify with."""
     server = TlsServer(tmp_path, HOST)
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(server.cert_file))
     yield server
     server.stop()
 
 
-def pinned_get(server: TlsServer, name: str) -> requests.Response:
+def pinned_get(
+    server: TlsServer, name: str, pools: PinnedPools | None = None
+) -> urllib3.BaseHTTPResponse:
+    """GET ``https://<name>:<port>/video`` pinned to 127.0.0.1, where ``server`` listens."""
     url = f"https://{name}:{server.port}/video"
-    session = requests.Session()
-    pinned_adapter(session).pin(CheckedUrl(url, "https", name, server.port, ("127.0.0.1",)))
-    return session.get(url, timeout=5, verify=str(server.cert_file))
+    return (pools or PinnedPools()).request(pinned(url, "127.0.0.1"), "GET", timeout=(5, 5))
 
 
 def test_tls_to_a_pinned_address_keeps_the_host_name_for_sni_and_the_certificate(
@@ -283,7 +352,7 @@ def test_tls_to_a_pinned_address_keeps_the_host_name_for_sni_and_the_certificate
 ) -> None:
     response = pinned_get(tls_server, HOST)
 
-    assert (response.status_code, response.content) == (200, b"ok")
+    assert (response.status, response.data) == (200, b"ok")
     assert tls_server.sni == [HOST]
     assert tls_server.host_headers == [f"{HOST}:{tls_server.port}"]
 
@@ -291,8 +360,33 @@ def test_tls_to_a_pinned_address_keeps_the_host_name_for_sni_and_the_certificate
 def test_tls_refuses_a_certificate_for_another_name_at_the_pinned_address(
     tls_server: TlsServer,
 ) -> None:
-    with pytest.raises(requests.exceptions.SSLError, match=r"match|mismatch"):
+    with pytest.raises(urllib3.exceptions.SSLError, match=r"match|mismatch"):
         pinned_get(tls_server, "other.example.test")
 
     assert tls_server.sni == ["other.example.test"]
+    assert tls_server.host_headers == []
+
+
+def test_a_connection_verified_for_one_name_is_not_reused_for_another_at_that_address(
+    tls_server: TlsServer,
+) -> None:
+    pools = PinnedPools()
+    assert pinned_get(tls_server, HOST, pools).status == 200
+
+    with pytest.raises(urllib3.exceptions.SSLError, match=r"match|mismatch"):
+        pinned_get(tls_server, "other.example.test", pools)
+
+    assert tls_server.sni == [HOST, "other.example.test"]
+    assert tls_server.host_headers == [f"{HOST}:{tls_server.port}"]
+
+
+def test_tls_refuses_a_certificate_that_the_ca_bundle_does_not_hold(
+    tls_server: TlsServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("REQUESTS_CA_BUNDLE")
+    monkeypatch.delenv("CURL_CA_BUNDLE", raising=False)  # certifi's bundle, then
+
+    with pytest.raises(urllib3.exceptions.SSLError, match="certificate verify failed"):
+        pinned_get(tls_server, HOST)
+
     assert tls_server.host_headers == []

@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import json
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+
+import pytest
 
 from aistudios_export import workflow
 from aistudios_export.client import Progress
+from aistudios_export.pinning import PinnedPools
 from aistudios_export.relay import WebhookRelay
 from aistudios_export.urlguard import UrlPolicy
+from tests.unit._downloads import free_port
 from tests.unit._fixtures import PROJECT_ID, T0, Clock, FakeApi
 
 DEFAULTS = {"pollSeconds": "60", "timeoutSeconds": "1800", "stallSeconds": "600"}
@@ -87,3 +95,81 @@ def test_the_relay_calls_public_https_addresses_only() -> None:
 
         assert WebhookRelay(UrlPolicy(resolver=resolve))(CALLERS, {"progress": 1}) is False
     assert WebhookRelay()("http://hooks.example.com/x", {"progress": 1}) is False
+
+
+class HookServer:
+    """A loopback webhook receiver: answers POSTs with ``status``; records what it was sent."""
+
+    def __init__(self) -> None:
+        self.status = 204
+        self.calls: list[tuple[str, str, str, Any]] = []  # path, Host, Content-Type, JSON
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                server.calls.append(
+                    (
+                        self.path,
+                        self.headers.get("Host", ""),
+                        self.headers.get("Content-Type", ""),
+                        json.loads(body),
+                    )
+                )
+                self.send_response(server.status)
+                if 300 <= server.status < 400:
+                    self.send_header("Location", "/elsewhere")
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        self.origin = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        self.thread = threading.Thread(
+            target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
+        self.thread.start()
+
+    def stop(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+        self.thread.join()
+
+
+@pytest.fixture
+def hook() -> Iterator[HookServer]:
+    server = HookServer()
+    yield server
+    server.stop()
+
+
+def loopback_relay(origin: str) -> WebhookRelay:
+    """A relay allowed to call the loopback ``origin`` (a local simulator's exception)."""
+    return WebhookRelay(UrlPolicy.from_trusted_origin(origin), PinnedPools())
+
+
+def test_the_relay_posts_the_payload_as_json_and_reports_a_2xx(hook: HookServer) -> None:
+    relayed = loopback_relay(hook.origin)(f"{hook.origin}/hook?key=x", {"progress": 40})
+
+    assert relayed is True
+    assert hook.calls == [
+        ("/hook?key=x", hook.origin.removeprefix("http://"), "application/json", {"progress": 40})
+    ]
+
+
+@pytest.mark.parametrize("status", [302, 404, 500])
+def test_an_answer_other_than_2xx_is_a_failed_relay_and_no_redirect_is_followed(
+    hook: HookServer, status: int
+) -> None:
+    hook.status = status
+
+    assert loopback_relay(hook.origin)(f"{hook.origin}/hook", {"progress": 1}) is False
+    assert [path for path, *_ in hook.calls] == ["/hook"]
+
+
+def test_a_closed_port_is_a_failed_relay_not_an_error() -> None:
+    origin = f"http://127.0.0.1:{free_port()}"
+    assert loopback_relay(origin)(f"{origin}/hook", {"progress": 1}) is False

@@ -15,11 +15,12 @@ import traceback
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
+import certifi
 import pytest
-import requests
+import urllib3
 from botocore.exceptions import ClientError
 
-from aistudios_export.download import body_chunks
+from aistudios_export.download import OpenDownload, body_chunks
 from aistudios_export.errors import (
     ConfigurationError,
     DownloadInterrupted,
@@ -29,9 +30,11 @@ from aistudios_export.errors import (
     StorageError,
 )
 from aistudios_export.observability import install_url_redaction
+from aistudios_export.pinning import PinnedPools
 from aistudios_export.settings import GIB
 from aistudios_export.transfer import MIB, StoredObject, copy_url_to_s3, fitted_part_size
-from aistudios_export.urlguard import UrlPolicy
+from aistudios_export.transport import CA_BUNDLE_VARIABLES, ca_bundle
+from aistudios_export.urlguard import CheckedUrl, UrlPolicy, check_url
 from tests.unit._downloads import (
     SECRET,
     DownloadServer,
@@ -321,17 +324,32 @@ def test_a_cut_connection_leaves_nothing(
     assert "s3cr3t" not in "".join(traceback.format_exception(info.value))
 
 
-def test_a_body_longer_than_announced_is_interrupted(s3: S3Client, calls: S3Calls) -> None:
-    class CannedSession(requests.Session):
-        """Answers every request with 20 bytes announced as 10 (urllib3 would cut them)."""
+class CannedPools(PinnedPools):
+    """Answers every request with ``body`` under ``headers``, as no loopback server can.
 
-        def send(self, request: requests.PreparedRequest, **kwargs: Any) -> requests.Response:
-            response = requests.Response()
-            response.status_code = 200
-            response.headers["Content-Length"] = "10"
-            response.raw = io.BytesIO(b"x" * 20)
-            response.url = request.url or ""
-            return response
+    http.client stops reading a body at its Content-Length, so a server cannot deliver more
+    than it announced; the copy still checks, should a response ever read past it.
+    """
+
+    def __init__(self, body: bytes, headers: dict[str, str]) -> None:
+        super().__init__()
+        self.body, self.headers = body, headers
+        self.asked: list[str] = []
+
+    def request(self, checked: CheckedUrl, method: str, **kwargs: Any) -> urllib3.BaseHTTPResponse:
+        self.asked.append(f"{method} {checked.url}")
+        return urllib3.HTTPResponse(
+            body=io.BytesIO(self.body),
+            headers=self.headers,
+            status=200,
+            preload_content=False,
+            decode_content=False,
+            enforce_content_length=False,
+        )
+
+
+def test_a_body_longer_than_announced_is_interrupted(s3: S3Client, calls: S3Calls) -> None:
+    pools = CannedPools(b"x" * 20, {"Content-Length": "10"})
 
     with pytest.raises(DownloadInterrupted, match="more than the announced 10 bytes"):
         copy_url_to_s3(
@@ -341,12 +359,24 @@ def test_a_body_longer_than_announced_is_interrupted(s3: S3Client, calls: S3Call
             key=KEY,
             metadata=METADATA,
             policy=UrlPolicy.from_trusted_origin("http://127.0.0.1:9"),
-            session=CannedSession(),
+            pools=pools,
             part_size=PART,
         )
 
+    assert pools.asked == ["GET http://127.0.0.1:9/video"]
     assert "AbortMultipartUpload" in calls.operations
     assert_nothing_stored(s3)
+
+
+def test_bytes_sent_past_the_announced_length_are_not_the_body(
+    server: DownloadServer, s3: S3Client
+) -> None:
+    data = payload(1000)
+    server.routes["/video"] = serve(data + b"trailing garbage", announce=len(data))
+
+    stored = copy(urls(server.url("/video"))[0], s3, server)
+
+    assert_stored(s3, stored, data)
 
 
 def test_a_refused_connection_is_interrupted_without_leaking_the_url(s3: S3Client) -> None:
@@ -504,22 +534,28 @@ def test_an_identity_encoded_answer_is_stored(server: DownloadServer, s3: S3Clie
 def test_the_body_is_read_as_served_never_decoded(server: DownloadServer) -> None:
     encoded = gzip.compress(b"video " * 1000)
     server.routes["/video"] = serve(encoded, headers={"Content-Encoding": "gzip"})
+    url = server.url("/video")
+    checked = check_url(url, UrlPolicy.from_trusted_origin(server.origin))
+    pools = PinnedPools()
 
-    with requests.get(server.url("/video"), stream=True, timeout=5) as response:
-        assert b"".join(body_chunks(response, 1000)) == encoded
+    response = pools.request(checked, "GET", timeout=(5, 5), preload_content=False)
+    with OpenDownload(url, response) as download:
+        assert b"".join(body_chunks(download, 1000)) == encoded
+    pools.clear()
 
 
 def test_tls_is_verified_with_the_configured_ca_bundle_and_never_switched_off(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from aistudios_export.download import _ca_bundle
-
-    session = requests.Session()
-    monkeypatch.delenv("CURL_CA_BUNDLE", raising=False)
-    monkeypatch.delenv("REQUESTS_CA_BUNDLE", raising=False)
-    assert _ca_bundle(session, "https://cdn.example/v.mp4") is True
+    for name in CA_BUNDLE_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    assert ca_bundle() == certifi.where()
+    monkeypatch.setenv("CURL_CA_BUNDLE", "/etc/curl-ca.pem")
+    assert ca_bundle() == "/etc/curl-ca.pem"
     monkeypatch.setenv("REQUESTS_CA_BUNDLE", "/etc/bench-ca.pem")
-    assert _ca_bundle(session, "https://cdn.example/v.mp4") == "/etc/bench-ca.pem"
-    monkeypatch.delenv("REQUESTS_CA_BUNDLE")
-    session.verify = False
-    assert _ca_bundle(session, "https://cdn.example/v.mp4") is True
+    assert ca_bundle() == "/etc/bench-ca.pem"  # the first variable wins
+    # An empty variable (once a way to switch requests' verification off) names no bundle.
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", "")
+    monkeypatch.setenv("CURL_CA_BUNDLE", "")
+    assert ca_bundle() == certifi.where()
+    assert ca_bundle({"REQUESTS_CA_BUNDLE": "/etc/given.pem"}) == "/etc/given.pem"

@@ -534,7 +534,7 @@ def failing_origin(api: ScriptedApi, failure: str, stack: ExitStack) -> tuple[st
         ("no answer", "the answer timed out (ReadTimeoutError)"),
         ("no connection", "the connection timed out (ConnectTimeoutError)"),
         ("reset", "the connection was reset before an answer arrived (ProtocolError)"),
-        ("cut", "the connection failed (ProtocolError)"),
+        ("cut", "the answer was cut off before its end (ProtocolError)"),
     ],
 )
 def test_timeouts_and_connection_errors_are_network_errors(
@@ -597,7 +597,7 @@ def test_a_redirect_is_not_followed(
     with pytest.raises(ServiceUnavailable) as info:
         client(api, http=pool()).get_progress(PROJECT_ID)
     assert str(info.value) == (
-        f"GET {PROGRESS} answered HTTP {status} with a body that is not the JSON envelope"
+        f"GET {PROGRESS} answered HTTP {status}, which is not an answer (no redirect is followed)"
     )
     assert info.value.status == status
     assert [(seen.method, seen.path) for seen in api.seen] == [("GET", PROGRESS)]

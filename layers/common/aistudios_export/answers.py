@@ -27,8 +27,9 @@ def read_answer(method: str, path: str, response: urllib3.BaseHTTPResponse) -> d
     """Return an answer's ``data`` object, or raise the error its status or envelope says.
 
     401/403 are :class:`Unauthorized`, 429 :class:`RateLimited` (with its ``Retry-After`` read
-    as seconds), 5xx and answers that are not the JSON envelope :class:`ServiceUnavailable`,
-    other 4xx and ``success: false`` :class:`RequestRejected`.
+    as seconds), 5xx, any other status outside 2xx (a redirect is not followed) and answers
+    that are not the JSON envelope :class:`ServiceUnavailable`, other 4xx and
+    ``success: false`` :class:`RequestRejected`.
     """
     status = response.status
     try:
@@ -56,6 +57,10 @@ def read_answer(method: str, path: str, response: urllib3.BaseHTTPResponse) -> d
         exc = ServiceUnavailable
     elif status >= 400:
         exc = RequestRejected if envelope is not None else ServiceUnavailable
+    elif not 200 <= status < 300:  # whatever the body says
+        raise ServiceUnavailable(
+            f"{where}, which is not an answer (no redirect is followed)", **kwargs
+        )
     if exc is not None:
         raise exc(detail, **kwargs)
 

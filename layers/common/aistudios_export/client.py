@@ -349,7 +349,13 @@ class AiStudiosClient:
             # No redirect is followed: the token goes to the configured origin only, and a
             # 3xx is an answer that is not the envelope.
             response = self._http.request(
-                method, url, body=body, headers=headers, timeout=self._timeout, redirect=False
+                method,
+                url,
+                body=body,
+                headers=headers,
+                timeout=self._timeout,
+                retries=False,  # whatever the pool's default: the waits are this client's
+                redirect=False,
             )
         except transport.NETWORK_ERRORS as e:
             raise NetworkError(

@@ -94,6 +94,8 @@ def network_failure(error: BaseException) -> str:
         return "the answer timed out"
     if isinstance(error, urllib3.exceptions.SSLError):
         return "the TLS handshake failed"
+    if "IncompleteRead" in text:
+        return "the answer was cut off before its end"
     if "reset" in text.lower() or "RemoteDisconnected" in text or "aborted" in text.lower():
         return "the connection was reset before an answer arrived"
     return "the connection failed"

@@ -13,6 +13,7 @@ import threading
 from collections.abc import Callable
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from socketserver import BaseServer
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -20,6 +21,25 @@ SECRET = "X-Amz-Signature=s3cr3t"
 """A signed URL's query: it must never show in a message, a traceback or a log."""
 
 Route = Callable[[BaseHTTPRequestHandler], None]
+
+
+class ServerThread:
+    """Runs an HTTP server's ``serve_forever`` in a daemon thread until :meth:`stop`."""
+
+    def __init__(self, httpd: BaseServer) -> None:
+        self.httpd = httpd
+        self.thread = threading.Thread(
+            target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def stop(self) -> None:
+        """Stop serving, close the listening socket and wait for the thread."""
+        self.httpd.shutdown()
+        self.httpd.server_close()
+        self.thread.join()
 
 
 def payload(size: int, seed: int = 7) -> bytes:
@@ -58,21 +78,17 @@ class DownloadServer:
         self.httpd.daemon_threads = True
         self.port = self.httpd.server_address[1]
         self.origin = f"http://{host}:{self.port}"
-        self.thread = threading.Thread(
-            target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        )
+        self.serving = ServerThread(self.httpd)
 
     def url(self, path: str) -> str:
         return f"{self.origin}{path}?{SECRET}"
 
     def start(self) -> DownloadServer:
-        self.thread.start()
+        self.serving.start()
         return self
 
     def stop(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
-        self.thread.join()
+        self.serving.stop()
 
     def reset(self) -> DownloadServer:
         self.routes.clear()

@@ -13,7 +13,6 @@ from __future__ import annotations
 import datetime
 import socket
 import ssl
-import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
@@ -35,6 +34,7 @@ from aistudios_export.urlguard import CheckedUrl, UrlPolicy
 from tests.unit._downloads import (
     SECRET,
     DownloadServer,
+    ServerThread,
     free_port,
     payload,
     redirect,
@@ -319,15 +319,11 @@ class TlsServer:
         self.httpd = HTTPServer(("127.0.0.1", 0), Handler)
         self.httpd.socket = context.wrap_socket(self.httpd.socket, server_side=True)
         self.port = self.httpd.server_address[1]
-        self.thread = threading.Thread(
-            target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        )
-        self.thread.start()
+        self.serving = ServerThread(self.httpd)
+        self.serving.start()
 
     def stop(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
-        self.thread.join()
+        self.serving.stop()
 
 
 @pytest.fixture

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -15,7 +14,7 @@ from aistudios_export.client import Progress
 from aistudios_export.pinning import PinnedPools
 from aistudios_export.relay import WebhookRelay
 from aistudios_export.urlguard import UrlPolicy
-from tests.unit._downloads import free_port
+from tests.unit._downloads import ServerThread, free_port
 from tests.unit._fixtures import PROJECT_ID, T0, Clock, FakeApi
 
 DEFAULTS = {"pollSeconds": "60", "timeoutSeconds": "1800", "stallSeconds": "600"}
@@ -128,15 +127,11 @@ class HookServer:
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.httpd.daemon_threads = True
         self.origin = f"http://127.0.0.1:{self.httpd.server_address[1]}"
-        self.thread = threading.Thread(
-            target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        )
-        self.thread.start()
+        self.serving = ServerThread(self.httpd)
+        self.serving.start()
 
     def stop(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
-        self.thread.join()
+        self.serving.stop()
 
 
 @pytest.fixture

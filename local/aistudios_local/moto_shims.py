@@ -29,7 +29,11 @@ touches what the product or the tests send and receive. The shims:
 - a task that starts after its program ended (the state's own timeout ended the task's frame,
   or a stop) records nothing: moto skips evaluating the task's ``TimeoutSecondsPath`` and pops
   the state's input in its place, a ``TaskScheduled`` event whose ``timeoutInSeconds`` is that
-  input, and every later ``GetExecutionHistory`` of the execution fails to serialize it.
+  input, and every later ``GetExecutionHistory`` of the execution fails to serialize it;
+- bytes-like bodies: a request whose body is a ``bytearray`` (botocore sends one as it is,
+  as the product does each full part) reaches moto's S3 as bytes; moto hands a body that is not
+  ``bytes`` to werkzeug as form fields, and the request fails. The unit tests that run moto
+  themselves enter :func:`bytes_like_bodies`.
 """
 
 from __future__ import annotations
@@ -46,6 +50,8 @@ from dataclasses import dataclass
 from types import ModuleType
 from typing import TYPE_CHECKING, Any, cast
 
+from botocore.awsrequest import AWSPreparedRequest
+from moto.core import botocore_stubber
 from moto.core.botocore_stubber import BotocoreStubber
 from moto.events import models as events_models
 from moto.events.utils import EventTemplateParser
@@ -286,6 +292,54 @@ def atomic_requests() -> Iterator[None]:
         BotocoreStubber.process_request = original  # type: ignore[method-assign]
 
 
+# --- bytes-like request bodies --------------------------------------------------------------
+
+
+def _bodies_as_bytes(original: Callable[..., Any]) -> Callable[..., Any]:
+    """Wrap ``normalize_request`` as ``BotocoreStubber`` calls it: a bytearray body as bytes.
+
+    botocore accepts any bytes-like body for a blob and sends it as it is; moto builds its
+    werkzeug request with the body as ``data``, which werkzeug reads as form fields unless it
+    is ``bytes`` or a string (``'bytearray' object has no attribute 'items'``). The copy is
+    moto's: the caller's request, and the body botocore would send again on a retry, are left
+    as they were.
+    """
+
+    def normalize_request(request: Any) -> Any:
+        if isinstance(request, AWSPreparedRequest) and isinstance(
+            request.body, bytearray | memoryview
+        ):
+            request = AWSPreparedRequest(
+                method=request.method,
+                url=request.url,
+                headers=request.headers,
+                body=bytes(request.body),
+                stream_output=request.stream_output,
+            )
+        return original(request)
+
+    return normalize_request
+
+
+def _take_bytes_like_bodies(patches: Patches) -> None:
+    patches.replace(
+        botocore_stubber,
+        "normalize_request",
+        _bodies_as_bytes(vars(botocore_stubber)["normalize_request"]),
+    )
+
+
+@contextmanager
+def bytes_like_bodies() -> Iterator[None]:
+    """Let moto take ``bytearray`` request bodies for the length of the block (unit tests)."""
+    patches = Patches()
+    _take_bytes_like_bodies(patches)
+    try:
+        yield
+    finally:
+        patches.restore()
+
+
 # --- the engine's list of every thread it started --------------------------------------------
 
 
@@ -371,6 +425,7 @@ class MotoShims:
         self._patch(Environment, "set_timed_out", _staying_stopped(Environment.set_timed_out))
         self._patch(Timeout, "eval", _timeout_of_a_running_program(Timeout.eval))
         self._patch(BotocoreStubber, "process_request", _atomic(BotocoreStubber.process_request))
+        _take_bytes_like_bodies(self._patches)
         self._patch(
             state_task_service_sfn.StateTaskServiceSfn, "_normalise_response", pascal_case_answer
         )

@@ -24,6 +24,7 @@ from moto import mock_aws
 
 from aistudios_export import clients
 from aistudios_export.client import AiStudiosClient, Progress, ProjectInfo
+from aistudios_local.moto_shims import bytes_like_bodies
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -56,7 +57,8 @@ def fake_aws(
 ) -> Iterator[None]:
     """Run the body against moto with fake credentials and a fresh boto3 default session.
 
-    ``run_state_machines`` makes moto's Step Functions engine run each execution's ASL.
+    ``run_state_machines`` makes moto's Step Functions engine run each execution's ASL. moto
+    takes a part sent as its ``bytearray`` buffer only with :func:`bytes_like_bodies`.
     """
     for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL"):
         monkeypatch.delenv(name, raising=False)
@@ -65,7 +67,7 @@ def fake_aws(
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
     config: Any = {"stepfunctions": {"execute_state_machine": True}} if run_state_machines else None
-    with mock_aws(config=config):
+    with mock_aws(config=config), bytes_like_bodies():
         # A default session made by an earlier test may carry its hooks: start from a clean one
         # (moto drops the default session when it starts, so this comes after).
         monkeypatch.setattr(boto3, "DEFAULT_SESSION", fresh_boto3_session())

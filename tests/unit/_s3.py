@@ -16,6 +16,8 @@ import pytest
 from botocore.exceptions import ClientError
 from moto import mock_aws
 
+from aistudios_local.moto_shims import bytes_like_bodies
+
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
 
@@ -25,12 +27,15 @@ BUCKET = "videos"
 
 @contextmanager
 def moto_s3() -> Iterator[S3Client]:
-    """Start moto with fake credentials; yield an S3 client on it."""
+    """Start moto with fake credentials; yield an S3 client on it.
+
+    Full parts are sent as their ``bytearray`` buffers, which moto takes only with the shim.
+    """
     with pytest.MonkeyPatch.context() as mp:
         for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"):
             mp.setenv(name, "testing")
         mp.setenv("AWS_DEFAULT_REGION", "us-east-1")
-        with mock_aws():
+        with mock_aws(), bytes_like_bodies():
             yield boto3.client("s3", region_name="us-east-1")
 
 

@@ -7,21 +7,26 @@ upload through a rule with a Step Functions target, with and without it.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import json
 import threading
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import boto3
 import pytest
 from botocore.exceptions import ClientError, ParamValidationError
+from moto import mock_aws
+from moto.core import botocore_stubber
 from moto.secretsmanager.models import SecretsManagerBackend
 from moto.stepfunctions.parser.asl.component.state.exec.state_task.service import (
     state_task_service,
 )
 
+from aistudios_export import clients
 from aistudios_local import moto_shims
 from aistudios_local.moto_shims import ENGINE_HOOKS, MotoShims, RuleDelivery
 from aistudios_local.stack import wait_for_execution
@@ -224,6 +229,7 @@ def test_uninstall_restores_moto(engine: None) -> None:
             vars(state_task_service_sfn)["boto_client_for"],
             Execution.start,
             BaseExecutionWorkerCommunication.terminated,
+            vars(botocore_stubber)["normalize_request"],
         )
 
     before = patched()
@@ -557,3 +563,75 @@ def test_a_stop_that_a_starting_task_outlives_aborts_only_with_the_shim(
             assert status == "FAILED", "moto alone lets the task's failure override the stop"
     finally:
         shims.uninstall()
+
+
+# --- bytes-like request bodies ------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def all_shims() -> Iterator[None]:
+    shims = MotoShims()
+    shims.install()
+    try:
+        yield
+    finally:
+        shims.uninstall()
+
+
+@pytest.mark.parametrize("installed_by", ["bytes_like_bodies", "MotoShims", None])
+def test_a_bytearray_part_reaches_moto_only_with_the_shim(
+    monkeypatch: pytest.MonkeyPatch, installed_by: str | None
+) -> None:
+    """The product sends a full part as its buffer: moto alone fails on a bytearray body.
+
+    The unit tests' moto enters :func:`~aistudios_local.moto_shims.bytes_like_bodies`; the
+    local stack's, :class:`MotoShims`.
+    """
+    shim = {"bytes_like_bodies": moto_shims.bytes_like_bodies, "MotoShims": all_shims}.get(
+        installed_by or "", contextlib.nullcontext
+    )
+    shimmed = installed_by is not None
+    for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }.items():
+        monkeypatch.setenv(name, value)
+    body = bytearray(b"a part in its pool buffer")
+    crc32 = base64.b64encode(zlib.crc32(body).to_bytes(4, "big")).decode()
+    with mock_aws(), shim():
+        s3 = clients.s3()
+        sent: list[Any] = []
+        s3.meta.events.register_first(
+            "before-send.s3.UploadPart", lambda request, **_: sent.append(request)
+        )
+        s3.create_bucket(Bucket=BUCKET)
+        upload_id = s3.create_multipart_upload(
+            Bucket=BUCKET, Key="v.mp4", ChecksumAlgorithm="CRC32"
+        )["UploadId"]
+
+        def upload_part() -> str:
+            return s3.upload_part(
+                Bucket=BUCKET,
+                Key="v.mp4",
+                UploadId=upload_id,
+                PartNumber=1,
+                Body=cast("bytes", body),
+                ChecksumCRC32=crc32,
+            )["ETag"]
+
+        if not shimmed:
+            with pytest.raises(AttributeError, match="'bytearray' object has no attribute 'items'"):
+                upload_part()
+            return
+        etag = upload_part()
+        s3.complete_multipart_upload(
+            Bucket=BUCKET,
+            Key="v.mp4",
+            UploadId=upload_id,
+            MultipartUpload={"Parts": [{"PartNumber": 1, "ETag": etag, "ChecksumCRC32": crc32}]},
+        )
+        assert s3.get_object(Bucket=BUCKET, Key="v.mp4")["Body"].read() == body
+    assert sent[0].body is body  # moto had a copy: botocore's request is left as it was

@@ -231,6 +231,32 @@ def test_the_pipeline_never_holds_more_buffers_than_uploaders_and_queue() -> Non
     )
 
 
+def test_full_parts_go_as_their_buffers_and_the_short_last_one_as_a_view() -> None:
+    """A full buffer is sent as it is (one write); slicing it for the last part would copy it."""
+    seen: list[tuple[int, type, bytes]] = []
+    lock = threading.Lock()
+
+    class Recording:
+        def upload_part(self, number: int, body: bytearray | memoryview) -> None:
+            with lock:
+                seen.append((number, type(body), bytes(body)))
+
+    stream = bytes(range(256)) * 3
+    with PartPipeline(
+        Recording(),  # type: ignore[arg-type]
+        part_size=100,
+        uploaders=2,
+        queued=1,
+    ) as pipeline:
+        pipeline.write(stream)
+        pipeline.finish()
+
+    seen.sort(key=lambda part: part[0])
+    assert [kind for _, kind, _ in seen] == [bytearray] * 7 + [memoryview]
+    assert b"".join(data for _, _, data in seen) == stream
+    assert pipeline.buffers_allocated <= 3
+
+
 def test_the_uploaders_hash_the_parts_once_each_in_order_whatever_order_they_finish() -> None:
     hashed: list[tuple[bytes, str]] = []
     stream = bytes(range(256)) * 4

@@ -11,7 +11,9 @@ from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 import pytest
+from botocore.awsrequest import AWSResponse
 from botocore.exceptions import ClientError
+from moto.core.botocore_stubber import MockRawResponse
 
 from aistudios_export import clients
 from aistudios_export.errors import StorageError
@@ -141,6 +143,58 @@ def test_a_part_carries_its_crc32_in_a_header_and_its_payload_is_not_hashed_agai
     if make_client == "clients.s3":  # over HTTPS: no SHA-256 of the body for the signature
         assert request.headers["X-Amz-Content-SHA256"] == b"UNSIGNED-PAYLOAD"
     assert s3.get_object(Bucket=BUCKET, Key=KEY)["Body"].read() == part
+
+
+def test_a_full_buffer_is_sent_as_it_is_and_a_view_as_a_part_body(s3: S3Client) -> None:
+    """A bytearray goes in one write with no 100-continue wait; a view is read as a file."""
+    client = clients.s3()
+    sent = sent_upload_parts(client)
+    first, last = parts_of(MIN_PART_SIZE, 1234)
+    buffer = bytearray(first)
+    tail = bytearray(last + b"left over from an earlier part")
+
+    with MultipartUpload(
+        client, bucket=BUCKET, key=KEY, content_type="video/mp4", metadata={}
+    ) as up:
+        up.upload_part(1, buffer)
+        up.upload_part(2, memoryview(tail)[: len(last)])
+
+    full, short = sent
+    assert full.body is buffer  # not a copy, not a wrapper
+    assert "Expect" not in full.headers
+    assert full.headers["Content-Length"] == str(MIN_PART_SIZE)
+    assert isinstance(short.body, PartBody)
+    assert short.headers["Expect"] == b"100-continue"  # botocore's, for any file-like body
+    assert [p["ChecksumCRC32"] for p in up.parts] == [
+        base64.b64encode(zlib.crc32(part).to_bytes(4, "big")).decode() for part in (first, last)
+    ]
+    assert s3.get_object(Bucket=BUCKET, Key=KEY)["Body"].read() == first + last
+
+
+def test_a_retried_part_is_sent_again_from_the_same_buffer(s3: S3Client) -> None:
+    client = clients.s3()
+    sent = sent_upload_parts(client)
+    refused: list[int] = []
+
+    def refuse_first(request: Any, **_: Any) -> Any:  # a response stops the send
+        if refused:
+            return None  # on to moto
+        refused.append(len(sent))
+        error = b"<Error><Code>InternalError</Code><Message>try again</Message></Error>"
+        return AWSResponse(request.url, 500, {}, MockRawResponse(error))  # type: ignore[arg-type]
+
+    client.meta.events.register_first("before-send.s3.UploadPart", refuse_first)  # after `sent`
+    buffer = bytearray(parts_of(MIN_PART_SIZE)[0])
+
+    with MultipartUpload(
+        client, bucket=BUCKET, key=KEY, content_type="video/mp4", metadata={}
+    ) as up:
+        up.upload_part(1, buffer)
+
+    assert refused == [1]
+    assert [request.body for request in sent] == [buffer, buffer]
+    assert all(request.body is buffer for request in sent)
+    assert s3.get_object(Bucket=BUCKET, Key=KEY)["Body"].read() == buffer
 
 
 @pytest.mark.parametrize("error", [Boom("in the block"), KeyboardInterrupt()])

@@ -211,7 +211,7 @@ class MultipartUpload:
         if self.version_id == "null":
             self.version_id = None
 
-    def upload_part(self, number: int, body: memoryview) -> None:
+    def upload_part(self, number: int, body: bytearray | memoryview) -> None:
         """Upload ``body`` as part ``number``, with its CRC32 for S3 to verify.
 
         The CRC32 is computed here (zlib, outside the GIL) and sent in the
@@ -219,6 +219,13 @@ class MultipartUpload:
         it itself and, over HTTPS, send it in a trailer after an aws-chunked body, whose
         wrapper is read 16 KiB at a time and copies what is left of its 1 MiB chunk on every
         read: some 2.3 CPU-s per GiB of memory copies, holding the GIL that the reader needs.
+
+        A ``bytearray`` is sent as it is: the HTTP client writes it with one ``sendall``, and
+        botocore sends it again as it is on a retry. A file-like body (:class:`PartBody`, for a
+        memoryview) is read 16 KiB at a time, each a Python call, a ``bytes`` copy and a
+        ``sendall``, after an ``Expect: 100-continue`` wait: the whole copy took some 0.24
+        CPU-s per GiB more over HTTP (2.33 against 2.09), 0.06 over HTTPS. A memoryview is for
+        the part that is a slice of its buffer (slicing a bytearray would copy it).
 
         Safe to call from several threads at once, for different numbers.
 
@@ -236,13 +243,15 @@ class MultipartUpload:
             S3 refused the part.
         """
         crc32 = base64.b64encode(zlib.crc32(body).to_bytes(4, "big")).decode()
+        # botocore takes any bytes-like blob; the stubs name bytes only.
+        sent = cast("bytes", body) if isinstance(body, bytearray) else PartBody(body)
         with storage_errors():
             answer = self._s3.upload_part(
                 Bucket=self.bucket,
                 Key=self.key,
                 UploadId=self._upload_id,
                 PartNumber=number,
-                Body=cast("IO[bytes]", PartBody(body)),
+                Body=cast("bytes | IO[bytes]", sent),
                 ChecksumCRC32=crc32,
             )
         part: CompletedPartTypeDef = {

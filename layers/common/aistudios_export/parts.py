@@ -243,7 +243,9 @@ class PartPipeline:
             try:
                 part = memoryview(buffer)[:length]
                 if not self._stop.is_set() and self._hash_in_turn(number, part):
-                    self._upload.upload_part(number, part)
+                    # A full buffer goes as it is (sent in one write); the short last part
+                    # as a view. Either way it goes back to the pool only once S3 has it.
+                    self._upload.upload_part(number, buffer if length == len(buffer) else part)
                     self._progress = time.monotonic()
             except BaseException as e:  # raised again in the reader's thread
                 self._fail(e)

@@ -1,7 +1,8 @@
 """Only the HTTP API carries pydantic: no other handler imports it, directly or through the layer.
 
 The API's requirements bring pydantic into its own package; the common layer, which every
-function gets, does not ship it (a cold start and ~6 MiB less for the other functions).
+function gets, does not ship it (a cold start and ~6 MiB less for the other functions). No
+function imports requests either: HTTP goes through urllib3, which botocore loads anyway.
 """
 
 from __future__ import annotations
@@ -70,6 +71,21 @@ def test_pydantic_is_the_api_handlers_own_requirement_not_the_layers() -> None:
     )
     # No other function has requirements of its own: the layer serves them.
     assert not [d.name for d in HANDLERS if (d / "requirements.txt").exists()]
+
+
+def test_no_function_imports_requests_and_the_layer_does_not_ship_it() -> None:
+    sources = [*LAYER.rglob("*.py"), *(ROOT / "functions").rglob("*.py")]
+    offenders = {
+        str(path.relative_to(ROOT))
+        for path in sources
+        if any(
+            name == "requests" or name.startswith("requests.") for name in imported_modules(path)
+        )
+    }
+    assert offenders == set()
+    assert "requests" not in requirement_names(LAYER / "requirements.txt")
+    assert "requests" not in requirement_names(API / "requirements.txt")
+    assert {"urllib3", "certifi"} <= requirement_names(LAYER / "requirements.txt")
 
 
 CHILD = """

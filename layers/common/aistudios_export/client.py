@@ -141,8 +141,9 @@ class AiStudiosClient:
     token
         Returns the API token (see :data:`TokenSource`); not needed for :meth:`mint_token`.
     http
-        The urllib3 pool manager whose connections are reused; a new one by default
-        (:func:`~aistudios_export.transport.pool_manager`).
+        The urllib3 pool manager whose connections are reused; by default a new one
+        (:func:`~aistudios_export.transport.pool_manager`), through the proxy that
+        ``HTTPS_PROXY``/``HTTP_PROXY``/``NO_PROXY`` name for ``base_url``, if any.
     timeout
         ``(connect, read)`` seconds applied to every call.
     rate_limit_wait
@@ -164,7 +165,7 @@ class AiStudiosClient:
     ) -> None:
         self.base_url = check_base_url(base_url)
         self._token = token
-        self._http = http or transport.pool_manager()
+        self._http = http or transport.pool_manager(proxy=transport.proxy_for(self.base_url))
         self._timeout = transport.timeout(timeout)
         self._rate_limit_wait = rate_limit_wait
         self._sleep = sleep

@@ -12,6 +12,8 @@ from __future__ import annotations
 import http.client
 import os
 from collections.abc import Mapping
+from typing import Any
+from urllib.parse import unquote, urlsplit
 
 import certifi
 import urllib3
@@ -48,7 +50,81 @@ def ca_bundle(env: Mapping[str, str] | None = None) -> str:
     return certifi.where()
 
 
-def pool_manager(*, num_pools: int = 10, maxsize: int = 10) -> urllib3.PoolManager:
+PROXY_VARIABLES = ("https_proxy", "http_proxy", "all_proxy", "no_proxy")
+"""The proxy variables, read in either case (the lower-case one wins), as curl and requests do."""
+
+
+def proxy_for(url: str, env: Mapping[str, str] | None = None) -> str | None:
+    """Return the proxy that the environment names for ``url``, or ``None``.
+
+    ``HTTPS_PROXY`` for an https URL, ``HTTP_PROXY`` for http, else ``ALL_PROXY``; none when
+    ``NO_PROXY`` names the URL's host (a name, a domain suffix, an address, or ``*``).
+
+    Examples
+    --------
+    >>> proxy_for("https://app.aistudios.com", {"HTTPS_PROXY": "http://proxy:3128"})
+    'http://proxy:3128'
+    >>> proxy_for("https://app.aistudios.com", {"HTTPS_PROXY": "http://proxy:3128",
+    ...                                         "NO_PROXY": ".aistudios.com"}) is None
+    True
+    """
+    env = os.environ if env is None else env
+    found: dict[str, str] = {}
+    for name, value in env.items():
+        key = name.lower()
+        if key in PROXY_VARIABLES and value and (key not in found or name == key):
+            found[key] = value
+    parts = urlsplit(url)
+    proxy = found.get(f"{parts.scheme}_proxy") or found.get("all_proxy")
+    if not proxy:
+        return None
+    if exempt_from_proxy(parts.hostname or "", found.get("no_proxy", "")):
+        return None
+    return proxy
+
+
+def exempt_from_proxy(host: str, no_proxy: str) -> bool:
+    """Tell whether ``NO_PROXY``'s value exempts ``host``.
+
+    Its comma-separated entries are ``*``, host names (which exempt their subdomains too; a
+    leading ``.`` changes nothing), addresses and networks (``10.0.0.0/8``); a ``:port`` is
+    ignored.
+
+    Examples
+    --------
+    >>> exempt_from_proxy("api.aistudios.com", "localhost, aistudios.com")
+    True
+    >>> exempt_from_proxy("127.0.0.1", "10.0.0.0/8,127.0.0.0/8")
+    True
+    >>> exempt_from_proxy("notaistudios.com", ".aistudios.com")
+    False
+    """
+    import ipaddress  # only with a proxy configured
+
+    host = host.lower().strip("[]").rstrip(".")
+    for raw in no_proxy.lower().split(","):
+        entry = raw.strip().strip(".")
+        if entry.startswith("[") and "]" in entry:  # [::1]:8080
+            entry = entry[1 : entry.index("]")]
+        elif entry.count(":") == 1:  # name:port
+            entry = entry.split(":")[0]
+        if entry == "*":
+            return True
+        if not entry:
+            continue
+        if host == entry or host.endswith("." + entry):
+            return True
+        try:
+            if ipaddress.ip_address(host) in ipaddress.ip_network(entry, strict=False):
+                return True
+        except ValueError:  # a name on either side
+            continue
+    return False
+
+
+def pool_manager(
+    *, num_pools: int = 10, maxsize: int = 10, proxy: str | None = None
+) -> urllib3.PoolManager:
     """Return a pool manager that verifies TLS, retries nothing and follows no redirect.
 
     Parameters
@@ -56,14 +132,27 @@ def pool_manager(*, num_pools: int = 10, maxsize: int = 10) -> urllib3.PoolManag
     num_pools, maxsize
         Hosts whose connections are kept, and connections kept per host (requests' defaults:
         threads that share a client, as on the local stack, each keep theirs).
+    proxy
+        A proxy to send every request through (https ones in a CONNECT tunnel); its URL's
+        user and password, if any, go in ``Proxy-Authorization``.
     """
-    return urllib3.PoolManager(
-        num_pools=num_pools,
-        maxsize=maxsize,
-        cert_reqs="CERT_REQUIRED",
-        ca_certs=ca_bundle(),
-        retries=False,
-    )
+    options: dict[str, Any] = {
+        "num_pools": num_pools,
+        "maxsize": maxsize,
+        "cert_reqs": "CERT_REQUIRED",
+        "ca_certs": ca_bundle(),
+        "retries": False,
+    }
+    if not proxy:
+        return urllib3.PoolManager(**options)
+    parsed = urllib3.util.parse_url(proxy if "://" in proxy else f"http://{proxy}")
+    headers = None
+    if parsed.auth:
+        user, _, password = parsed.auth.partition(":")
+        credentials = f"{unquote(user)}:{unquote(password)}"
+        headers = urllib3.make_headers(proxy_basic_auth=credentials)
+    address = parsed._replace(auth=None, path=None, query=None, fragment=None).url
+    return urllib3.ProxyManager(address, proxy_headers=headers, **options)
 
 
 def timeout(connect_read: tuple[float, float]) -> urllib3.Timeout:

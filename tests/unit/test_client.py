@@ -730,6 +730,12 @@ def test_a_base_url_that_is_not_an_origin_is_a_configuration_error(url: str) -> 
         AiStudiosClient(url)
 
 
+def test_a_host_name_that_is_not_ascii_is_a_configuration_error_saying_how_to_write_it() -> None:
+    with pytest.raises(ConfigurationError, match=r"not ASCII: write it in its IDNA \(xn--\) form"):
+        AiStudiosClient("https://스튜디오.example")
+    assert AiStudiosClient("https://xn--ob0bo5d9rd.example").base_url.endswith(".example")
+
+
 def test_a_base_url_keeps_its_origin_only() -> None:
     assert AiStudiosClient("https://app.aistudios.com/").base_url == "https://app.aistudios.com"
 

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import json
 import logging
+import pathlib
+import re
 import threading
 from collections.abc import Iterator
 from typing import Any
 
 import boto3
 import pytest
+import urllib3
 
 from aistudios_export import observability
 from aistudios_export.observability import Metric
@@ -136,3 +139,17 @@ def test_every_metric_has_a_unit_and_the_names_are_the_enum() -> None:
     assert set(observability.UNITS) == set(Metric)
     assert tuple(m.value for m in Metric) == observability.METRIC_NAMES
     assert set(observability.DIMENSIONS) <= set(Metric)
+
+
+def test_every_urllib3_module_logger_has_its_urls_redacted() -> None:
+    # A filter on "urllib3" would not see its children's records: each module logger is named.
+    package = pathlib.Path(urllib3.__file__).parent
+    logging_modules = {
+        "urllib3." + ".".join(path.relative_to(package).with_suffix("").parts)
+        for path in package.rglob("*.py")
+        if path.name != "__init__.py"
+        and re.search(r"getLogger\(__name__\)", path.read_text(encoding="utf-8"))
+    }
+    browser_only = {name for name in logging_modules if ".emscripten." in name}
+    assert "urllib3.connection" in logging_modules
+    assert logging_modules - browser_only <= set(observability.URLLIB3_LOGGERS)

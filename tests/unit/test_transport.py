@@ -11,6 +11,7 @@ import socket
 import struct
 import threading
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 import urllib3
@@ -220,3 +221,14 @@ def test_a_name_that_does_not_resolve(monkeypatch: pytest.MonkeyPatch) -> None:
 
     assert isinstance(error, urllib3.exceptions.NameResolutionError)
     assert network_failure(error) == "the host name does not resolve"
+
+
+def test_a_ca_bundle_that_is_a_directory_is_read_as_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("CURL_CA_BUNDLE", raising=False)
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(tmp_path))
+    manager = pool_manager()
+    assert manager.connection_pool_kw["ca_cert_dir"] == str(tmp_path)
+    assert "ca_certs" not in manager.connection_pool_kw
+    assert manager.connection_pool_kw["cert_reqs"] == "CERT_REQUIRED"

@@ -67,8 +67,8 @@ def check_base_url(base_url: str) -> str:
     Raises
     ------
     ConfigurationError
-        Naming the value when it has no http(s) scheme or host, or carries a path, query or
-        user info.
+        Naming the value when it has no http(s) scheme or host, carries a path, query or
+        user info, or a host name that is not ASCII (IDNA's ``xn--`` form is).
     """
     try:
         parts = urlsplit(base_url.strip())
@@ -87,6 +87,11 @@ def check_base_url(base_url: str) -> str:
         raise ConfigurationError(
             f"the AI Studios API URL {base_url[:200]!r} is not an http(s) origin "
             "such as https://app.aistudios.com"
+        )
+    if not parts.netloc.isascii():
+        raise ConfigurationError(
+            f"the AI Studios API URL {base_url[:200]!r} has a host name that is not ASCII: "
+            "write it in its IDNA (xn--) form"
         )
     return f"{parts.scheme}://{parts.netloc}"
 
@@ -344,6 +349,16 @@ class AiStudiosClient:
         if token is not None:
             if not token:
                 raise Unauthorized("the token secret holds no token yet", method=method, path=path)
+            if not _fits_a_header(token):
+                # http.client would refuse it with the token in its message. As refused, the
+                # state machine mints a new one in its place.
+                raise Unauthorized(
+                    "the token in the token secret cannot be sent: it holds whitespace or "
+                    "control characters at its ends or inside",
+                    method=method,
+                    path=path,
+                    token_fingerprint=token_fingerprint(token),
+                )
             headers["Authorization"] = token
         url = self.base_url + path
         try:
@@ -365,6 +380,17 @@ class AiStudiosClient:
                 path=path,
             ) from e
         return read_answer(method, path, response)
+
+
+def _fits_a_header(token: str) -> bool:
+    r"""Tell whether ``token`` can be an ``Authorization`` value as it is (printable ASCII).
+
+    Examples
+    --------
+    >>> _fits_a_header("tok-1"), _fits_a_header("tok-1\n"), _fits_a_header(" tok")
+    (True, False, False)
+    """
+    return token.isascii() and token.isprintable() and token == token.strip()
 
 
 def _is_number(value: object) -> bool:

@@ -241,9 +241,23 @@ def _get_following_redirects(
         if response.status not in _REDIRECT_STATUSES or not location:
             return download
         download.close()
-        url = urljoin(url, location)
+        url = urljoin(url, _as_sent(location))
         logger.info("following redirect", extra={"url": redact_url(url)})
     raise DownloadRejected(f"more than {max_redirects} redirects, last to {redact_url(url)}")
+
+
+def _as_sent(location: str) -> str:
+    r"""Return a ``Location`` as its sender wrote it (UTF-8; http.client read it as Latin-1).
+
+    Examples
+    --------
+    >>> _as_sent("/vid\u00c3\u00a9o.mp4"), _as_sent("/v%C3%A9.mp4"), _as_sent("/caf\u00e9")
+    ('/vidéo.mp4', '/v%C3%A9.mp4', '/café')
+    """
+    try:
+        return location.encode("latin-1").decode("utf-8")
+    except UnicodeError:  # not UTF-8 after all: keep what was read
+        return location
 
 
 def _interrupted(error: BaseException, url: str) -> DownloadInterrupted:

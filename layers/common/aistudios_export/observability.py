@@ -36,8 +36,17 @@ from aistudios_export import settings
 
 QUIET_LOGGERS = ("botocore", "boto3", "s3transfer", "urllib3")
 """Loggers whose DEBUG records carry request or answer bodies: never below INFO."""
-URLLIB3_LOGGERS = ("urllib3.connectionpool", "urllib3.poolmanager", "urllib3.util.retry")
-"""The loggers through which urllib3 reports request URLs."""
+URLLIB3_LOGGERS = (
+    "urllib3.connection",
+    "urllib3.connectionpool",
+    "urllib3.poolmanager",
+    "urllib3.response",
+    "urllib3.util.retry",
+    "urllib3.http2.connection",
+    "urllib3.contrib.pyopenssl",
+)
+"""urllib3's module loggers, any of which may report a request URL (a filter on a logger does
+not apply to its children's records, so each is named)."""
 
 _QUERY = re.compile(r"\?[^\s'\"]*")
 

@@ -34,7 +34,8 @@ def ca_bundle(env: Mapping[str, str] | None = None) -> str:
     """Return the CA bundle that TLS is verified with; verification is never switched off.
 
     ``REQUESTS_CA_BUNDLE`` or ``CURL_CA_BUNDLE`` when set (the variables HTTP tools read for a
-    private CA), else certifi's bundle, as the AWS SDK uses.
+    private CA; a file, or a directory of hashed certificates), else certifi's bundle, as the
+    AWS SDK uses.
 
     Examples
     --------
@@ -136,11 +137,13 @@ def pool_manager(
         A proxy to send every request through (https ones in a CONNECT tunnel); its URL's
         user and password, if any, go in ``Proxy-Authorization``.
     """
+    bundle = ca_bundle()
     options: dict[str, Any] = {
         "num_pools": num_pools,
         "maxsize": maxsize,
         "cert_reqs": "CERT_REQUIRED",
-        "ca_certs": ca_bundle(),
+        # A directory of hashed certificates (c_rehash), as curl and requests also take it.
+        ("ca_cert_dir" if os.path.isdir(bundle) else "ca_certs"): bundle,
         "retries": False,
     }
     if not proxy:

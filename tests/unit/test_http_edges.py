@@ -1,13 +1,13 @@
-"""HTTP after the move to urllib3: secrets out of logs and errors, redirects as requests read them.
+"""HTTP where urllib3 and requests differ: secrets out of logs and errors, redirects read as sent.
 
-- urllib3 2.x logs request URLs through more loggers than ``urllib3.connectionpool``: when an
-  answer's headers do not parse, ``urllib3.connection`` warns with the whole request URL, query
-  string included (a signed download URL's, a relayed webhook's), and a WARNING passes the log
-  hygiene's INFO floor.
-- A ``Location`` of raw UTF-8 bytes is read by http.client as Latin-1; requests read it back as
-  UTF-8 before escaping it, so a redirect named the path the server meant.
-- A token that http.client refuses as a header value (a trailing newline) escapes the client as
-  a bare ``ValueError`` whose message is the token.
+- urllib3 reports request URLs through several module loggers: when an answer's headers do not
+  parse, ``urllib3.connection`` warns with the whole URL, query string included (a signed
+  download URL's, a relayed webhook's); each logger has its queries cut, and a WARNING passes
+  the log hygiene's INFO floor.
+- A ``Location`` of raw UTF-8 bytes, which http.client reads as Latin-1, is read back as UTF-8
+  before it is escaped (as requests did), so a redirect names the path the server meant.
+- A token that cannot be a header value (a trailing newline) is refused as ``Unauthorized``
+  naming its fingerprint, not a bare ``ValueError`` whose message is the token.
 """
 
 from __future__ import annotations
@@ -19,9 +19,9 @@ from typing import Any
 
 import pytest
 
-from aistudios_export.client import AiStudiosClient
+from aistudios_export.client import AiStudiosClient, token_fingerprint
 from aistudios_export.download import open_download
-from aistudios_export.errors import ApiError
+from aistudios_export.errors import ApiError, Unauthorized
 from aistudios_export.observability import install_log_hygiene
 from aistudios_export.pinning import PinnedPools
 from aistudios_export.relay import WebhookRelay
@@ -112,6 +112,9 @@ def test_a_token_with_a_newline_fails_as_an_api_error_that_does_not_show_it() ->
     shown = "".join(traceback.format_exception(raised.value))
     assert "s3cr3t" not in shown
     assert isinstance(raised.value, ApiError), type(raised.value).__name__
+    # Refused, so the state machine mints a token in its place.
+    assert isinstance(raised.value, Unauthorized)
+    assert raised.value.token_fingerprint == token_fingerprint(TOKEN)
 
 
 class MalformedHookHandler(BaseHTTPRequestHandler):

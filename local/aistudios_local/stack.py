@@ -111,6 +111,7 @@ class LocalStack:
         self.api_server: ApiServer | None = None
         self._mock = mock_aws(config={"stepfunctions": {"execute_state_machine": True}})
         self._saved_env: dict[str, str] = {}
+        self._moto_log_level = logging.NOTSET
         self.functions: dict[str, LocalFunction] = {}
         self.bridge: LambdaBridge | None = None
         self.resolver: Resolver | None = None
@@ -149,6 +150,7 @@ class LocalStack:
         )
         os.environ.pop("AWS_PROFILE", None)
         # moto logs each failed state with a dump of its parse tree; the result says it better.
+        self._moto_log_level = logging.getLogger("moto").level
         logging.getLogger("moto").setLevel(logging.CRITICAL)
         self._mock.start()
         self._shims.install()
@@ -189,6 +191,7 @@ class LocalStack:
         boto3.DEFAULT_SESSION = None
         os.environ.clear()
         os.environ.update(self._saved_env)
+        logging.getLogger("moto").setLevel(self._moto_log_level)
         if self._own_simulator and self.simulator is not None:
             self.simulator.stop()
 

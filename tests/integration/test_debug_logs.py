@@ -14,6 +14,7 @@ import logging
 import pytest
 
 from aistudios_local.simulator import AiStudiosSimulator, Scenario
+from aistudios_local.stack import LocalStack
 
 from .conftest import PROJECT, MakeStack, SecretWatch, run
 
@@ -38,3 +39,17 @@ def test_an_export_at_debug_logs_no_secret(
     assert not logging.getLogger("botocore.endpoint").isEnabledFor(logging.DEBUG)
     assert caplog.records, "the captured log is not empty"
     secret_watch.output.append(caplog.text)
+
+
+def test_a_stopped_stack_gives_moto_its_log_level_back() -> None:
+    # The stack quiets moto while it runs; a process that goes on (a test run, a notebook)
+    # gets its own level back.
+    moto = logging.getLogger("moto")
+    before = moto.level
+    moto.setLevel(logging.INFO)
+    try:
+        with LocalStack(api_url="http://127.0.0.1:9"):
+            assert moto.level == logging.CRITICAL
+        assert moto.level == logging.INFO
+    finally:
+        moto.setLevel(before)

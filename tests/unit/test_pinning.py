@@ -10,21 +10,14 @@ and ignores proxy variables; over TLS it keeps the host name for SNI and the cer
 
 from __future__ import annotations
 
-import datetime
 import socket
-import ssl
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import pytest
 import urllib3
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 from pytest_socket import SocketConnectBlockedError
 
 from aistudios_export.errors import DownloadInterrupted
@@ -34,7 +27,6 @@ from aistudios_export.urlguard import CheckedUrl, UrlPolicy
 from tests.unit._downloads import (
     SECRET,
     DownloadServer,
-    ServerThread,
     free_port,
     payload,
     redirect,
@@ -42,6 +34,7 @@ from tests.unit._downloads import (
     status,
 )
 from tests.unit._s3 import BUCKET, assert_nothing_stored
+from tests.unit._tls import TlsServer
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -263,67 +256,6 @@ def test_no_proxy_is_used_whatever_the_environment_says(
 
 
 # --- TLS: the host name is kept for SNI and the certificate check --------------------
-
-
-def self_signed(directory: Path, name: str) -> tuple[Path, Path]:
-    key = ec.generate_private_key(ec.SECP256R1())
-    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(subject)
-        .issuer_name(subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(days=1))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]), critical=False)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-    cert_file, key_file = directory / "cert.pem", directory / "key.pem"
-    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_file.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    return cert_file, key_file
-
-
-class TlsServer:
-    """An HTTPS server on 127.0.0.1 with a certificate for ``name``; records SNI and Host."""
-
-    def __init__(self, directory: Path, name: str) -> None:
-        self.cert_file, key_file = self_signed(directory, name)
-        self.sni: list[str | None] = []
-        self.host_headers: list[str] = []
-        server = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                server.host_headers.append(self.headers.get("Host", ""))
-                self.send_response(200)
-                self.send_header("Content-Length", "2")
-                self.end_headers()
-                self.wfile.write(b"ok")
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        context.load_cert_chain(self.cert_file, key_file)
-        context.sni_callback = lambda sock, sni, ctx: self.sni.append(sni)
-        self.httpd = HTTPServer(("127.0.0.1", 0), Handler)
-        self.httpd.socket = context.wrap_socket(self.httpd.socket, server_side=True)
-        self.port = self.httpd.server_address[1]
-        self.serving = ServerThread(self.httpd)
-        self.serving.start()
-
-    def stop(self) -> None:
-        self.serving.stop()
 
 
 @pytest.fixture

@@ -9,8 +9,14 @@ place (a forward proxy receives the absolute URL), so the tests see exactly what
 from __future__ import annotations
 
 import base64
+import json
+import select
+import socket
 import traceback
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
 
 import pytest
 import urllib3
@@ -18,8 +24,9 @@ import urllib3
 from aistudios_export.client import PROGRESS_PATH, AiStudiosClient
 from aistudios_export.errors import NetworkError
 from aistudios_export.transport import exempt_from_proxy, pool_manager, proxy_for
-from tests.unit._downloads import free_port
+from tests.unit._downloads import ServerThread, free_port
 from tests.unit._scripted_api import ScriptedApi, scripted_api
+from tests.unit._tls import TlsServer
 
 PROJECT_ID = "65fa6b07dca2e367461a2925"
 PROGRESS = PROGRESS_PATH.format(project_id=PROJECT_ID)
@@ -159,3 +166,76 @@ def test_a_proxied_pool_keeps_tls_verified_and_retries_nothing() -> None:
     assert manager.connection_pool_kw["cert_reqs"] == "CERT_REQUIRED"
     retries = manager.connection_pool_kw["retries"]  # False, or urllib3's Retry(total=False)
     assert retries is False or retries.total is False
+
+
+class ConnectProxy:
+    """A CONNECT proxy on loopback: tunnels every request to 127.0.0.1, whatever host it names.
+
+    Records each CONNECT target and its ``Proxy-Authorization``; the proxy, not the client,
+    resolves the host (here: to loopback), so the client never asks DNS.
+    """
+
+    def __init__(self) -> None:
+        self.connects: list[tuple[str, str]] = []
+        proxy = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_CONNECT(self) -> None:
+                proxy.connects.append((self.path, self.headers.get("Proxy-Authorization", "")))
+                port = int(self.path.rpartition(":")[2])
+                with socket.create_connection(("127.0.0.1", port), timeout=5) as upstream:
+                    self.send_response(200, "Connection established")
+                    self.end_headers()
+                    self._tunnel(upstream)
+                self.close_connection = True
+
+            def _tunnel(self, upstream: socket.socket) -> None:
+                ends = [self.connection, upstream]
+                while True:
+                    readable, _, _ = select.select(ends, [], [], 5)
+                    if not readable:
+                        return
+                    for end in readable:
+                        data = end.recv(65536)
+                        if not data:
+                            return
+                        (upstream if end is self.connection else self.connection).sendall(data)
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        self.port = self.httpd.server_address[1]
+        self.serving = ServerThread(self.httpd)
+        self.serving.start()
+
+
+def test_an_https_api_is_reached_through_a_connect_tunnel_with_tls_to_the_api(
+    clean_env: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    host = "api.aistudios.test"  # resolved by the proxy only
+    # A client that resolved it would fail here, not ask a DNS server.
+    resolve = socket.getaddrinfo
+
+    def loopback_only(name: Any, *args: Any, **kwargs: Any) -> Any:
+        if name not in ("127.0.0.1", "localhost"):
+            raise socket.gaierror(socket.EAI_NONAME, f"{name} is not resolved in this test")
+        return resolve(name, *args, **kwargs)
+
+    clean_env.setattr(socket, "getaddrinfo", loopback_only)
+    api = TlsServer(tmp_path, host, body=json.dumps(ANSWER).encode())
+    proxy = ConnectProxy()
+    clean_env.setenv("REQUESTS_CA_BUNDLE", str(api.cert_file))
+    clean_env.setenv("HTTPS_PROXY", f"http://user:pw@127.0.0.1:{proxy.port}")
+    try:
+        assert progress_of(f"https://{host}:{api.port}") == 40.0
+    finally:
+        proxy.serving.stop()
+        api.stop()
+
+    expected = base64.b64encode(b"user:pw").decode()
+    assert proxy.connects == [(f"{host}:{api.port}", f"Basic {expected}")]
+    # TLS went end to end: the API saw the host name in SNI and in Host.
+    assert api.sni == [host]
+    assert api.host_headers == [f"{host}:{api.port}"]

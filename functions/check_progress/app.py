@@ -10,7 +10,7 @@ from aistudios_export import observability, render_slots, runtime, workflow
 from aistudios_export.client import AiStudiosClient
 from aistudios_export.limiter import RenderLimiter
 from aistudios_export.relay import WebhookRelay
-from aistudios_export.settings import SlotSettings
+from aistudios_export.settings import SlotSettings, trusted_webhook_origin
 
 logger = Logger()
 
@@ -23,7 +23,8 @@ def _api() -> AiStudiosClient:
 
 @cache
 def _relay() -> WebhookRelay:
-    return WebhookRelay()
+    # The origin is only read here; the URL guard is built at the first relayed call.
+    return WebhookRelay(trusted_origin=trusted_webhook_origin())
 
 
 @cache

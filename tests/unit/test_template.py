@@ -476,6 +476,10 @@ def test_every_parameter_the_local_stack_or_its_tests_set_exists(
         ("TrustedDownloadOrigin", "https://cdn.example.com", False),
         ("TrustedDownloadOrigin", "http://169.254.169.254", False),
         ("TrustedDownloadOrigin", "http://10.0.0.1:80", False),
+        ("TrustedWebhookOrigin", "", True),
+        ("TrustedWebhookOrigin", "https://127.0.0.1:8443", True),
+        ("TrustedWebhookOrigin", "http://127.0.0.1:8443", False),
+        ("TrustedWebhookOrigin", "https://hooks.example.com", False),
         ("OutputKeyPrefix", "", True),
         ("OutputKeyPrefix", "videos/2024/", True),
         ("OutputKeyPrefix", "exports", False),
@@ -498,11 +502,15 @@ def test_parameter_patterns(
     assert bool(re.fullmatch(pattern, value)) is accepted
 
 
-def test_trusted_download_origin_cannot_be_set_in_aws(template: dict[str, Any]) -> None:
-    rule = template["Rules"]["TrustedDownloadOriginIsLocalOnly"]
+@pytest.mark.parametrize("parameter", ["TrustedDownloadOrigin", "TrustedWebhookOrigin"])
+def test_a_trusted_loopback_origin_cannot_be_set_in_aws(
+    template: dict[str, Any], parameter: str
+) -> None:
+    rule = template["Rules"][f"{parameter}IsLocalOnly"]
     assert "Condition" not in rule
     (assertion,) = rule["Assertions"]
-    assert assertion["Assert"] == {"Fn::Equals": [{"Ref": "TrustedDownloadOrigin"}, ""]}
+    assert assertion["Assert"] == {"Fn::Equals": [{"Ref": parameter}, ""]}
+    assert template["Parameters"][parameter]["Default"] == ""
 
 
 # --- outputs --------------------------------------------------------------------------

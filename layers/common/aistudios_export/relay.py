@@ -41,14 +41,26 @@ class WebhookRelay:
     Parameters
     ----------
     policy
-        Which URLs may be called (:func:`~aistudios_export.urlguard.check_url`).
+        Which URLs may be called (:func:`~aistudios_export.urlguard.check_url`); when None,
+        public https URLs and `trusted_origin`'s.
     pools
         The pinned connections; new ones when None.
+    trusted_origin
+        The one loopback origin that may also be called (the local stack's test receiver), as
+        :meth:`~aistudios_export.urlguard.UrlPolicy.from_trusted_origin` reads it; None or ""
+        (every deployment): none. Unused when `policy` is given.
     """
 
-    def __init__(self, policy: UrlPolicy | None = None, pools: PinnedPools | None = None):
+    def __init__(
+        self,
+        policy: UrlPolicy | None = None,
+        pools: PinnedPools | None = None,
+        *,
+        trusted_origin: str | None = None,
+    ):
         self._policy = policy
         self._pools = pools
+        self._trusted_origin = trusted_origin
         self._ready: tuple[UrlPolicy, PinnedPools] | None = None
 
     def _set_up(self) -> tuple[UrlPolicy, PinnedPools]:
@@ -56,7 +68,8 @@ class WebhookRelay:
         from aistudios_export.urlguard import UrlPolicy
 
         if self._ready is None:
-            self._ready = (self._policy or UrlPolicy(), self._pools or PinnedPools())
+            policy = self._policy or UrlPolicy.from_trusted_origin(self._trusted_origin)
+            self._ready = (policy, self._pools or PinnedPools())
         return self._ready
 
     def __call__(self, url: str, payload: Mapping[str, Any]) -> bool:

@@ -21,6 +21,7 @@ CREDENTIALS_SECRET_ID = "CREDENTIALS_SECRET_ID"  # noqa: S105
 OUTPUT_BUCKET = "OUTPUT_BUCKET"
 OUTPUT_PREFIX = "OUTPUT_PREFIX"
 TRUSTED_DOWNLOAD_ORIGIN = "TRUSTED_DOWNLOAD_ORIGIN"
+TRUSTED_WEBHOOK_ORIGIN = "TRUSTED_WEBHOOK_ORIGIN"
 DOWNLOAD_PART_SIZE_MIB = "DOWNLOAD_PART_SIZE_MIB"
 MAX_VIDEO_SIZE_GIB = "MAX_VIDEO_SIZE_GIB"
 STATE_MACHINE_ARN = "STATE_MACHINE_ARN"
@@ -305,6 +306,19 @@ class SlotSettings:
 def webhook_secret_id(env: Mapping[str, str] | None = None) -> str | None:
     """Return the webhook secret's name (``{"key", "baseUrl"}``), or None: no webhooks."""
     return resolve(WEBHOOK_SECRET_ID, env=env) or None
+
+
+def trusted_webhook_origin(env: Mapping[str, str] | None = None) -> str | None:
+    """Return the one loopback origin relayed webhooks may go to (the local stack's), or None.
+
+    Examples
+    --------
+    >>> trusted_webhook_origin({"TRUSTED_WEBHOOK_ORIGIN": "https://127.0.0.1:8443"})
+    'https://127.0.0.1:8443'
+    >>> trusted_webhook_origin({}) is None
+    True
+    """
+    return resolve(TRUSTED_WEBHOOK_ORIGIN, env=env) or None
 
 
 def credentials_secret_id(env: Mapping[str, str] | None = None) -> str:

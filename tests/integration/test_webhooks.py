@@ -2,22 +2,38 @@
 
 Exports here progress linearly with wall time (`Scenario.linear_seconds`), and the simulator calls
 the export's ``webhookUrl`` as the scenario says. Timing is read from the execution's history.
+A request's own webhook gets the confirmed progress relayed: an HTTPS receiver on loopback, the one
+origin the stack's ``TrustedWebhookOrigin`` lets the relay reach.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import io
+import ipaddress
+import json
+import ssl
+import threading
 import time
+from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 import boto3
 import pytest
 import requests
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 
 from aistudios_export.webhooks import WAIT_RESOURCE
 from aistudios_local.simulator import AiStudiosSimulator, Scenario, video_bytes
 from aistudios_local.stack import EXPORT_STATE_MACHINE, LocalStack
+from tests.unit._downloads import ServerThread
 
 from .conftest import PROJECT, MakeStack, assert_stored
 
@@ -193,3 +209,132 @@ def test_the_served_api_takes_the_webhooks_of_the_exports_started_through_it(
     assert_stored(stack, result, video_bytes(PROJECT, "1080"))
     assert waits(arn) == ["TaskSucceeded"]  # a 30 s wait, ended by the webhook on the served API
     assert [c.status for c in simulator.webhook_calls] == [404, 202]
+
+
+@dataclass(frozen=True)
+class Hook:
+    """One POST a webhook receiver got."""
+
+    path: str
+    content_type: str
+    body: dict[str, Any]
+
+
+class HookReceiver:
+    """A caller's own webhook: HTTPS on 127.0.0.1 (a certificate for that address), 204 to POSTs."""
+
+    def __init__(self, directory: Path) -> None:
+        self.cert_file = directory / "hook-cert.pem"
+        key_file = directory / "hook-key.pem"
+        key = ec.generate_private_key(ec.SECP256R1())
+        subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+        now = dt.datetime.now(dt.UTC)
+        cert = (
+            x509.CertificateBuilder()
+            .subject_name(subject)
+            .issuer_name(subject)
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - dt.timedelta(days=1))
+            .not_valid_after(now + dt.timedelta(days=1))
+            .add_extension(
+                x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+                critical=False,
+            )
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .sign(key, hashes.SHA256())
+        )
+        self.cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+        key_file.write_bytes(
+            key.private_bytes(
+                serialization.Encoding.PEM,
+                serialization.PrivateFormat.PKCS8,
+                serialization.NoEncryption(),
+            )
+        )
+        self.hooks: list[Hook] = []
+        lock = threading.Lock()
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                raw = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                hook = Hook(self.path, self.headers.get("Content-Type", ""), json.loads(raw))
+                with lock:
+                    receiver.hooks.append(hook)
+                self.send_response(204)
+                self.end_headers()
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(self.cert_file, key_file)
+        httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        httpd.socket = context.wrap_socket(httpd.socket, server_side=True)
+        self.origin = f"https://127.0.0.1:{httpd.server_address[1]}"
+        self.serving = ServerThread(httpd)
+        self.serving.start()
+
+    def stop(self) -> None:
+        self.serving.stop()
+
+
+@pytest.fixture
+def receiver(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[HookReceiver]:
+    """A caller's webhook receiver whose certificate the stack's functions trust."""
+    hook = HookReceiver(tmp_path)
+    # Read when the relay's connections are made; the stack's functions get this environment.
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(hook.cert_file))
+    yield hook
+    hook.stop()
+
+
+def confirmed_progress(arn: str) -> list[float]:
+    """The progress CheckProgress confirmed with AI Studios at each of its polls, in order."""
+    return [
+        json.loads(e["stateExitedEventDetails"]["output"])["job"]["progress"]
+        for e in history(arn)
+        if e["type"] == "TaskStateExited"
+        and e["stateExitedEventDetails"]["name"] == "CheckProgress"
+    ]
+
+
+def test_a_requests_own_webhook_gets_the_confirmed_progress_relayed(
+    make_stack: MakeStack, simulator: AiStudiosSimulator, receiver: HookReceiver
+) -> None:
+    stack = make_stack(
+        parameters={**waits_of(2), "TrustedWebhookOrigin": receiver.origin}, webhooks=True
+    )
+    # AI Studios calls at every 10 %: each call wakes the execution, which polls for itself.
+    simulator.set_scenario(PROJECT, Scenario(linear_seconds=3, webhook="each-step"))
+    own = f"{receiver.origin}/hook?caller=1"
+    arn = start(stack, webhookUrl=own)
+    export_id = arn.rsplit(":", 1)[1]
+    until_waiting(arn)
+    # A call that lies (done, with a video elsewhere) only makes the execution check.
+    lie = {"progress": 100, "download_url": "https://x/y.mp4"}
+    assert simulator.send_webhook(stack.webhook_url(export_id), lie) == 202
+    result = stack.wait(arn, deadline_seconds=25)
+    assert_stored(stack, result, video_bytes(PROJECT, "1080"))
+
+    # AI Studios was given the stack's webhook, never the caller's.
+    [submitted] = [c.body for c in simulator.calls if c.body is not None]
+    assert submitted["webhookUrl"] == stack.webhook_url(export_id)
+    assert own not in json.dumps([c.body for c in simulator.calls])
+
+    # One POST per change of the progress CheckProgress confirmed, in order, and nothing else.
+    confirmed = confirmed_progress(arn)
+    changes = [p for i, p in enumerate(confirmed) if i == 0 or p != confirmed[i - 1]]
+    hooks = receiver.hooks
+    assert [h.body["progress"] for h in hooks] == [int(p) for p in changes]
+    assert all(h.path == "/hook?caller=1" for h in hooks)
+    assert all(h.content_type == "application/json" for h in hooks)
+    assert all(h.body["projectId"] == PROJECT for h in hooks)
+    progress = [h.body["progress"] for h in hooks]
+    assert progress == sorted(progress)  # never back (two changes may round to one whole percent)
+    *before, last = hooks
+    assert before, "progress before the end was relayed too"
+    assert all(h.body["progress"] < 100 and "download_url" not in h.body for h in before)
+    assert last.body["progress"] == 100
+    assert last.body["download_url"].startswith(simulator.base_url)

@@ -8,9 +8,7 @@ origin the stack's ``TrustedWebhookOrigin`` lets the relay reach.
 
 from __future__ import annotations
 
-import datetime as dt
 import io
-import ipaddress
 import json
 import ssl
 import threading
@@ -25,15 +23,12 @@ from typing import Any
 import boto3
 import pytest
 import requests
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
 from aistudios_export.webhooks import WAIT_RESOURCE
 from aistudios_local.simulator import AiStudiosSimulator, Scenario, video_bytes
 from aistudios_local.stack import EXPORT_STATE_MACHINE, LocalStack
 from tests.unit._downloads import ServerThread
+from tests.unit._tls import self_signed
 
 from .conftest import PROJECT, MakeStack, assert_stored
 
@@ -224,34 +219,7 @@ class HookReceiver:
     """A caller's own webhook: HTTPS on 127.0.0.1 (a certificate for that address), 204 to POSTs."""
 
     def __init__(self, directory: Path) -> None:
-        self.cert_file = directory / "hook-cert.pem"
-        key_file = directory / "hook-key.pem"
-        key = ec.generate_private_key(ec.SECP256R1())
-        subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
-        now = dt.datetime.now(dt.UTC)
-        cert = (
-            x509.CertificateBuilder()
-            .subject_name(subject)
-            .issuer_name(subject)
-            .public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - dt.timedelta(days=1))
-            .not_valid_after(now + dt.timedelta(days=1))
-            .add_extension(
-                x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
-                critical=False,
-            )
-            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-            .sign(key, hashes.SHA256())
-        )
-        self.cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-        key_file.write_bytes(
-            key.private_bytes(
-                serialization.Encoding.PEM,
-                serialization.PrivateFormat.PKCS8,
-                serialization.NoEncryption(),
-            )
-        )
+        self.cert_file, key_file = self_signed(directory, "127.0.0.1")
         self.hooks: list[Hook] = []
         lock = threading.Lock()
         receiver = self

@@ -1,12 +1,14 @@
 """An HTTPS server on loopback with a self-signed certificate for a chosen name.
 
-Shared by the tests of the pinned transport and of the API client behind a CONNECT proxy: the
-certificate is its own CA, so a test trusts it by pointing ``REQUESTS_CA_BUNDLE`` at it.
+Shared by the tests of the pinned transport, of the API client behind a CONNECT proxy and of
+the relay to a caller's webhook (:func:`self_signed`): the certificate is its own CA, so a
+test trusts it by pointing ``REQUESTS_CA_BUNDLE`` at it.
 """
 
 from __future__ import annotations
 
 import datetime
+import ipaddress
 import ssl
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
@@ -21,6 +23,11 @@ from tests.unit._downloads import ServerThread
 
 
 def self_signed(directory: Path, name: str) -> tuple[Path, Path]:
+    """Write a certificate for ``name`` (a host name, or an address named as one) and its key."""
+    try:
+        alternative: x509.GeneralName = x509.IPAddress(ipaddress.ip_address(name))
+    except ValueError:
+        alternative = x509.DNSName(name)
     key = ec.generate_private_key(ec.SECP256R1())
     subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
     now = datetime.datetime.now(datetime.UTC)
@@ -32,7 +39,7 @@ def self_signed(directory: Path, name: str) -> tuple[Path, Path]:
         .serial_number(x509.random_serial_number())
         .not_valid_before(now - datetime.timedelta(days=1))
         .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]), critical=False)
+        .add_extension(x509.SubjectAlternativeName([alternative]), critical=False)
         .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
         .sign(key, hashes.SHA256())
     )

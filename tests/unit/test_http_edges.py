@@ -36,26 +36,30 @@ def malformed_headers(h: BaseHTTPRequestHandler) -> None:
     h.close_connection = True
 
 
+def download_status(server: DownloadServer, path: str, *, max_redirects: int) -> int:
+    """Open the server's ``path`` (signed) as FinalizeExport would; return the final status."""
+    pools = PinnedPools()
+    try:
+        with open_download(
+            lambda: server.url(path),
+            pools,
+            UrlPolicy.from_trusted_origin(server.origin),
+            timeout=(2, 5),
+            max_url_refreshes=0,
+            max_redirects=max_redirects,
+        ) as download:
+            return download.response.status
+    finally:
+        pools.clear()
+
+
 def test_a_download_whose_headers_do_not_parse_logs_no_query_string(
     server: DownloadServer, caplog: pytest.LogCaptureFixture
 ) -> None:
     server.routes["/video"] = malformed_headers
     install_log_hygiene()
     caplog.set_level(logging.DEBUG)
-    pools = PinnedPools()
-
-    try:
-        with open_download(
-            lambda: server.url("/video"),
-            pools,
-            UrlPolicy.from_trusted_origin(server.origin),
-            timeout=(2, 5),
-            max_url_refreshes=0,
-            max_redirects=0,
-        ) as download:
-            assert download.response.status == 200
-    finally:
-        pools.clear()
+    assert download_status(server, "/video", max_redirects=0) == 200
 
     assert server.hits == ["/video"]
     urllib3_records = [r for r in caplog.records if r.name.startswith("urllib3")]
@@ -78,20 +82,7 @@ def test_a_redirect_to_a_raw_utf8_location_requests_its_utf8_escapes(
 ) -> None:
     server.routes["/start"] = raw_utf8_redirect
     server.routes["/vid%C3%A9o.mp4"] = serve(b"video")
-    pools = PinnedPools()
-
-    try:
-        with open_download(
-            lambda: server.url("/start"),
-            pools,
-            UrlPolicy.from_trusted_origin(server.origin),
-            timeout=(2, 5),
-            max_url_refreshes=0,
-            max_redirects=1,
-        ) as download:
-            status = download.response.status
-    finally:
-        pools.clear()
+    status = download_status(server, "/start", max_redirects=1)
 
     # requests read a Location's bytes as UTF-8; read as Latin-1 and escaped again they
     # name another path ("/vid%C3%83%C2%A9o.mp4").
